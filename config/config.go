@@ -1,0 +1,403 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of the configuration, applied to keys the file leaves out.
+const (
+	DefaultTimeout          = 30 * time.Second
+	DefaultMaxRetries       = 3
+	DefaultBackoffFactor    = 2.0
+	DefaultPoolConnections  = 10
+	DefaultPoolMaxSize      = 20
+	DefaultMaxResponseBytes = 16 << 20
+	DefaultTracingBackend   = "opentelemetry"
+	DefaultSampleRate       = 1.0
+	DefaultMethod           = "POST"
+	DefaultResponseMode     = ResponseModeLastNode
+)
+
+// Response modes of an n8n webhook node.
+const (
+	ResponseModeOnReceived   = "onReceived"
+	ResponseModeLastNode     = "lastNode"
+	ResponseModeResponseNode = "responseNode"
+)
+
+// Auth types of a workflow's webhook.
+const (
+	AuthNone   = "none"
+	AuthHeader = "header"
+	AuthBasic  = "basic"
+)
+
+// Config is the whole configuration. Start from Default (or Load a file):
+// a zero Config leaves MaxRetries and BackoffFactor at zero, which means
+// no retries.
+type Config struct {
+	N8N       N8N                 `yaml:"n8n"`
+	Invokers  Invokers            `yaml:"invokers"`
+	Tracing   Tracing             `yaml:"tracing"`
+	Hooks     Hooks               `yaml:"hooks"`
+	Workflows map[string]Workflow `yaml:"workflows"`
+
+	file string
+	pos  map[string]Position
+}
+
+// N8N is the n8n instance to talk to.
+type N8N struct {
+	// BaseURL is the instance's URL, e.g. https://n8n.example.com; webhooks
+	// are served under BaseURL/webhook/.
+	BaseURL string `yaml:"base_url"`
+	// APIKey is the public API key (header X-N8N-API-KEY).
+	APIKey Secret `yaml:"api_key"`
+	// Timeout bounds one attempt. Zero means DefaultTimeout.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Invokers configures the transports.
+type Invokers struct {
+	HTTP HTTP `yaml:"http"`
+}
+
+// HTTP configures the webhook invoker.
+type HTTP struct {
+	// MaxRetries is the number of retries after the first attempt.
+	MaxRetries int `yaml:"max_retries"`
+	// BackoffFactor sets the delay before retry n to at most
+	// BackoffFactor * 2^(n-1) seconds (full jitter), capped at 60 s.
+	BackoffFactor float64 `yaml:"backoff_factor"`
+	// PoolConnections is the number of hosts whose idle connections are
+	// kept; with PoolMaxSize it sets the transport's MaxIdleConns.
+	// Zero means DefaultPoolConnections.
+	PoolConnections int `yaml:"pool_connections"`
+	// PoolMaxSize is the number of idle connections kept per host
+	// (MaxIdleConnsPerHost). Zero means DefaultPoolMaxSize.
+	PoolMaxSize int `yaml:"pool_maxsize"`
+	// MaxResponseBytes limits a response body. Zero means
+	// DefaultMaxResponseBytes.
+	MaxResponseBytes int64 `yaml:"max_response_bytes"`
+}
+
+// Tracing configures OpenTelemetry tracing.
+type Tracing struct {
+	Enabled    bool    `yaml:"enabled"`
+	Backend    string  `yaml:"backend"`
+	SampleRate float64 `yaml:"sample_rate"`
+}
+
+// Hooks names the hooks to run at each stage.
+type Hooks struct {
+	PreExecution  []HookRef `yaml:"pre_execution"`
+	PostExecution []HookRef `yaml:"post_execution"`
+	Error         []HookRef `yaml:"error"`
+}
+
+// HookRef is a hook named in the file, with where it was named.
+type HookRef struct {
+	Name string
+	Pos  Position
+}
+
+// Workflow maps a workflow name to its n8n webhook.
+type Workflow struct {
+	// Path is the webhook node's path, e.g. "user-onboarding"; it is served
+	// at BaseURL/webhook/<path>.
+	Path string `yaml:"path"`
+	// Method is the webhook's HTTP method. Empty means POST.
+	Method string `yaml:"method"`
+	// ResponseMode is the webhook node's response mode. Empty means
+	// lastNode.
+	ResponseMode string `yaml:"response_mode"`
+	// Timeout overrides N8N.Timeout for this workflow when not zero.
+	Timeout Duration `yaml:"timeout"`
+	// Auth is the webhook's authentication.
+	Auth Auth `yaml:"auth"`
+}
+
+// Auth is a webhook's authentication.
+type Auth struct {
+	// Type is none, header or basic. Empty means none.
+	Type string `yaml:"type"`
+	// Name is the header name for header auth.
+	Name string `yaml:"name"`
+	// Value is the header value for header auth.
+	Value Secret `yaml:"value"`
+	// Username is the user for basic auth.
+	Username string `yaml:"username"`
+	// Password is the password for basic auth.
+	Password Secret `yaml:"password"`
+}
+
+// Duration is a time.Duration read from YAML as seconds (30, 1.5) or as a
+// Go duration string ("30s", "1m").
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Position is a place in a configuration file.
+type Position struct {
+	File   string
+	Line   int
+	Column int
+}
+
+func (p Position) String() string {
+	switch {
+	case p.File == "":
+		return fmt.Sprintf("line %d", p.Line)
+	case p.Line == 0:
+		return p.File
+	case p.Column == 0:
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+}
+
+// Error is a configuration error at a place in the file.
+type Error struct {
+	Pos Position
+	// Field is the dotted path of the field, e.g. invokers.http.max_retries.
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("%s: %s", e.Pos, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.Pos, e.Field, e.Msg)
+}
+
+// Default returns the configuration with every default filled in and no
+// base URL.
+func Default() *Config {
+	return &Config{
+		N8N: N8N{Timeout: Duration(DefaultTimeout)},
+		Invokers: Invokers{HTTP: HTTP{
+			MaxRetries:       DefaultMaxRetries,
+			BackoffFactor:    DefaultBackoffFactor,
+			PoolConnections:  DefaultPoolConnections,
+			PoolMaxSize:      DefaultPoolMaxSize,
+			MaxResponseBytes: DefaultMaxResponseBytes,
+		}},
+		Tracing: Tracing{Backend: DefaultTracingBackend, SampleRate: DefaultSampleRate},
+	}
+}
+
+// File returns the path the configuration was loaded from, if any.
+func (c *Config) File() string { return c.file }
+
+// PositionOf returns where field (a dotted path such as
+// "workflows.user-onboarding.path") was set; for a field the file leaves
+// out, where its nearest parent was set; else the file alone.
+func (c *Config) PositionOf(field string) Position {
+	for f := field; f != ""; {
+		if p, ok := c.pos[f]; ok {
+			return p
+		}
+		i := strings.LastIndexByte(f, '.')
+		if i < 0 {
+			break
+		}
+		f = f[:i]
+	}
+	return Position{File: c.file}
+}
+
+// WorkflowNames returns the configured workflow names, sorted.
+func (c *Config) WorkflowNames() []string {
+	names := make([]string, 0, len(c.Workflows))
+	for n := range c.Workflows {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (c *Config) errorf(field, format string, args ...any) *Error {
+	return &Error{Pos: c.PositionOf(field), Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+var validMethods = map[string]bool{"GET": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "HEAD": true}
+
+// Validate fills in the defaults for zero values that have no meaning of
+// their own (timeouts, pool sizes, methods, modes) and checks every value.
+// It returns all problems found, joined, each an *Error.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(e *Error) { errs = append(errs, e) }
+
+	if c.N8N.BaseURL == "" {
+		add(c.errorf("n8n.base_url", "is required"))
+	} else if u, err := url.Parse(c.N8N.BaseURL); err != nil {
+		add(c.errorf("n8n.base_url", "invalid URL: %v", err))
+	} else if u.Scheme != "http" && u.Scheme != "https" {
+		add(c.errorf("n8n.base_url", "must start with http:// or https://, got %q", c.N8N.BaseURL))
+	} else if u.Host == "" {
+		add(c.errorf("n8n.base_url", "has no host: %q", c.N8N.BaseURL))
+	} else if u.User != nil {
+		add(c.errorf("n8n.base_url", "must not carry credentials; use n8n.api_key or a workflow's auth"))
+	} else if u.RawQuery != "" || u.Fragment != "" {
+		add(c.errorf("n8n.base_url", "must not have a query or fragment"))
+	}
+	switch {
+	case c.N8N.Timeout < 0:
+		add(c.errorf("n8n.timeout", "must be positive, got %s", c.N8N.Timeout.D()))
+	case c.N8N.Timeout == 0:
+		c.N8N.Timeout = Duration(DefaultTimeout)
+	}
+
+	h := &c.Invokers.HTTP
+	if h.MaxRetries < 0 || h.MaxRetries > 100 {
+		add(c.errorf("invokers.http.max_retries", "must be between 0 and 100, got %d", h.MaxRetries))
+	}
+	if h.BackoffFactor < 0 || h.BackoffFactor > 3600 || math.IsNaN(h.BackoffFactor) {
+		add(c.errorf("invokers.http.backoff_factor", "must be between 0 and 3600, got %v", h.BackoffFactor))
+	}
+	positive := func(field string, v *int, def int) {
+		switch {
+		case *v < 0:
+			add(c.errorf(field, "must not be negative, got %d", *v))
+		case *v == 0:
+			*v = def
+		}
+	}
+	positive("invokers.http.pool_connections", &h.PoolConnections, DefaultPoolConnections)
+	positive("invokers.http.pool_maxsize", &h.PoolMaxSize, DefaultPoolMaxSize)
+	switch {
+	case h.MaxResponseBytes < 0:
+		add(c.errorf("invokers.http.max_response_bytes", "must not be negative, got %d", h.MaxResponseBytes))
+	case h.MaxResponseBytes == 0:
+		h.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+
+	t := &c.Tracing
+	switch t.Backend {
+	case "":
+		t.Backend = DefaultTracingBackend
+	case "opentelemetry", "none":
+	default:
+		add(c.errorf("tracing.backend", "must be opentelemetry or none, got %q", t.Backend))
+	}
+	if !(t.SampleRate >= 0 && t.SampleRate <= 1) {
+		add(c.errorf("tracing.sample_rate", "must be between 0 and 1, got %v", t.SampleRate))
+	}
+
+	for stage, refs := range map[string][]HookRef{
+		"pre_execution": c.Hooks.PreExecution, "post_execution": c.Hooks.PostExecution, "error": c.Hooks.Error,
+	} {
+		for i, r := range refs {
+			if strings.TrimSpace(r.Name) == "" {
+				add(&Error{Pos: r.Pos, Field: fmt.Sprintf("hooks.%s[%d]", stage, i), Msg: "empty hook name"})
+			}
+		}
+	}
+
+	for _, name := range c.WorkflowNames() {
+		w := c.Workflows[name]
+		f := "workflows." + name
+		if strings.TrimSpace(name) == "" {
+			add(c.errorf(f, "workflow name must not be empty"))
+		}
+		w.Path = strings.TrimPrefix(w.Path, "/")
+		switch {
+		case w.Path == "":
+			add(c.errorf(f+".path", "is required"))
+		case strings.Contains(w.Path, "://") || strings.ContainsAny(w.Path, "?# "):
+			add(c.errorf(f+".path", "must be the webhook node's path (no scheme, query or spaces), got %q", w.Path))
+		}
+		w.Method = strings.ToUpper(w.Method)
+		if w.Method == "" {
+			w.Method = DefaultMethod
+		} else if !validMethods[w.Method] {
+			add(c.errorf(f+".method", "must be one of GET, POST, PUT, PATCH, DELETE, HEAD, got %q", w.Method))
+		}
+		switch w.ResponseMode {
+		case "":
+			w.ResponseMode = DefaultResponseMode
+		case ResponseModeOnReceived, ResponseModeLastNode, ResponseModeResponseNode:
+		default:
+			add(c.errorf(f+".response_mode", "must be onReceived, lastNode or responseNode, got %q", w.ResponseMode))
+		}
+		if w.Timeout < 0 {
+			add(c.errorf(f+".timeout", "must be positive, got %s", w.Timeout.D()))
+		}
+		a := &w.Auth
+		switch a.Type {
+		case "", AuthNone:
+			a.Type = AuthNone
+		case AuthHeader:
+			if a.Name == "" {
+				add(c.errorf(f+".auth.name", "is required for header auth"))
+			}
+			if a.Value.IsZero() {
+				add(c.errorf(f+".auth.value", "is required for header auth"))
+			}
+		case AuthBasic:
+			if a.Username == "" {
+				add(c.errorf(f+".auth.username", "is required for basic auth"))
+			}
+			if a.Password.IsZero() {
+				add(c.errorf(f+".auth.password", "is required for basic auth"))
+			}
+		default:
+			add(c.errorf(f+".auth.type", "must be none, header or basic, got %q", a.Type))
+		}
+		c.Workflows[name] = w
+	}
+	return joinErrors(errs)
+}
+
+// joinErrors returns nil, the one error, or all of them sorted by line.
+func joinErrors(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	sort.SliceStable(errs, func(i, j int) bool {
+		a, b := errs[i].(*Error), errs[j].(*Error)
+		return a.Pos.Line < b.Pos.Line
+	})
+	return &Errors{List: errs}
+}
+
+// Errors is several configuration errors, each an *Error.
+type Errors struct{ List []error }
+
+func (e *Errors) Error() string {
+	msgs := make([]string, len(e.List))
+	for i, err := range e.List {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Unwrap returns the errors, so errors.As finds each *Error.
+func (e *Errors) Unwrap() []error { return e.List }
+
+// parseDuration reads seconds or a Go duration string.
+func parseDuration(s string) (Duration, error) {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e9 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("want seconds (30) or a duration (\"30s\"), got %q", s)
+	}
+	return Duration(d), nil
+}

@@ -1,0 +1,229 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) Option {
+	return WithLookupEnv(func(k string) (string, bool) { v, ok := m[k]; return v, ok })
+}
+
+func TestLoadSeedSchema(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load("testdata/seed.yaml", env(map[string]string{"N8N_API_KEY": "k-123"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.N8N.BaseURL != "https://n8n.example.com" || cfg.N8N.APIKey.Reveal() != "k-123" || cfg.N8N.Timeout.D() != 30*time.Second {
+		t.Errorf("n8n = %+v", cfg.N8N)
+	}
+	want := HTTP{MaxRetries: 3, BackoffFactor: 2, PoolConnections: 10, PoolMaxSize: 20, MaxResponseBytes: DefaultMaxResponseBytes}
+	if cfg.Invokers.HTTP != want {
+		t.Errorf("http = %+v, want %+v", cfg.Invokers.HTTP, want)
+	}
+	if !cfg.Tracing.Enabled || cfg.Tracing.Backend != "opentelemetry" || cfg.Tracing.SampleRate != 1 {
+		t.Errorf("tracing = %+v", cfg.Tracing)
+	}
+	var names []string
+	for _, r := range cfg.Hooks.PreExecution {
+		names = append(names, r.Name)
+	}
+	if strings.Join(names, ",") != "logging_hook,metrics_hook" || cfg.Hooks.PreExecution[1].Pos.Line != 21 {
+		t.Errorf("pre hooks = %+v", cfg.Hooks.PreExecution)
+	}
+	if len(cfg.Hooks.PostExecution) != 1 || len(cfg.Hooks.Error) != 1 || cfg.Hooks.Error[0].Name != "notification_hook" {
+		t.Errorf("hooks = %+v", cfg.Hooks)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse([]byte(`
+n8n:
+  base_url: http://127.0.0.1:5678
+workflows:
+  w:
+    path: /hook
+`), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Invokers.HTTP
+	if cfg.N8N.Timeout.D() != DefaultTimeout || h.MaxRetries != 3 || h.BackoffFactor != 2 || h.PoolConnections != 10 || h.PoolMaxSize != 20 {
+		t.Errorf("defaults not applied: %+v %+v", cfg.N8N, h)
+	}
+	if cfg.Tracing.Enabled || cfg.Tracing.SampleRate != 1 {
+		t.Errorf("tracing defaults: %+v", cfg.Tracing)
+	}
+	w := cfg.Workflows["w"]
+	if w.Path != "hook" || w.Method != "POST" || w.ResponseMode != "lastNode" || w.Auth.Type != "none" {
+		t.Errorf("workflow defaults: %+v", w)
+	}
+}
+
+func TestExplicitZeroRetriesKept(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse([]byte("n8n: {base_url: 'http://x'}\ninvokers: {http: {max_retries: 0, backoff_factor: 0}}\n"), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Invokers.HTTP.MaxRetries != 0 || cfg.Invokers.HTTP.BackoffFactor != 0 {
+		t.Errorf("explicit zero overwritten: %+v", cfg.Invokers.HTTP)
+	}
+}
+
+func TestEnvExpansionInValues(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse([]byte(`
+n8n:
+  base_url: "${N8N_URL:-http://127.0.0.1:5678}"
+  timeout: ${TIMEOUT}
+invokers:
+  http:
+    max_retries: ${RETRIES:-5}
+workflows:
+  onboarding:
+    path: user-onboarding
+    auth:
+      type: header
+      name: X-Token
+      value: "${TOKEN}"
+`), "c.yaml", env(map[string]string{"TIMEOUT": "2.5", "TOKEN": "s3cret: with # chars"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.N8N.BaseURL != "http://127.0.0.1:5678" || cfg.N8N.Timeout.D() != 2500*time.Millisecond || cfg.Invokers.HTTP.MaxRetries != 5 {
+		t.Errorf("expanded = %+v %+v", cfg.N8N, cfg.Invokers.HTTP)
+	}
+	if got := cfg.Workflows["onboarding"].Auth.Value.Reveal(); got != "s3cret: with # chars" {
+		t.Errorf("token = %q", got)
+	}
+}
+
+func TestExpand(t *testing.T) {
+	t.Parallel()
+	lookup := func(k string) (string, bool) {
+		v, ok := map[string]string{"A": "1", "EMPTY": ""}[k]
+		return v, ok
+	}
+	tests := []struct {
+		in, want, err string
+	}{
+		{in: "plain", want: "plain"},
+		{in: "${A}", want: "1"},
+		{in: "x${A}y${A}", want: "x1y1"},
+		{in: "${B:-def}", want: "def"},
+		{in: "${B:-}", want: ""},
+		{in: "${EMPTY:-def}", want: "def"},
+		{in: "${EMPTY}", want: ""},
+		{in: "$${A}", want: "${A}"},
+		{in: "cost $5", want: "cost $5"},
+		{in: "${B}", err: "B is not set"},
+		{in: "${A", err: "unterminated"},
+		{in: "${}", err: "invalid variable"},
+		{in: "${1A}", err: "invalid variable"},
+	}
+	for _, tt := range tests {
+		got, err := Expand(tt.in, lookup)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("Expand(%q) error = %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("Expand(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestErrorsNameFileLineField(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml string
+		line       int
+		field, msg string
+	}{
+		{"unset env", "n8n:\n  base_url: http://x\n  api_key: ${NOPE}\n", 3, "n8n.api_key", "NOPE is not set"},
+		{"unknown key", "n8n:\n  base_url: http://x\n  timeot: 3\n", 3, "n8n.timeot", "unknown field"},
+		{"unknown top key", "n8n:\n  base_url: http://x\nworkflow: {}\n", 3, "workflow", "unknown field"},
+		{"wrong type int", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    max_retries: three\n", 4, "invokers.http.max_retries", "want an integer"},
+		{"wrong type map", "n8n:\n  base_url: http://x\ninvokers: [1]\n", 3, "invokers", "want a mapping"},
+		{"wrong type bool", "n8n: {base_url: 'http://x'}\ntracing:\n  enabled: maybe\n", 3, "tracing.enabled", "true or false"},
+		{"negative retries", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    max_retries: -1\n", 4, "invokers.http.max_retries", "between 0 and 100"},
+		{"url without scheme", "n8n:\n  base_url: n8n.example.com\n", 2, "n8n.base_url", "http:// or https://"},
+		{"missing base url", "n8n:\n  timeout: 3\n", 0, "n8n.base_url", "is required"},
+		{"sample rate", "n8n: {base_url: 'http://x'}\ntracing:\n  sample_rate: 1.5\n", 3, "tracing.sample_rate", "between 0 and 1"},
+		{"bad backend", "n8n: {base_url: 'http://x'}\ntracing:\n  backend: jaeger\n", 3, "tracing.backend", "opentelemetry or none"},
+		{"bad timeout", "n8n:\n  base_url: http://x\n  timeout: soon\n", 3, "n8n.timeout", "want seconds"},
+		{"negative pool", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    pool_maxsize: -2\n", 4, "invokers.http.pool_maxsize", "negative"},
+		{"workflow no path", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    method: POST\n", 3, "workflows.a.path", "is required"},
+		{"workflow bad mode", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    response_mode: whenDone\n", 5, "workflows.a.response_mode", "onReceived"},
+		{"workflow bad method", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    method: FETCH\n", 5, "workflows.a.method", "must be one of"},
+		{"header auth no value", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    auth:\n      type: header\n      name: X-K\n", 0, "workflows.a.auth.value", "required"},
+		{"auth type", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    auth:\n      type: oauth\n", 6, "workflows.a.auth.type", "none, header or basic"},
+		{"duplicate key", "n8n:\n  base_url: http://x\n  base_url: http://y\n", 3, "n8n.base_url", "duplicate"},
+		{"syntax", "n8n:\n  base_url: [http://x\n", 1, "", "YAML syntax"},
+		{"list for scalar", "n8n:\n  base_url: [a, b]\n", 2, "n8n.base_url", "single value"},
+		{"empty hook", "n8n: {base_url: 'http://x'}\nhooks:\n  error: ['']\n", 3, "hooks.error[0]", "empty hook name"},
+		{"empty file", "", 1, "", "empty configuration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte(tt.yaml), "conf.yaml", env(nil))
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error = %v (%T), want *Error", err, err)
+			}
+			if e.Pos.File != "conf.yaml" || (tt.line != 0 && e.Pos.Line != tt.line) || e.Field != tt.field || !strings.Contains(e.Msg, tt.msg) {
+				t.Errorf("error = %q; want conf.yaml line %d field %q msg %q", err, tt.line, tt.field, tt.msg)
+			}
+			if tt.line != 0 && !strings.HasPrefix(err.Error(), fmt.Sprintf("conf.yaml:%d", tt.line)) {
+				t.Errorf("message %q does not start with file:line", err)
+			}
+		})
+	}
+}
+
+func TestSeveralErrorsReported(t *testing.T) {
+	t.Parallel()
+	_, err := Parse([]byte("n8n:\n  base_url: ftp://x\ninvokers:\n  http:\n    max_retries: -1\n    backoff_factor: -2\n"), "c.yaml")
+	var es *Errors
+	if !errors.As(err, &es) || len(es.List) != 3 {
+		t.Fatalf("err = %v, want 3 errors", err)
+	}
+	if !strings.HasPrefix(es.List[0].Error(), "c.yaml:2:") || !strings.HasPrefix(es.List[2].Error(), "c.yaml:6:") {
+		t.Errorf("not sorted by line: %v", err)
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	t.Parallel()
+	s := NewSecret("hunter2")
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "key", s)
+	js, _ := json.Marshal(struct{ K Secret }{s})
+	outs := []string{
+		fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s %q %x", s, s, s, s, s, s),
+		fmt.Sprintf("%+v", N8N{APIKey: s}), fmt.Sprintf("%#v", N8N{APIKey: s}),
+		logged.String(), string(js),
+	}
+	for _, o := range outs {
+		if strings.Contains(o, "hunter2") {
+			t.Errorf("secret leaked: %s", o)
+		}
+		if !strings.Contains(o, "REDACTED") {
+			t.Errorf("no REDACTED in %q", o)
+		}
+	}
+	if s.Reveal() != "hunter2" {
+		t.Error("Reveal lost the value")
+	}
+}

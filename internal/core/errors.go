@@ -1,0 +1,289 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Class says whether an error is worth retrying.
+type Class int
+
+const (
+	// Unknown errors are unexpected answers: retried with caution (once).
+	Unknown Class = iota
+	// Transient errors (connection failures, 429, 502, 503, 504, 524) are
+	// retried with backoff.
+	Transient
+	// Permanent errors (400, 401, 403, 404, 422, a workflow that ran and
+	// failed) are returned at once.
+	Permanent
+)
+
+// String returns "unknown", "transient" or "permanent".
+func (c Class) String() string {
+	switch c {
+	case Transient:
+		return "transient"
+	case Permanent:
+		return "permanent"
+	default:
+		return "unknown"
+	}
+}
+
+// MarshalText encodes the class as its name.
+func (c Class) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// Sentinel errors, matched with errors.Is.
+var (
+	// ErrPermanent matches every error whose class is Permanent.
+	ErrPermanent = errors.New("permanent error")
+	// ErrWorkflowFailed matches the 500 "Error in workflow" answer: the
+	// workflow ran and failed, so the request is not re-sent.
+	ErrWorkflowFailed = errors.New("workflow failed")
+	// ErrUnknownWorkflow matches a workflow name that no configuration or
+	// resolver knows.
+	ErrUnknownWorkflow = errors.New("unknown workflow")
+	// ErrNotRegistered matches n8n's 404 for a webhook that is not
+	// registered (unknown path or inactive workflow).
+	ErrNotRegistered = errors.New("webhook not registered")
+	// ErrClosed is returned for work submitted after Close.
+	ErrClosed = errors.New("invoker: manager closed")
+	// ErrRateLimited matches a 429 answer.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrCircuitOpen matches a call refused by an open circuit breaker.
+	ErrCircuitOpen = errors.New("circuit open")
+)
+
+// ClassOf returns the class of err: the class of the first error in its
+// chain that reports one, Unknown when none does. Cancellation is not a
+// failure and has no class of its own: ClassOf reports Permanent for it so
+// that nobody retries a canceled call; use IsCanceled to tell it apart.
+func ClassOf(err error) Class {
+	if err == nil {
+		return Unknown
+	}
+	if IsCanceled(err) {
+		return Permanent
+	}
+	var c interface{ Class() Class }
+	if errors.As(err, &c) {
+		return c.Class()
+	}
+	return Unknown
+}
+
+// IsCanceled reports whether err comes from a canceled context or an
+// expired deadline of the caller.
+func IsCanceled(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func isClass(c Class, target error) bool {
+	return target == ErrPermanent && c == Permanent
+}
+
+// HTTPError is an answer from n8n with a status that is not a success.
+type HTTPError struct {
+	Workflow   string
+	Method     string
+	URL        string // without query and credentials
+	StatusCode int
+	// Message is n8n's "message" field when the body is JSON, else the
+	// start of the body.
+	Message string
+	// Body is the start of the response body, at most 4 KiB.
+	Body   []byte
+	Header http.Header
+	// ErrClass is the classification of this answer.
+	ErrClass Class
+	// Attempts is the number of attempts made.
+	Attempts int
+	// WorkflowFailed is true for n8n's 500 "Error in workflow".
+	WorkflowFailed bool
+	// NotRegistered is true for n8n's 404 "webhook is not registered".
+	NotRegistered bool
+}
+
+func (e *HTTPError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "workflow %q: %s %s: HTTP %d", e.Workflow, e.Method, e.URL, e.StatusCode)
+	if e.Message != "" {
+		fmt.Fprintf(&b, ": %s", e.Message)
+	}
+	fmt.Fprintf(&b, " (%s, %d attempt%s)", e.ErrClass, e.Attempts, plural(e.Attempts))
+	return b.String()
+}
+
+// Class returns the classification of the answer.
+func (e *HTTPError) Class() Class { return e.ErrClass }
+
+// Is matches ErrPermanent, ErrWorkflowFailed, ErrNotRegistered and
+// ErrRateLimited.
+func (e *HTTPError) Is(target error) bool {
+	switch target {
+	case ErrWorkflowFailed:
+		return e.WorkflowFailed
+	case ErrNotRegistered:
+		return e.NotRegistered
+	case ErrRateLimited:
+		return e.StatusCode == http.StatusTooManyRequests
+	}
+	return isClass(e.ErrClass, target)
+}
+
+// TransportError is a failure to get an answer at all: connection refused,
+// reset, a timeout of the attempt, a TLS failure.
+type TransportError struct {
+	Workflow string
+	Method   string
+	URL      string
+	// Attempts is the number of attempts made.
+	Attempts int
+	// ErrClass is the classification (Transient for connection failures).
+	ErrClass Class
+	Err      error
+}
+
+func (e *TransportError) Error() string {
+	return fmt.Sprintf("workflow %q: %s %s: %v (%s, %d attempt%s)",
+		e.Workflow, e.Method, e.URL, e.Err, e.ErrClass, e.Attempts, plural(e.Attempts))
+}
+
+// Unwrap returns the underlying network error.
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// Class returns the classification of the failure.
+func (e *TransportError) Class() Class { return e.ErrClass }
+
+// Is matches ErrPermanent for permanent transport failures.
+func (e *TransportError) Is(target error) bool { return isClass(e.ErrClass, target) }
+
+// ResponseError is a success status whose body failed validation: too
+// large, malformed JSON, an unexpected content type. The workflow ran, so
+// it is Permanent: re-sending would run it again.
+type ResponseError struct {
+	Workflow   string
+	StatusCode int
+	Reason     string
+	Attempts   int
+	Err        error
+}
+
+func (e *ResponseError) Error() string {
+	s := fmt.Sprintf("workflow %q: invalid response (HTTP %d): %s", e.Workflow, e.StatusCode, e.Reason)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return fmt.Sprintf("%s (permanent, %d attempt%s)", s, e.Attempts, plural(e.Attempts))
+}
+
+// Unwrap returns the decoding error, if any.
+func (e *ResponseError) Unwrap() error { return e.Err }
+
+// Class returns Permanent.
+func (e *ResponseError) Class() Class { return Permanent }
+
+// Is matches ErrPermanent.
+func (e *ResponseError) Is(target error) bool { return target == ErrPermanent }
+
+// RetryAfterError is returned when n8n (or a proxy) asks to wait longer
+// than the invoker's maximum Retry-After delay. It carries the requested
+// wait so that a caller can schedule the item instead of sleeping.
+type RetryAfterError struct {
+	Workflow string
+	// Wait is the delay the server asked for.
+	Wait time.Duration
+	// Attempts is the number of attempts made.
+	Attempts int
+	// Err is the answer that carried the Retry-After header.
+	Err error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("workflow %q: server asked to retry after %s, more than allowed (%d attempt%s): %v",
+		e.Workflow, e.Wait, e.Attempts, plural(e.Attempts), e.Err)
+}
+
+// Unwrap returns the answer that carried the Retry-After header.
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// Class returns Transient: the call may succeed later.
+func (e *RetryAfterError) Class() Class { return Transient }
+
+// AttemptsExhaustedError is returned when every allowed attempt failed
+// with a retryable error.
+type AttemptsExhaustedError struct {
+	Workflow string
+	Attempts int
+	// Last is the error of the last attempt.
+	Last error
+}
+
+func (e *AttemptsExhaustedError) Error() string {
+	return fmt.Sprintf("workflow %q: gave up after %d attempt%s: %v", e.Workflow, e.Attempts, plural(e.Attempts), e.Last)
+}
+
+// Unwrap returns the error of the last attempt.
+func (e *AttemptsExhaustedError) Unwrap() error { return e.Last }
+
+// Class returns the class of the last attempt's error.
+func (e *AttemptsExhaustedError) Class() Class { return ClassOf(e.Last) }
+
+// UnknownWorkflowError is returned for a workflow name that nothing
+// resolves.
+type UnknownWorkflowError struct {
+	Workflow string
+	// Known lists the configured workflow names, for the message.
+	Known []string
+}
+
+func (e *UnknownWorkflowError) Error() string {
+	if len(e.Known) == 0 {
+		return fmt.Sprintf("unknown workflow %q: no workflows are configured", e.Workflow)
+	}
+	return fmt.Sprintf("unknown workflow %q (configured: %s)", e.Workflow, strings.Join(e.Known, ", "))
+}
+
+// Class returns Permanent.
+func (e *UnknownWorkflowError) Class() Class { return Permanent }
+
+// Is matches ErrUnknownWorkflow and ErrPermanent.
+func (e *UnknownWorkflowError) Is(target error) bool {
+	return target == ErrUnknownWorkflow || target == ErrPermanent
+}
+
+// AttemptsOf returns the number of attempts recorded on err, 0 when none.
+func AttemptsOf(err error) int {
+	var (
+		h *HTTPError
+		t *TransportError
+		r *ResponseError
+		a *RetryAfterError
+		x *AttemptsExhaustedError
+	)
+	switch {
+	case errors.As(err, &x):
+		return x.Attempts
+	case errors.As(err, &a):
+		return a.Attempts
+	case errors.As(err, &h):
+		return h.Attempts
+	case errors.As(err, &t):
+		return t.Attempts
+	case errors.As(err, &r):
+		return r.Attempts
+	}
+	return 0
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}

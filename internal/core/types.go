@@ -1,0 +1,64 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Invoker runs one workflow invocation. Implementations handle their own
+// retries and return a *Result or a typed error that carries its Class and
+// the number of attempts made. They must be safe for concurrent use.
+type Invoker interface {
+	Invoke(ctx context.Context, req *Request) (*Result, error)
+}
+
+// Request is one workflow invocation, independent of the transport.
+type Request struct {
+	// Workflow names the workflow: a configured alias such as
+	// "user-onboarding".
+	Workflow string
+	// Params is encoded as the JSON object body (for GET and HEAD webhooks,
+	// as the query string). Ignored when Body is set.
+	Params map[string]any
+	// Body, when set, is sent as-is as the JSON body. It must be valid JSON.
+	Body json.RawMessage
+	// RequestID identifies the invocation. It is sent on every attempt
+	// (header X-Request-Id) and stays the same across retries.
+	RequestID string
+	// IdempotencyKey is sent on every attempt (header Idempotency-Key) and
+	// stays the same across retries and replays, so that a workflow can
+	// recognise a repeated delivery.
+	IdempotencyKey string
+}
+
+// Result is the outcome of an invocation that n8n answered with success.
+type Result struct {
+	// Workflow is the workflow the request named.
+	Workflow string `json:"workflow"`
+	// RequestID is the request id sent with every attempt.
+	RequestID string `json:"request_id"`
+	// ExecutionID is n8n's execution id when the response carried it
+	// (header X-N8N-Execution-Id or an "executionId" field in the output),
+	// empty otherwise.
+	ExecutionID string `json:"execution_id,omitempty"`
+	// StatusCode is the HTTP status of the final attempt.
+	StatusCode int `json:"status"`
+	// ContentType is the media type of the response, without parameters.
+	ContentType string `json:"content_type,omitempty"`
+	// Output is the response body as JSON: a JSON body as it came, a text
+	// body as a JSON string, an empty body as null.
+	Output json.RawMessage `json:"output"`
+	// Completed is false when the webhook answers before the workflow ends
+	// (response mode onReceived): Output then only says it started.
+	Completed bool `json:"completed"`
+	// Attempts is the number of attempts made, at least 1.
+	Attempts int `json:"attempts"`
+	// Duration is the wall time of the invocation, retries included.
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Decode unmarshals the output into v.
+func (r *Result) Decode(v any) error {
+	return json.Unmarshal(r.Output, v)
+}
