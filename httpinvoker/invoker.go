@@ -1,0 +1,614 @@
+package httpinvoker
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
+)
+
+// Header names sent with every attempt.
+const (
+	HeaderRequestID      = "X-Request-Id"
+	HeaderIdempotencyKey = "Idempotency-Key"
+	// HeaderExecutionID is read from answers: a Respond to Webhook node
+	// can set it to {{ $execution.id }}.
+	HeaderExecutionID = "X-N8N-Execution-Id"
+)
+
+// Defaults of the options that config does not cover.
+const (
+	DefaultMaxDelay        = 60 * time.Second
+	DefaultMaxRetryAfter   = 60 * time.Second
+	DefaultDialTimeout     = 10 * time.Second
+	DefaultIdleConnTimeout = 90 * time.Second
+	maxErrorBody           = 4 << 10
+	maxDrain               = 64 << 10
+	userAgent              = "n8n-invoker"
+)
+
+// Gate is consulted before every attempt and told its outcome: the seam
+// for circuit breakers, rate limiters and retry budgets.
+type Gate interface {
+	// Allow returns nil when the attempt may start (retry is true for
+	// every attempt but the first), or an error that ends the invocation.
+	Allow(ctx context.Context, workflow string, retry bool) error
+	// Done reports the attempt's outcome: nil, or its error and class.
+	Done(workflow string, err error, class core.Class)
+}
+
+// Invoker calls n8n webhooks. It is safe for concurrent use.
+type Invoker struct {
+	base        *url.URL
+	resolver    Resolver
+	client      *http.Client
+	transport   *http.Transport
+	timeout     time.Duration
+	maxRetries  int
+	factor      float64
+	maxDelay    time.Duration
+	maxRA       time.Duration
+	maxBody     int64
+	classifiers []Classifier
+	gate        Gate
+	jitter      func(time.Duration) time.Duration
+	wrap        func(http.RoundTripper) http.RoundTripper
+	poolConns   int
+	poolMax     int
+	tlsConfig   *tls.Config
+}
+
+// Option configures an Invoker.
+type Option func(*Invoker) error
+
+// WithResolver sets how workflow names map to webhooks. Required unless
+// the invoker is built with FromConfig.
+func WithResolver(r Resolver) Option {
+	return func(i *Invoker) error {
+		if r == nil {
+			return errors.New("nil resolver")
+		}
+		i.resolver = r
+		return nil
+	}
+}
+
+// WithTimeout bounds each attempt (default config.DefaultTimeout).
+func WithTimeout(d time.Duration) Option {
+	return func(i *Invoker) error {
+		if d <= 0 {
+			return fmt.Errorf("timeout must be positive, got %s", d)
+		}
+		i.timeout = d
+		return nil
+	}
+}
+
+// WithRetries sets the number of retries after the first attempt and the
+// backoff factor: retry n waits a random time in [0, factor*2^(n-1) s),
+// at most the maximum delay.
+func WithRetries(maxRetries int, backoffFactor float64) Option {
+	return func(i *Invoker) error {
+		if maxRetries < 0 || backoffFactor < 0 {
+			return fmt.Errorf("retries (%d) and backoff factor (%v) must not be negative", maxRetries, backoffFactor)
+		}
+		i.maxRetries, i.factor = maxRetries, backoffFactor
+		return nil
+	}
+}
+
+// WithMaxDelay caps the backoff delay (default DefaultMaxDelay).
+func WithMaxDelay(d time.Duration) Option {
+	return func(i *Invoker) error {
+		if d <= 0 {
+			return fmt.Errorf("max delay must be positive, got %s", d)
+		}
+		i.maxDelay = d
+		return nil
+	}
+}
+
+// WithMaxRetryAfter caps the wait a Retry-After header may ask for
+// (default DefaultMaxRetryAfter). A longer request ends the invocation
+// with a *RetryAfterError that carries the wait.
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(i *Invoker) error {
+		if d < 0 {
+			return fmt.Errorf("max retry-after must not be negative, got %s", d)
+		}
+		i.maxRA = d
+		return nil
+	}
+}
+
+// WithPool sets the idle pool: idle connections kept for up to
+// connections hosts, maxSize per host.
+func WithPool(connections, maxSize int) Option {
+	return func(i *Invoker) error {
+		if connections <= 0 || maxSize <= 0 {
+			return fmt.Errorf("pool sizes must be positive, got %d and %d", connections, maxSize)
+		}
+		i.poolConns, i.poolMax = connections, maxSize
+		return nil
+	}
+}
+
+// WithMaxResponseBytes limits a response body (default
+// config.DefaultMaxResponseBytes).
+func WithMaxResponseBytes(n int64) Option {
+	return func(i *Invoker) error {
+		if n <= 0 {
+			return fmt.Errorf("max response bytes must be positive, got %d", n)
+		}
+		i.maxBody = n
+		return nil
+	}
+}
+
+// WithClassifier adds a classifier consulted, in the order added, before
+// the n8n rules.
+func WithClassifier(c Classifier) Option {
+	return func(i *Invoker) error {
+		i.classifiers = append(i.classifiers, c)
+		return nil
+	}
+}
+
+// WithGate sets the gate consulted around every attempt.
+func WithGate(g Gate) Option {
+	return func(i *Invoker) error { i.gate = g; return nil }
+}
+
+// WithJitter replaces full jitter (a uniform random duration in [0, max))
+// with f, for tests.
+func WithJitter(f func(max time.Duration) time.Duration) Option {
+	return func(i *Invoker) error { i.jitter = f; return nil }
+}
+
+// WithRoundTripper wraps the invoker's transport, e.g. to add tracing or
+// to inject faults in tests. The wrapper handles single attempts only.
+func WithRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(i *Invoker) error { i.wrap = wrap; return nil }
+}
+
+// WithTLSConfig sets the TLS configuration (verification stays on unless
+// the given config turns it off).
+func WithTLSConfig(c *tls.Config) Option {
+	return func(i *Invoker) error { i.tlsConfig = c.Clone(); return nil }
+}
+
+// New returns an invoker for the n8n instance at baseURL.
+func New(baseURL string, opts ...Option) (*Invoker, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("httpinvoker: base URL must be http(s)://host[/path], got %q", baseURL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	i := &Invoker{
+		base:       u,
+		timeout:    config.DefaultTimeout,
+		maxRetries: config.DefaultMaxRetries,
+		factor:     config.DefaultBackoffFactor,
+		maxDelay:   DefaultMaxDelay,
+		maxRA:      DefaultMaxRetryAfter,
+		maxBody:    config.DefaultMaxResponseBytes,
+		poolConns:  config.DefaultPoolConnections,
+		poolMax:    config.DefaultPoolMaxSize,
+		jitter:     fullJitter,
+	}
+	for _, o := range opts {
+		if err := o(i); err != nil {
+			return nil, fmt.Errorf("httpinvoker: %w", err)
+		}
+	}
+	if i.resolver == nil {
+		return nil, errors.New("httpinvoker: no resolver: use WithResolver or FromConfig")
+	}
+	tlsConf := i.tlsConfig
+	if tlsConf == nil {
+		tlsConf = &tls.Config{}
+	}
+	if tlsConf.MinVersion < tls.VersionTLS12 {
+		tlsConf.MinVersion = tls.VersionTLS12
+	}
+	i.transport = &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           i.poolConns * i.poolMax,
+		MaxIdleConnsPerHost:    i.poolMax,
+		IdleConnTimeout:        DefaultIdleConnTimeout,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+		TLSClientConfig:        tlsConf,
+	}
+	var rt http.RoundTripper = i.transport
+	if i.wrap != nil {
+		rt = i.wrap(rt)
+	}
+	i.client = &http.Client{
+		Transport: rt,
+		// Webhooks do not redirect; following one could carry auth
+		// headers to another host. A 3xx is returned as a permanent error.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return i, nil
+}
+
+// FromConfig returns an invoker configured by cfg (n8n section,
+// invokers.http and the workflows as its resolver). Options given after
+// override it.
+func FromConfig(cfg *config.Config, opts ...Option) (*Invoker, error) {
+	h := cfg.Invokers.HTTP
+	base := []Option{
+		WithResolver(ResolverFromConfig(cfg)),
+		WithTimeout(cfg.N8N.Timeout.D()),
+		WithRetries(h.MaxRetries, h.BackoffFactor),
+		WithPool(h.PoolConnections, h.PoolMaxSize),
+		WithMaxResponseBytes(h.MaxResponseBytes),
+	}
+	return New(cfg.N8N.BaseURL, append(base, opts...)...)
+}
+
+// Close releases idle connections.
+func (i *Invoker) Close() { i.transport.CloseIdleConnections() }
+
+func fullJitter(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	return rand.N(max)
+}
+
+// call is the state of one invocation.
+type call struct {
+	req      *core.Request
+	ep       *Endpoint
+	method   string
+	url      string // for errors: no query
+	full     string // with query for GET
+	body     []byte
+	attempts int
+}
+
+// Invoke runs req's workflow and returns its result or a typed error:
+// *HTTPError, *TransportError, *ResponseError, *RetryAfterError, or
+// *AttemptsExhaustedError around the last of them; the caller's context
+// error when it is canceled.
+func (i *Invoker) Invoke(ctx context.Context, req *core.Request) (*core.Result, error) {
+	start := time.Now()
+	ep, err := i.resolver.Resolve(ctx, req.Workflow)
+	if err != nil {
+		return nil, err
+	}
+	c, err := i.prepare(req, ep)
+	if err != nil {
+		return nil, err
+	}
+	unknownRetries := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if i.gate != nil {
+			if err := i.gate.Allow(ctx, req.Workflow, c.attempts > 0); err != nil {
+				return nil, err
+			}
+		}
+		c.attempts++
+		res, retryAfter, err := i.attempt(ctx, c)
+		if err == nil {
+			if i.gate != nil {
+				i.gate.Done(req.Workflow, nil, core.Unknown)
+			}
+			res.Duration = time.Since(start)
+			return res, nil
+		}
+		if core.IsCanceled(err) && ctx.Err() != nil {
+			return nil, ctx.Err() // the caller's cancellation: not a failure
+		}
+		class := core.ClassOf(err)
+		if i.gate != nil {
+			i.gate.Done(req.Workflow, err, class)
+		}
+		retries := c.attempts - 1
+		switch {
+		case class == core.Permanent:
+			return nil, err
+		case retries >= i.maxRetries, class == core.Unknown && unknownRetries >= 1:
+			if c.attempts == 1 {
+				return nil, err
+			}
+			return nil, &core.AttemptsExhaustedError{Workflow: req.Workflow, Attempts: c.attempts, Last: err}
+		}
+		if class == core.Unknown {
+			unknownRetries++
+		}
+		wait := i.jitter(backoff(i.factor, retries+1, i.maxDelay))
+		if retryAfter >= 0 {
+			if retryAfter > i.maxRA {
+				return nil, &core.RetryAfterError{Workflow: req.Workflow, Wait: retryAfter, Attempts: c.attempts, Err: err}
+			}
+			wait = max(wait, retryAfter) // never below the server's value
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (i *Invoker) prepare(req *core.Request, ep *Endpoint) (*call, error) {
+	c := &call{req: req, ep: ep, method: ep.Method}
+	if c.method == "" {
+		c.method = http.MethodPost
+	}
+	u := *i.base
+	u.Path = i.base.Path + "/webhook/" + strings.TrimPrefix(ep.Path, "/")
+	c.url = u.String()
+	switch c.method {
+	case http.MethodGet, http.MethodHead:
+		if len(req.Body) > 0 {
+			return nil, fmt.Errorf("workflow %q: a %s webhook takes parameters, not a body", req.Workflow, c.method)
+		}
+		q := url.Values{}
+		for k, v := range req.Params {
+			if s, ok := v.(string); ok {
+				q.Set(k, s)
+			} else {
+				b, err := json.Marshal(v)
+				if err != nil {
+					return nil, fmt.Errorf("workflow %q: parameter %q: %w", req.Workflow, k, err)
+				}
+				q.Set(k, string(b))
+			}
+		}
+		u.RawQuery = q.Encode()
+	default:
+		switch {
+		case len(req.Body) > 0:
+			if !json.Valid(req.Body) {
+				return nil, fmt.Errorf("workflow %q: request body is not valid JSON", req.Workflow)
+			}
+			c.body = req.Body
+		case req.Params == nil:
+			c.body = []byte("{}")
+		default:
+			b, err := json.Marshal(req.Params)
+			if err != nil {
+				return nil, fmt.Errorf("workflow %q: encoding parameters: %w", req.Workflow, err)
+			}
+			c.body = b
+		}
+	}
+	c.full = u.String()
+	return c, nil
+}
+
+// attempt makes one attempt. retryAfter is -1 when the answer carried no
+// usable Retry-After.
+func (i *Invoker) attempt(ctx context.Context, c *call) (res *core.Result, retryAfter time.Duration, err error) {
+	retryAfter = -1
+	timeout := i.timeout
+	if c.ep.Timeout > 0 {
+		timeout = c.ep.Timeout
+	}
+	actx, cancel := context.WithTimeoutCause(ctx, timeout, errAttemptTimeout)
+	defer cancel()
+
+	var body io.Reader
+	if c.body != nil {
+		body = bytes.NewReader(c.body)
+	}
+	hreq, err := http.NewRequestWithContext(actx, c.method, c.full, body)
+	if err != nil {
+		return nil, retryAfter, fmt.Errorf("workflow %q: building request: %w", c.req.Workflow, err)
+	}
+	h := hreq.Header
+	if c.body != nil {
+		h["Content-Type"] = []string{"application/json"}
+	}
+	h["Accept"] = []string{"application/json, text/plain;q=0.9, */*;q=0.5"}
+	h["User-Agent"] = []string{userAgent}
+	if c.req.RequestID != "" {
+		h[HeaderRequestID] = []string{c.req.RequestID}
+	}
+	if c.req.IdempotencyKey != "" {
+		h[HeaderIdempotencyKey] = []string{c.req.IdempotencyKey}
+	}
+	switch a := c.ep.Auth; a.Type {
+	case config.AuthHeader:
+		h.Set(a.Name, a.Value.Reveal())
+	case config.AuthBasic:
+		hreq.SetBasicAuth(a.Username, a.Password.Reveal())
+	}
+
+	resp, err := i.client.Do(hreq)
+	if err != nil {
+		timedOut := ctx.Err() == nil && context.Cause(actx) == errAttemptTimeout
+		if ctx.Err() != nil {
+			return nil, retryAfter, ctx.Err()
+		}
+		terr := &core.TransportError{Workflow: c.req.Workflow, Method: c.method, URL: c.url, Attempts: c.attempts, Err: cleanURLError(err)}
+		if timedOut {
+			terr.Err = fmt.Errorf("attempt timed out after %s", timeout)
+		}
+		terr.ErrClass = classify(i.classifiers, &Outcome{Err: err, TimedOut: timedOut})
+		return nil, retryAfter, terr
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		herr := i.httpError(c, resp)
+		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok &&
+			(resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+			retryAfter = ra
+		}
+		if ctx.Err() != nil {
+			return nil, -1, ctx.Err()
+		}
+		return nil, retryAfter, herr
+	}
+	res, err = i.decode(c, resp)
+	if err != nil && ctx.Err() != nil {
+		return nil, -1, ctx.Err()
+	}
+	return res, retryAfter, err
+}
+
+var errAttemptTimeout = errors.New("attempt timeout")
+
+// cleanURLError drops the *url.Error wrapper, whose message repeats the
+// URL with its query.
+func cleanURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func (i *Invoker) httpError(c *call, resp *http.Response) *core.HTTPError {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain) // let the connection be reused
+	msg := messageOf(b)
+	e := &core.HTTPError{
+		Workflow: c.req.Workflow, Method: c.method, URL: c.url, StatusCode: resp.StatusCode,
+		Message: msg, Body: b, Header: resp.Header, Attempts: c.attempts,
+	}
+	e.ErrClass = classify(i.classifiers, &Outcome{StatusCode: resp.StatusCode, Header: resp.Header, Message: msg})
+	e.WorkflowFailed = resp.StatusCode == http.StatusInternalServerError && msg == n8nMessageWorkflowError
+	e.NotRegistered = resp.StatusCode == http.StatusNotFound && strings.Contains(msg, "not registered")
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		e.Message = "redirect to " + redactURL(resp.Header.Get("Location")) + " not followed; configure n8n.base_url to the final address"
+	}
+	return e
+}
+
+// messageOf returns n8n's "message" field, or the start of a text body.
+func messageOf(b []byte) string {
+	var m struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(b, &m) == nil && m.Message != "" {
+		return m.Message
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	if !utf8.ValidString(s) {
+		return ""
+	}
+	return s
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
+
+func (i *Invoker) decode(c *call, resp *http.Response) (*core.Result, error) {
+	res := &core.Result{
+		Workflow: c.req.Workflow, RequestID: c.req.RequestID, StatusCode: resp.StatusCode,
+		Attempts: c.attempts, Completed: c.ep.ResponseMode != config.ResponseModeOnReceived,
+	}
+	invalid := func(reason string, err error) error {
+		return &core.ResponseError{Workflow: c.req.Workflow, StatusCode: resp.StatusCode, Reason: reason, Attempts: c.attempts, Err: err}
+	}
+	if resp.ContentLength > i.maxBody {
+		return nil, invalid(fmt.Sprintf("body of %d bytes exceeds the limit of %d", resp.ContentLength, i.maxBody), nil)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, i.maxBody+1))
+	if err != nil {
+		return nil, invalid("reading body", err)
+	}
+	if int64(len(b)) > i.maxBody {
+		return nil, invalid(fmt.Sprintf("body exceeds the limit of %d bytes", i.maxBody), nil)
+	}
+	mt := ""
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		mt, _, _ = mime.ParseMediaType(ct)
+	}
+	res.ContentType = mt
+	switch {
+	case len(bytes.TrimSpace(b)) == 0:
+		res.Output = json.RawMessage("null")
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		if !json.Valid(b) {
+			return nil, invalid("malformed JSON", nil)
+		}
+		res.Output = json.RawMessage(b)
+	case mt == "" || strings.HasPrefix(mt, "text/"):
+		if json.Valid(b) && mt == "" {
+			res.Output = json.RawMessage(b)
+			break
+		}
+		if !utf8.Valid(b) {
+			return nil, invalid(fmt.Sprintf("%q body is not valid UTF-8", mt), nil)
+		}
+		s, _ := json.Marshal(string(b))
+		res.Output = s
+	default:
+		return nil, invalid(fmt.Sprintf("unsupported content type %q (want JSON or text)", mt), nil)
+	}
+	res.ExecutionID = resp.Header.Get(HeaderExecutionID)
+	if res.ExecutionID == "" {
+		res.ExecutionID = executionIDOf(res.Output)
+	}
+	return res, nil
+}
+
+// executionIDOf returns a top-level "executionId" of a JSON object.
+func executionIDOf(out json.RawMessage) string {
+	if len(out) == 0 || out[0] != '{' || !bytes.Contains(out, []byte(`"executionId"`)) {
+		return ""
+	}
+	var v struct {
+		ID json.RawMessage `json:"executionId"`
+	}
+	if json.Unmarshal(out, &v) != nil || len(v.ID) == 0 {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(v.ID, &s) == nil {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(v.ID, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
