@@ -1,0 +1,294 @@
+package invoker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
+)
+
+// countingRT counts attempts and the peak of attempts in flight.
+type countingRT struct {
+	next             http.RoundTripper
+	total, now, peak atomic.Int64
+}
+
+func (c *countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.total.Add(1)
+	n := c.now.Add(1)
+	defer c.now.Add(-1)
+	for p := c.peak.Load(); n > p && !c.peak.CompareAndSwap(p, n); p = c.peak.Load() {
+	}
+	return c.next.RoundTrip(r)
+}
+
+func realManager(t *testing.T, mutate func(*config.Config)) (*invoker.Manager, *countingRT) {
+	t.Helper()
+	n8n := n8ntest.Require(t)
+	cfg := n8n.Config(t)
+	if mutate != nil {
+		mutate(cfg)
+	}
+	rt := &countingRT{}
+	m, err := invoker.New(cfg, invoker.WithHTTPOptions(httpinvoker.WithRoundTripper(func(next http.RoundTripper) http.RoundTripper {
+		rt.next = next
+		return rt
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m, rt
+}
+
+type echoOut struct {
+	Received       map[string]any    `json:"received"`
+	Query          map[string]string `json:"query"`
+	RequestID      string            `json:"requestId"`
+	IdempotencyKey string            `json:"idempotencyKey"`
+	ExecutionID    string            `json:"executionId"`
+}
+
+func TestRealN8NLastNodeReturnsOutput(t *testing.T) {
+	t.Parallel()
+	m, rt := realManager(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := m.Execute(ctx, &invoker.Request{Workflow: n8ntest.Echo, Params: map[string]any{"email": "a@example.com", "n": 7}, IdempotencyKey: "key-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out echoOut
+	if err := res.Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Received["email"] != "a@example.com" || out.Received["n"] != float64(7) {
+		t.Errorf("n8n received %v", out.Received)
+	}
+	if out.RequestID == "" || out.RequestID != res.RequestID || out.IdempotencyKey != "key-1" {
+		t.Errorf("headers seen by n8n: request id %q (result %q), idempotency key %q", out.RequestID, res.RequestID, out.IdempotencyKey)
+	}
+	if res.ExecutionID == "" || res.ExecutionID != out.ExecutionID || res.StatusCode != 200 || !res.Completed || res.Attempts != 1 {
+		t.Errorf("result = %+v", res)
+	}
+	if rt.total.Load() != 1 {
+		t.Errorf("%d attempts sent, want 1", rt.total.Load())
+	}
+}
+
+func TestRealN8NResponseNodeWithExecutionHeader(t *testing.T) {
+	t.Parallel()
+	m, _ := realManager(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := m.ExecuteWorkflow(ctx, n8ntest.Onboarding, map[string]any{"email": "user@example.com", "plan": "premium"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ Welcome, Plan, ExecutionID string }
+	if err := res.Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Welcome != "Welcome aboard, user@example.com!" || out.Plan != "premium" {
+		t.Errorf("output = %s", res.Output)
+	}
+	if res.ExecutionID == "" || res.ContentType != "application/json" {
+		t.Errorf("result = %+v", res)
+	}
+}
+
+func TestRealN8NGetWithQuery(t *testing.T) {
+	t.Parallel()
+	m, _ := realManager(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := m.ExecuteWorkflow(ctx, n8ntest.EchoGet, map[string]any{"user": "u 1&x", "n": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out echoOut
+	if err := res.Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Query["user"] != "u 1&x" || out.Query["n"] != "3" {
+		t.Errorf("query seen by n8n = %v", out.Query)
+	}
+}
+
+func TestRealN8NFailingWorkflowIsNotResent(t *testing.T) {
+	t.Parallel()
+	m, rt := realManager(t, nil)
+	var hookErr atomic.Value
+	_ = m.RegisterHook(invoker.StageError, invoker.HookFunc(func(_ context.Context, ec *invoker.ExecutionContext) error {
+		hookErr.Store(ec.Err)
+		return nil
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := m.ExecuteWorkflow(ctx, n8ntest.Fail, map[string]any{"x": 1})
+	var herr *invoker.HTTPError
+	if !errors.As(err, &herr) {
+		t.Fatalf("err = %v (%T), want *HTTPError", err, err)
+	}
+	if herr.StatusCode != 500 || !herr.WorkflowFailed || !errors.Is(err, invoker.ErrWorkflowFailed) ||
+		invoker.ClassOf(err) != invoker.Permanent || herr.Attempts != 1 {
+		t.Errorf("err = %v, %+v", err, herr)
+	}
+	if rt.total.Load() != 1 {
+		t.Errorf("failed workflow sent %d times, want 1", rt.total.Load())
+	}
+	if hookErr.Load() == nil {
+		t.Error("error hook not called")
+	}
+}
+
+func TestRealN8NUnknownWebhookIsPermanentAndQuick(t *testing.T) {
+	t.Parallel()
+	m, rt := realManager(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, err := m.ExecuteWorkflow(ctx, n8ntest.Missing, nil)
+	if !errors.Is(err, invoker.ErrNotRegistered) || invoker.ClassOf(err) != invoker.Permanent || invoker.AttemptsOf(err) != 1 {
+		t.Fatalf("err = %v, want a permanent not-registered error after 1 attempt", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s", d)
+	}
+	if rt.total.Load() != 1 {
+		t.Errorf("%d attempts", rt.total.Load())
+	}
+	_, err = m.ExecuteWorkflow(ctx, "no-such-name", nil)
+	if !errors.Is(err, invoker.ErrUnknownWorkflow) || rt.total.Load() != 1 {
+		t.Errorf("unknown name: err = %v, %d requests", err, rt.total.Load())
+	}
+}
+
+func TestRealN8NAuth(t *testing.T) {
+	t.Parallel()
+	wrong := config.NewSecret("wrong-secret")
+	tests := []struct {
+		name     string
+		workflow string
+		spoil    func(*config.Workflow)
+		status   int
+	}{
+		{"header right", n8ntest.HeaderAuth, nil, 200},
+		{"header wrong", n8ntest.HeaderAuth, func(w *config.Workflow) { w.Auth.Value = wrong }, 403},
+		{"header missing", n8ntest.HeaderAuth, func(w *config.Workflow) { w.Auth = config.Auth{Type: config.AuthNone} }, 403},
+		{"basic right", n8ntest.BasicAuth, nil, 200},
+		{"basic wrong", n8ntest.BasicAuth, func(w *config.Workflow) { w.Auth.Password = wrong }, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m, rt := realManager(t, func(c *config.Config) {
+				if tt.spoil != nil {
+					w := c.Workflows[tt.workflow]
+					tt.spoil(&w)
+					c.Workflows[tt.workflow] = w
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			res, err := m.ExecuteWorkflow(ctx, tt.workflow, map[string]any{"case": tt.name})
+			if tt.status == 200 {
+				var out echoOut
+				if err != nil || res.Decode(&out) != nil || out.Received["case"] != tt.name {
+					t.Fatalf("res = %+v, err = %v", res, err)
+				}
+				return
+			}
+			var herr *invoker.HTTPError
+			if !errors.As(err, &herr) || herr.StatusCode != tt.status || herr.ErrClass != invoker.Permanent {
+				t.Fatalf("err = %v, want HTTP %d permanent", err, tt.status)
+			}
+			if rt.total.Load() != 1 {
+				t.Errorf("auth failure sent %d times", rt.total.Load())
+			}
+			if s := err.Error(); containsAny(s, wrong.Reveal(), n8ntestSecret(t)) {
+				t.Errorf("error leaks a secret: %s", s)
+			}
+		})
+	}
+}
+
+func n8ntestSecret(t *testing.T) string { return n8ntest.Require(t).HeaderValue }
+
+func containsAny(s string, subs ...string) bool {
+	for _, x := range subs {
+		if x != "" && strings.Contains(s, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRealN8NOnReceivedIsNotCompleted(t *testing.T) {
+	t.Parallel()
+	m, _ := realManager(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := m.ExecuteWorkflow(ctx, n8ntest.OnReceived, map[string]any{"x": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Completed || string(res.Output) != `{"message":"Workflow was started"}` {
+		t.Errorf("result = %+v output %s", res, res.Output)
+	}
+}
+
+func TestRealN8NBatchInOrder(t *testing.T) {
+	t.Parallel()
+	m, rt := realManager(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	items := make([]invoker.BatchItem, 30)
+	for i := range items {
+		items[i] = invoker.BatchItem{ID: n8ntest.Echo, Params: map[string]any{"i": i, "tag": fmt.Sprintf("item-%d", i)}}
+	}
+	results, err := m.ExecuteBatch(ctx, items, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 30 {
+		t.Fatalf("%d results", len(results))
+	}
+	seen := map[string]bool{}
+	var mu sync.Mutex
+	for i, r := range results {
+		if r.Err != nil {
+			t.Errorf("item %d: %v", i, r.Err)
+			continue
+		}
+		var out echoOut
+		if err := r.Result.Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		if r.Index != i || out.Received["i"] != float64(i) || out.Received["tag"] != fmt.Sprintf("item-%d", i) {
+			t.Errorf("result %d holds the answer to %v", i, out.Received)
+		}
+		mu.Lock()
+		if seen[out.ExecutionID] {
+			t.Errorf("execution %s reported twice", out.ExecutionID)
+		}
+		seen[out.ExecutionID] = true
+		mu.Unlock()
+	}
+	if p := rt.peak.Load(); p > 5 || p < 2 {
+		t.Errorf("peak in flight = %d, want 2..5", p)
+	}
+	if rt.total.Load() != 30 {
+		t.Errorf("%d attempts for 30 items", rt.total.Load())
+	}
+}

@@ -1,0 +1,158 @@
+// Package n8ntest gives integration tests the real n8n started by
+// scripts/n8n. Tests call Require, which skips with a clear message when
+// no n8n is running, unless N8N_INVOKER_REQUIRE_N8N=1 is set (as in CI),
+// which turns the skip into a failure.
+package n8ntest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/config"
+)
+
+// Instance is a running n8n with the fixture workflows of
+// testdata/workflows active.
+type Instance struct {
+	BaseURL       string
+	APIKey        string
+	HeaderName    string
+	HeaderValue   string
+	BasicUser     string
+	BasicPassword string
+}
+
+// EnvFile returns the env file scripts/n8n writes: $N8N_INVOKER_ENV, or
+// .n8n/env at the module root.
+func EnvFile() string {
+	if f := os.Getenv("N8N_INVOKER_ENV"); f != "" {
+		return f
+	}
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, ".n8n", "env")
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return filepath.Join(".n8n", "env")
+		}
+		dir = parent
+	}
+}
+
+// Require returns the running n8n or skips the test (fails it when
+// N8N_INVOKER_REQUIRE_N8N=1).
+func Require(t testing.TB) *Instance {
+	t.Helper()
+	inst, err := load()
+	if err != nil {
+		msg := fmt.Sprintf("no real n8n available (%v); start one with `scripts/n8n start`", err)
+		if os.Getenv("N8N_INVOKER_REQUIRE_N8N") == "1" {
+			t.Fatal(msg + " (N8N_INVOKER_REQUIRE_N8N=1 forbids skipping)")
+		}
+		t.Skip(msg)
+	}
+	return inst
+}
+
+func load() (*Instance, error) {
+	f := EnvFile()
+	vars, err := readEnv(f)
+	if err != nil {
+		return nil, err
+	}
+	inst := &Instance{
+		BaseURL: vars["N8N_BASE_URL"], APIKey: vars["N8N_API_KEY"],
+		HeaderName: vars["N8N_INVOKER_HEADER_AUTH_NAME"], HeaderValue: vars["N8N_INVOKER_HEADER_AUTH_VALUE"],
+		BasicUser: vars["N8N_INVOKER_BASIC_USER"], BasicPassword: vars["N8N_INVOKER_BASIC_PASSWORD"],
+	}
+	if inst.BaseURL == "" {
+		return nil, fmt.Errorf("%s has no N8N_BASE_URL", f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", inst.BaseURL+"/healthz/readiness", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("n8n at %s does not answer: %v", inst.BaseURL, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("n8n at %s is not ready: HTTP %d", inst.BaseURL, resp.StatusCode)
+	}
+	return inst, nil
+}
+
+func readEnv(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	vars := map[string]string{}
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if k, v, ok := strings.Cut(s.Text(), "="); ok {
+			vars[k] = v
+		}
+	}
+	return vars, s.Err()
+}
+
+// Workflow names of the fixtures, as Config maps them.
+const (
+	Onboarding = "user-onboarding"
+	Echo       = "echo"
+	EchoGet    = "echo-get"
+	Fail       = "fail"
+	HeaderAuth = "header-auth"
+	BasicAuth  = "basic-auth"
+	OnReceived = "on-received"
+	Missing    = "missing"
+)
+
+// ConfigYAML returns a configuration for the instance that maps the
+// fixture workflows, with retries fast enough for tests.
+func (i *Instance) ConfigYAML() string {
+	return fmt.Sprintf(`n8n:
+  base_url: %q
+  api_key: %q
+  timeout: 60
+invokers:
+  http:
+    max_retries: 2
+    backoff_factor: 0.05
+workflows:
+  %s: {path: user-onboarding}
+  %s: {path: invoker-echo}
+  %s: {path: invoker-echo-get, method: GET}
+  %s: {path: invoker-fail}
+  %s:
+    path: invoker-header-auth
+    auth: {type: header, name: %q, value: %q}
+  %s:
+    path: invoker-basic-auth
+    auth: {type: basic, username: %q, password: %q}
+  %s: {path: invoker-on-received, response_mode: onReceived}
+  %s: {path: invoker-no-such-webhook}
+`, i.BaseURL, i.APIKey, Onboarding, Echo, EchoGet, Fail, HeaderAuth, i.HeaderName, i.HeaderValue,
+		BasicAuth, i.BasicUser, i.BasicPassword, OnReceived, Missing)
+}
+
+// Config parses ConfigYAML.
+func (i *Instance) Config(t testing.TB) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(i.ConfigYAML()), "n8ntest.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
