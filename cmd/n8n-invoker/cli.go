@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/config"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitUnreachable = 3
+	exitInterrupted = 130
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot(stdin, stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "n8n-invoker:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitUsage // cobra's own errors: unknown flag or command
+}
+
+type globals struct {
+	configPath string
+	logLevel   string
+}
+
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "n8n-invoker",
+		Short:         "Run n8n workflows reliably and see what happened to them",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetIn(stdin)
+	def := os.Getenv("N8N_INVOKER_CONFIG")
+	if def == "" {
+		def = "n8n-invoker.yaml"
+	}
+	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", def, "configuration file (env N8N_INVOKER_CONFIG)")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	root.AddCommand(newRunCmd(g, stdin, stdout, stderr))
+	return root
+}
+
+func (g *globals) manager(stderr io.Writer) (*invoker.Manager, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, usageErr("--log-level: %v", err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	m, err := invoker.FromConfig(g.configPath, invoker.WithLogger(logger))
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	return m, nil
+}
+
+func newRunCmd(g *globals, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	var (
+		params  []string
+		data    string
+		timeout time.Duration
+		idemKey string
+	)
+	cmd := &cobra.Command{
+		Use:   "run <workflow> [-p key=value ...] [--data @file.json]",
+		Short: "Run a workflow and print its result as JSON",
+		Long: `Run a workflow named in the configuration's workflows section and print
+the result as JSON on stdout.
+
+Parameters come from -p key=value (string values; repeatable) or from --data,
+a JSON object given inline, as @file.json, or as @- for stdin. -p values are
+merged over --data.
+
+Exit codes: 0 success; 1 the workflow failed or n8n answered with an error;
+2 usage or configuration error, unknown workflow; 3 n8n unreachable or
+unavailable; 130 interrupted.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body, err := readParams(params, data, stdin)
+			if err != nil {
+				return err
+			}
+			m, err := g.manager(stderr)
+			if err != nil {
+				return err
+			}
+			defer m.Close(context.Background())
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			res, err := m.Execute(ctx, &invoker.Request{Workflow: args[0], Params: body, IdempotencyKey: idemKey})
+			if err != nil {
+				_ = writeJSON(stdout, errorJSON(err))
+				return &exitError{code: exitCode(ctx, err), err: err}
+			}
+			return writeJSON(stdout, res)
+		},
+	}
+	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "parameter key=value (repeatable)")
+	cmd.Flags().StringVarP(&data, "data", "d", "", "JSON object of parameters: inline, @file.json or @- for stdin")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "overall deadline, retries included (0: none)")
+	cmd.Flags().StringVar(&idemKey, "idempotency-key", "", "idempotency key to send (default: the request id)")
+	return cmd
+}
+
+func readParams(params []string, data string, stdin io.Reader) (map[string]any, error) {
+	body := map[string]any{}
+	if data != "" {
+		var raw []byte
+		var err error
+		switch {
+		case data == "@-":
+			raw, err = io.ReadAll(io.LimitReader(stdin, 64<<20))
+		case strings.HasPrefix(data, "@"):
+			raw, err = os.ReadFile(data[1:])
+		default:
+			raw = []byte(data)
+		}
+		if err != nil {
+			return nil, usageErr("--data: %v", err)
+		}
+		if err := json.Unmarshal(raw, &body); err != nil || body == nil {
+			return nil, usageErr("--data: want a JSON object: %v", err)
+		}
+	}
+	for _, p := range params {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, usageErr("-p %q: want key=value", p)
+		}
+		body[k] = v
+	}
+	return body, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+type errorOut struct {
+	Error    string `json:"error"`
+	Class    string `json:"class"`
+	Status   int    `json:"status,omitempty"`
+	Message  string `json:"message,omitempty"`
+	Attempts int    `json:"attempts,omitempty"`
+}
+
+func errorJSON(err error) errorOut {
+	o := errorOut{Error: err.Error(), Class: invoker.ClassOf(err).String(), Attempts: invoker.AttemptsOf(err)}
+	if invoker.IsCanceled(err) {
+		o.Class = "canceled"
+	}
+	var h *invoker.HTTPError
+	if errors.As(err, &h) {
+		o.Status, o.Message = h.StatusCode, h.Message
+	}
+	return o
+}
+
+func exitCode(ctx context.Context, err error) int {
+	var (
+		h   *invoker.HTTPError
+		t   *invoker.TransportError
+		ra  *invoker.RetryAfterError
+		uw  *invoker.UnknownWorkflowError
+		cfg *config.Error
+	)
+	switch {
+	case invoker.IsCanceled(err) && errors.Is(ctx.Err(), context.Canceled):
+		return exitInterrupted
+	case invoker.IsCanceled(err):
+		return exitUnreachable // our --timeout ran out
+	case errors.As(err, &uw), errors.As(err, &cfg):
+		return exitUsage
+	case errors.As(err, &t), errors.As(err, &ra):
+		return exitUnreachable
+	case errors.As(err, &h):
+		switch h.StatusCode {
+		case 502, 503, 504, 524:
+			return exitUnreachable
+		}
+	}
+	return exitFailed
+}
