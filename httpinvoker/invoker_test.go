@@ -1,0 +1,606 @@
+package httpinvoker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// answer is one scripted response, or a transport error, or a hang until
+// the attempt's context ends.
+type answer struct {
+	status int
+	body   string
+	header map[string]string
+	err    error
+	hang   bool
+}
+
+// script is an in-memory RoundTripper that plays answers in order and
+// records the requests it saw.
+type script struct {
+	mu       sync.Mutex
+	answers  []answer
+	requests []*http.Request
+	bodies   []string
+	at       []time.Time
+}
+
+func (s *script) RoundTrip(r *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	i := len(s.requests)
+	s.requests = append(s.requests, r)
+	var b []byte
+	if r.Body != nil {
+		b, _ = io.ReadAll(r.Body)
+		r.Body.Close()
+	}
+	s.bodies = append(s.bodies, string(b))
+	s.at = append(s.at, time.Now())
+	a := s.answers[min(i, len(s.answers)-1)]
+	s.mu.Unlock()
+	if a.hang {
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	if a.err != nil {
+		return nil, a.err
+	}
+	h := http.Header{}
+	for k, v := range a.header {
+		h.Set(k, v)
+	}
+	if h.Get("Content-Type") == "" && a.body != "" {
+		h.Set("Content-Type", "application/json; charset=utf-8")
+	}
+	return &http.Response{StatusCode: a.status, Header: h, Body: io.NopCloser(strings.NewReader(a.body)),
+		ContentLength: int64(len(a.body)), Request: r}, nil
+}
+
+func (s *script) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.requests)
+}
+
+var testEndpoints = StaticResolver{
+	"wf":     {Path: "hook", Method: "POST", ResponseMode: config.ResponseModeLastNode},
+	"get":    {Path: "hook-get", Method: "GET", ResponseMode: config.ResponseModeLastNode},
+	"header": {Path: "h", Auth: config.Auth{Type: config.AuthHeader, Name: "X-Token", Value: config.NewSecret("tok-secret")}},
+	"basic":  {Path: "b", Auth: config.Auth{Type: config.AuthBasic, Username: "u", Password: config.NewSecret("pw-secret")}},
+	"async":  {Path: "a", ResponseMode: config.ResponseModeOnReceived},
+}
+
+func newScripted(t *testing.T, s *script, opts ...Option) *Invoker {
+	t.Helper()
+	base := []Option{
+		WithResolver(testEndpoints),
+		WithRoundTripper(func(http.RoundTripper) http.RoundTripper { return s }),
+		WithJitter(func(d time.Duration) time.Duration { return d }), // no randomness: the cap itself
+	}
+	inv, err := New("http://n8n.test/base/", append(base, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+func req(wf string) *core.Request {
+	return &core.Request{Workflow: wf, Params: map[string]any{"a": 1}, RequestID: "rid-1", IdempotencyKey: "key-1"}
+}
+
+func TestRetryTiming(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		answers  []answer
+		opts     []Option
+		attempts int
+		waits    []time.Duration // between attempts
+		errType  string
+	}{
+		{
+			name:     "exponential backoff until exhausted",
+			answers:  []answer{{status: 503}},
+			opts:     []Option{WithRetries(3, 1)},
+			attempts: 4, waits: []time.Duration{1 * time.Second, 2 * time.Second, 4 * time.Second},
+			errType: "exhausted",
+		},
+		{
+			name:     "backoff capped at max delay",
+			answers:  []answer{{status: 502}},
+			opts:     []Option{WithRetries(3, 10), WithMaxDelay(15 * time.Second)},
+			attempts: 4, waits: []time.Duration{10 * time.Second, 15 * time.Second, 15 * time.Second},
+			errType: "exhausted",
+		},
+		{
+			name:     "success after transient failures",
+			answers:  []answer{{status: 504}, {err: errors.New("connection reset by peer")}, {status: 200, body: `{"ok":true}`}},
+			opts:     []Option{WithRetries(3, 0.5)},
+			attempts: 3, waits: []time.Duration{500 * time.Millisecond, time.Second},
+		},
+		{
+			name:     "retry-after seconds is honoured over a shorter backoff",
+			answers:  []answer{{status: 429, header: map[string]string{"Retry-After": "7"}}, {status: 200, body: "{}"}},
+			opts:     []Option{WithRetries(3, 0.5)},
+			attempts: 2, waits: []time.Duration{7 * time.Second},
+		},
+		{
+			name: "retry-after date",
+			answers: []answer{{status: 503, header: map[string]string{
+				// synctest's clock starts at 2000-01-01 00:00:00 UTC.
+				"Retry-After": "Sat, 01 Jan 2000 00:00:12 GMT"}}, {status: 200, body: "{}"}},
+			opts:     []Option{WithRetries(1, 0)},
+			attempts: 2, waits: []time.Duration{12 * time.Second},
+		},
+		{
+			name:     "retry-after beyond the clamp fails fast",
+			answers:  []answer{{status: 429, header: map[string]string{"Retry-After": "3600"}}},
+			opts:     []Option{WithRetries(3, 1), WithMaxRetryAfter(time.Minute)},
+			attempts: 1, errType: "retryafter",
+		},
+		{
+			name:     "unknown errors are retried once",
+			answers:  []answer{{status: 500, body: `{"message":"something else"}`}},
+			opts:     []Option{WithRetries(5, 1)},
+			attempts: 2, waits: []time.Duration{time.Second}, errType: "exhausted",
+		},
+		{
+			name:     "workflow error is not re-sent",
+			answers:  []answer{{status: 500, body: `{"message":"Error in workflow"}`}},
+			opts:     []Option{WithRetries(5, 1)},
+			attempts: 1, errType: "http",
+		},
+		{
+			name:     "attempt timeout is unknown: one retry",
+			answers:  []answer{{hang: true}},
+			opts:     []Option{WithRetries(5, 1), WithTimeout(10 * time.Second)},
+			attempts: 2, waits: []time.Duration{11 * time.Second}, errType: "exhausted",
+		},
+		{
+			name:     "no retries configured",
+			answers:  []answer{{status: 503}},
+			opts:     []Option{WithRetries(0, 1)},
+			attempts: 1, errType: "http",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				s := &script{answers: tt.answers}
+				inv := newScripted(t, s, tt.opts...)
+				res, err := inv.Invoke(t.Context(), req("wf"))
+				if s.count() != tt.attempts {
+					t.Fatalf("%d attempts, want %d (err %v)", s.count(), tt.attempts, err)
+				}
+				for i, want := range tt.waits {
+					if got := s.at[i+1].Sub(s.at[i]); got != want {
+						t.Errorf("wait before attempt %d = %s, want %s", i+2, got, want)
+					}
+				}
+				var (
+					ex *core.AttemptsExhaustedError
+					ra *core.RetryAfterError
+					he *core.HTTPError
+				)
+				switch tt.errType {
+				case "":
+					if err != nil || res.Attempts != tt.attempts {
+						t.Fatalf("res %+v err %v", res, err)
+					}
+				case "exhausted":
+					if !errors.As(err, &ex) || ex.Attempts != tt.attempts || core.AttemptsOf(err) != tt.attempts {
+						t.Fatalf("err = %v, want exhausted after %d", err, tt.attempts)
+					}
+				case "retryafter":
+					if !errors.As(err, &ra) || ra.Wait != time.Hour || core.ClassOf(err) != core.Transient || !errors.As(err, &he) {
+						t.Fatalf("err = %v, want RetryAfterError of 1h", err)
+					}
+				case "http":
+					if !errors.As(err, &he) || errors.As(err, &ex) || he.Attempts != 1 {
+						t.Fatalf("err = %v, want a bare HTTPError", err)
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestFullJitterRange(t *testing.T) {
+	t.Parallel()
+	for range 1000 {
+		if d := fullJitter(time.Second); d < 0 || d >= time.Second {
+			t.Fatalf("jitter %s out of [0, 1s)", d)
+		}
+	}
+	if fullJitter(0) != 0 {
+		t.Error("jitter of 0")
+	}
+}
+
+func TestCancellationIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := &script{answers: []answer{{status: 503}}}
+		g := &recordingGate{}
+		inv := newScripted(t, s, WithRetries(3, 10), WithGate(g))
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_, err := inv.Invoke(ctx, req("wf"))
+		if !errors.Is(err, context.DeadlineExceeded) || !core.IsCanceled(err) {
+			t.Fatalf("err = %v, want the context's error", err)
+		}
+		if s.count() != 1 || g.failures != 1 {
+			t.Errorf("%d attempts, %d failures reported; want 1 and 1 (the 503, not the cancel)", s.count(), g.failures)
+		}
+	})
+}
+
+type recordingGate struct {
+	mu                  sync.Mutex
+	allowed, failures   int
+	successes, retrying int
+	refuse              error
+}
+
+func (g *recordingGate) Allow(_ context.Context, _ string, retry bool) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.refuse != nil {
+		return g.refuse
+	}
+	g.allowed++
+	if retry {
+		g.retrying++
+	}
+	return nil
+}
+
+func (g *recordingGate) Done(_ string, err error, _ core.Class) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err == nil {
+		g.successes++
+	} else {
+		g.failures++
+	}
+}
+
+func TestGate(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := &script{answers: []answer{{status: 503}, {status: 200, body: "{}"}}}
+		g := &recordingGate{}
+		inv := newScripted(t, s, WithRetries(3, 1), WithGate(g))
+		if _, err := inv.Invoke(t.Context(), req("wf")); err != nil {
+			t.Fatal(err)
+		}
+		if g.allowed != 2 || g.retrying != 1 || g.failures != 1 || g.successes != 1 {
+			t.Errorf("gate saw %+v", g)
+		}
+		refused := errors.New("breaker open")
+		g.refuse = refused
+		if _, err := inv.Invoke(t.Context(), req("wf")); !errors.Is(err, refused) || s.count() != 2 {
+			t.Errorf("refused gate: err %v, %d requests", err, s.count())
+		}
+	})
+}
+
+func TestRequestHeadersStableAcrossRetries(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := &script{answers: []answer{{status: 503}, {status: 502}, {status: 200, body: "{}"}}}
+		inv := newScripted(t, s, WithRetries(3, 0))
+		if _, err := inv.Invoke(t.Context(), req("wf")); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range s.requests {
+			if r.Method != "POST" || r.URL.String() != "http://n8n.test/base/webhook/hook" {
+				t.Errorf("attempt %d: %s %s", i, r.Method, r.URL)
+			}
+			if r.Header.Get(HeaderRequestID) != "rid-1" || r.Header.Get(HeaderIdempotencyKey) != "key-1" ||
+				r.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("attempt %d headers: %v", i, r.Header)
+			}
+			if s.bodies[i] != `{"a":1}` {
+				t.Errorf("attempt %d body %q", i, s.bodies[i])
+			}
+		}
+	})
+}
+
+func TestAuthHeaders(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		workflow string
+		check    func(*http.Request) bool
+	}{
+		{"header", func(r *http.Request) bool {
+			return r.Header.Get("X-Token") == "tok-secret" && r.Header.Get("Authorization") == ""
+		}},
+		{"basic", func(r *http.Request) bool { u, p, ok := r.BasicAuth(); return ok && u == "u" && p == "pw-secret" }},
+		{"wf", func(r *http.Request) bool {
+			return r.Header.Get("Authorization") == "" && r.Header.Get("X-Token") == ""
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.workflow, func(t *testing.T) {
+			t.Parallel()
+			s := &script{answers: []answer{{status: 403, body: "Authorization data is wrong!", header: map[string]string{"Content-Type": ""}}}}
+			inv := newScripted(t, s)
+			_, err := inv.Invoke(t.Context(), req(tt.workflow))
+			if !tt.check(s.requests[0]) {
+				t.Errorf("auth headers: %v", s.requests[0].Header)
+			}
+			var he *core.HTTPError
+			if !errors.As(err, &he) || he.StatusCode != 403 || he.Message != "Authorization data is wrong!" || he.Class() != core.Permanent {
+				t.Errorf("err = %v", err)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("error leaks a secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestGetSendsQuery(t *testing.T) {
+	t.Parallel()
+	s := &script{answers: []answer{{status: 200, body: "{}"}}}
+	inv := newScripted(t, s)
+	r := req("get")
+	r.Params = map[string]any{"s": "a b", "n": 2, "o": map[string]any{"k": true}}
+	if _, err := inv.Invoke(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	q := s.requests[0].URL.Query()
+	if s.requests[0].Method != "GET" || q.Get("s") != "a b" || q.Get("n") != "2" || q.Get("o") != `{"k":true}` || s.bodies[0] != "" {
+		t.Errorf("GET request %s body %q", s.requests[0].URL, s.bodies[0])
+	}
+}
+
+func TestResponseDecoding(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		workflow string
+		a        answer
+		limit    int64
+		output   string
+		execID   string
+		complete bool
+		errMsg   string
+	}{
+		{name: "json", a: answer{status: 200, body: `{"x":1}`}, output: `{"x":1}`, complete: true},
+		{name: "execution id in body", a: answer{status: 200, body: `{"executionId":"42","y":2}`}, output: `{"executionId":"42","y":2}`, execID: "42", complete: true},
+		{name: "numeric execution id", a: answer{status: 200, body: `{"executionId":43}`}, output: `{"executionId":43}`, execID: "43", complete: true},
+		{name: "execution id header", a: answer{status: 202, body: `{}`, header: map[string]string{"X-N8N-Execution-Id": "77"}}, output: `{}`, execID: "77", complete: true},
+		{name: "text", a: answer{status: 200, body: "hello \"n8n\"", header: map[string]string{"Content-Type": "text/html; charset=utf-8"}}, output: `"hello \"n8n\""`, complete: true},
+		{name: "empty", a: answer{status: 200, header: map[string]string{"Content-Type": "application/json"}}, output: `null`, complete: true},
+		{name: "on received", workflow: "async", a: answer{status: 200, body: `{"message":"Workflow was started"}`}, output: `{"message":"Workflow was started"}`},
+		{name: "malformed json", a: answer{status: 200, body: `{"x":`}, errMsg: "malformed JSON"},
+		{name: "too large", a: answer{status: 200, body: `{"x":"0123456789"}`}, limit: 10, errMsg: "exceeds the limit"},
+		{name: "binary", a: answer{status: 200, body: "\x00\x01", header: map[string]string{"Content-Type": "application/octet-stream"}}, errMsg: "unsupported content type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := &script{answers: []answer{tt.a}}
+			opts := []Option{WithRetries(3, 0)}
+			if tt.limit > 0 {
+				opts = append(opts, WithMaxResponseBytes(tt.limit))
+			}
+			inv := newScripted(t, s, opts...)
+			wf := tt.workflow
+			if wf == "" {
+				wf = "wf"
+			}
+			res, err := inv.Invoke(t.Context(), req(wf))
+			if tt.errMsg != "" {
+				var re *core.ResponseError
+				if !errors.As(err, &re) || !strings.Contains(err.Error(), tt.errMsg) || core.ClassOf(err) != core.Permanent {
+					t.Fatalf("err = %v, want ResponseError %q", err, tt.errMsg)
+				}
+				if s.count() != 1 {
+					t.Errorf("a 2xx with a bad body was re-sent %d times", s.count()-1)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(res.Output) != tt.output || res.ExecutionID != tt.execID || res.Completed != tt.complete || res.StatusCode != tt.a.status {
+				t.Errorf("result = %+v (output %s)", res, res.Output)
+			}
+		})
+	}
+}
+
+func TestClassification(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		o    Outcome
+		want core.Class
+	}{
+		{Outcome{StatusCode: 408}, core.Transient},
+		{Outcome{StatusCode: 429}, core.Transient},
+		{Outcome{StatusCode: 502}, core.Transient},
+		{Outcome{StatusCode: 503}, core.Transient},
+		{Outcome{StatusCode: 504}, core.Transient},
+		{Outcome{StatusCode: 524}, core.Transient},
+		{Outcome{StatusCode: 400}, core.Permanent},
+		{Outcome{StatusCode: 401, Message: "Authorization is required!"}, core.Permanent},
+		{Outcome{StatusCode: 403, Message: "Authorization data is wrong!"}, core.Permanent},
+		{Outcome{StatusCode: 404, Message: `The requested webhook "POST x" is not registered.`}, core.Permanent},
+		{Outcome{StatusCode: 409}, core.Permanent},
+		{Outcome{StatusCode: 413}, core.Permanent},
+		{Outcome{StatusCode: 422}, core.Permanent},
+		{Outcome{StatusCode: 302}, core.Permanent},
+		{Outcome{StatusCode: 500, Message: "Error in workflow"}, core.Permanent},
+		{Outcome{StatusCode: 500, Message: "There was a problem executing the workflow"}, core.Unknown},
+		{Outcome{StatusCode: 501}, core.Unknown},
+		{Outcome{StatusCode: 418}, core.Unknown},
+		{Outcome{Err: errors.New("connection refused")}, core.Transient},
+		{Outcome{Err: io.ErrUnexpectedEOF}, core.Transient},
+		{Outcome{Err: context.DeadlineExceeded, TimedOut: true}, core.Unknown},
+	}
+	for _, tt := range tests {
+		if got, ok := N8NClassifier(&tt.o); !ok || got != tt.want {
+			t.Errorf("classify(%d %q %v) = %s, want %s", tt.o.StatusCode, tt.o.Message, tt.o.Err, got, tt.want)
+		}
+	}
+}
+
+func TestCustomClassifierFirst(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := &script{answers: []answer{{status: 500, body: `{"message":"Error in workflow"}`}, {status: 200, body: "{}"}}}
+		retryWorkflowErrors := ClassifierFunc(func(o *Outcome) (core.Class, bool) {
+			if o.StatusCode == 500 {
+				return core.Transient, true
+			}
+			return 0, false
+		})
+		inv := newScripted(t, s, WithClassifier(retryWorkflowErrors))
+		if _, err := inv.Invoke(t.Context(), req("wf")); err != nil || s.count() != 2 {
+			t.Fatalf("err %v after %d attempts", err, s.count())
+		}
+	})
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"120", 2 * time.Minute, true},
+		{"0", 0, true},
+		{" 5 ", 5 * time.Second, true},
+		{"Thu, 26 Nov 2026 12:00:30 GMT", 30 * time.Second, true},
+		{"Thursday, 26-Nov-26 12:01:00 GMT", time.Minute, true},
+		{"Thu Nov 26 12:00:10 2026", 10 * time.Second, true},
+		{"Thu, 26 Nov 2026 11:00:00 GMT", 0, true},
+		{"", 0, false},
+		{"-1", 0, false},
+		{"soon", 0, false},
+		{"1.5", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := ParseRetryAfter(tt.in, now)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ParseRetryAfter(%q) = %s, %v; want %s, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestRedirectNotFollowedNorCredentialsForwarded(t *testing.T) {
+	t.Parallel()
+	var elsewhere int
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere++ }))
+	defer other.Close()
+	n8n := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/steal?token=abc", http.StatusTemporaryRedirect)
+	}))
+	defer n8n.Close()
+	inv, err := New(n8n.URL, WithResolver(testEndpoints))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.Close()
+	_, err = inv.Invoke(t.Context(), req("header"))
+	var he *core.HTTPError
+	if !errors.As(err, &he) || he.StatusCode != 307 || he.Class() != core.Permanent || elsewhere != 0 {
+		t.Fatalf("err = %v; other host hit %d times", err, elsewhere)
+	}
+	if strings.Contains(err.Error(), "token=abc") || !strings.Contains(err.Error(), "not followed") {
+		t.Errorf("message: %v", err)
+	}
+}
+
+func TestConnectionRefusedIsTransient(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	inv, err := New(url, WithResolver(testEndpoints), WithRetries(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.Close()
+	_, err = inv.Invoke(t.Context(), req("wf"))
+	var te *core.TransportError
+	if !errors.As(err, &te) || te.Class() != core.Transient || te.Attempts != 1 {
+		t.Fatalf("err = %v (%T)", err, err)
+	}
+}
+
+func TestRealTransportAgainstStub(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"got":%s,"rid":%q}`, b, r.Header.Get(HeaderRequestID))
+	}))
+	defer srv.Close()
+	inv, err := New(srv.URL, WithResolver(testEndpoints), WithPool(2, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.Close()
+	if inv.transport.MaxIdleConnsPerHost != 8 || inv.transport.MaxIdleConns != 16 || inv.transport.TLSClientConfig.MinVersion < 0x0303 {
+		t.Errorf("transport not tuned: %+v", inv.transport)
+	}
+	res, err := inv.Invoke(t.Context(), req("wf"))
+	if err != nil || string(res.Output) != `{"got":{"a":1},"rid":"rid-1"}` {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	t.Parallel()
+	bad := []struct {
+		url  string
+		opts []Option
+	}{
+		{"n8n.example.com", []Option{WithResolver(testEndpoints)}},
+		{"ftp://x", []Option{WithResolver(testEndpoints)}},
+		{"http://x", nil},
+		{"http://x", []Option{WithResolver(testEndpoints), WithRetries(-1, 1)}},
+		{"http://x", []Option{WithResolver(testEndpoints), WithTimeout(0)}},
+		{"http://x", []Option{WithResolver(testEndpoints), WithPool(0, 1)}},
+		{"http://x", []Option{WithResolver(testEndpoints), WithMaxResponseBytes(-1)}},
+	}
+	for _, b := range bad {
+		if _, err := New(b.url, b.opts...); err == nil {
+			t.Errorf("New(%q) accepted", b.url)
+		}
+	}
+}
+
+func TestUnknownWorkflow(t *testing.T) {
+	t.Parallel()
+	s := &script{answers: []answer{{status: 200}}}
+	inv := newScripted(t, s)
+	_, err := inv.Invoke(t.Context(), req("nope"))
+	if !errors.Is(err, core.ErrUnknownWorkflow) || core.ClassOf(err) != core.Permanent || s.count() != 0 {
+		t.Errorf("err = %v", err)
+	}
+}
