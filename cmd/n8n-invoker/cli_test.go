@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
+)
+
+func writeConfig(t *testing.T, baseURL string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := fmt.Sprintf(`n8n: {base_url: %q, timeout: 5}
+invokers: {http: {max_retries: 1, backoff_factor: 0.01}}
+workflows:
+  echo: {path: echo}
+  fail: {path: fail}
+  user-onboarding: {path: user-onboarding, response_mode: responseNode}
+`, baseURL)
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func stub(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/webhook/fail" {
+			w.WriteHeader(500)
+			fmt.Fprint(w, `{"message":"Error in workflow"}`)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, `{"got":%s}`, b)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestRunExitCodes(t *testing.T) {
+	t.Parallel()
+	srv := stub(t)
+	good := writeConfig(t, srv.URL)
+	down := writeConfig(t, "http://127.0.0.1:1")
+	dataFile := filepath.Join(t.TempDir(), "d.json")
+	_ = os.WriteFile(dataFile, []byte(`{"n": 5, "email": "x"}`), 0o600)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(bad, []byte("n8n:\n  base_url: http://x\ninvokers:\n  http:\n    max_retries: -1\n"), 0o600)
+
+	tests := []struct {
+		name   string
+		args   []string
+		stdin  string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"success", []string{"run", "echo", "-p", "email=user@example.com", "-c", good}, "", 0, `"got": {` + "\n" + `      "email": "user@example.com"`, ""},
+		{"data file and param override", []string{"run", "echo", "--data", "@" + dataFile, "-p", "email=y", "-c", good}, "", 0, `"n": 5`, ""},
+		{"data stdin", []string{"run", "echo", "--data", "@-", "-c", good}, `{"s": true}`, 0, `"s": true`, ""},
+		{"workflow failed", []string{"run", "fail", "-c", good}, "", 1, `"status": 500`, "Error in workflow"},
+		{"unknown workflow", []string{"run", "nope", "-c", good}, "", 2, "", "unknown workflow \"nope\""},
+		{"bad param", []string{"run", "echo", "-p", "novalue", "-c", good}, "", 2, "", "want key=value"},
+		{"bad data", []string{"run", "echo", "--data", "[1]", "-c", good}, "", 2, "", "want a JSON object"},
+		{"bad config", []string{"run", "echo", "-c", bad}, "", 2, "", "bad.yaml:5:5: invokers.http.max_retries"},
+		{"missing config", []string{"run", "echo", "-c", "/nonexistent.yaml"}, "", 2, "", "nonexistent.yaml"},
+		{"unreachable", []string{"run", "echo", "-c", down}, "", 3, `"class": "transient"`, "connection refused"},
+		{"no workflow", []string{"run"}, "", 2, "", "accepts 1 arg"},
+		{"unknown flag", []string{"run", "echo", "--nope"}, "", 2, "", "unknown flag"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), tt.args, strings.NewReader(tt.stdin), &out, &errOut)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stderr %s", code, tt.code, errOut.String())
+			}
+			if !strings.Contains(out.String(), tt.stdout) || !strings.Contains(errOut.String(), tt.stderr) {
+				t.Errorf("stdout %q\nstderr %q", out.String(), errOut.String())
+			}
+		})
+	}
+}
+
+func TestRunInterrupted(t *testing.T) {
+	t.Parallel()
+	srv := stub(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut bytes.Buffer
+	if code := run(ctx, []string{"run", "echo", "-c", writeConfig(t, srv.URL)}, nil, &out, &errOut); code != exitInterrupted {
+		t.Errorf("exit %d, stderr %s", code, errOut.String())
+	}
+}
+
+// TestDemoAgainstRealN8N runs what `make demo` runs.
+func TestDemoAgainstRealN8N(t *testing.T) {
+	t.Parallel()
+	n8n := n8ntest.Require(t)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"run", "user-onboarding", "-p", "email=user@example.com", "-p", "plan=premium", "-c", writeConfig(t, n8n.BaseURL)}, nil, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var res struct {
+		ExecutionID string `json:"execution_id"`
+		Output      struct {
+			Welcome string `json:"welcome"`
+		} `json:"output"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatal(err, out.String())
+	}
+	if res.ExecutionID == "" || res.Output.Welcome != "Welcome aboard, user@example.com!" {
+		t.Errorf("output %s", out.String())
+	}
+}
