@@ -161,26 +161,21 @@ func (b *boot) do(ctx context.Context, method, path string, body any, hdr map[st
 
 // api calls the public API and decodes a 2xx answer into out.
 func (b *boot) api(ctx context.Context, method, path string, body, out any) error {
-	st, data, err := b.do(ctx, method, "/api/v1"+path, body, map[string]string{"X-N8N-API-KEY": b.st.APIKey})
-	if err != nil {
-		return err
-	}
-	if st < 200 || st > 299 {
-		return fmt.Errorf("%s /api/v1%s: HTTP %d: %s", method, path, st, truncate(data))
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
+	return b.call(ctx, method, "/api/v1"+path, body, out, map[string]string{"X-N8N-API-KEY": b.st.APIKey})
 }
 
+// rest calls the editor's REST API with the session cookie.
 func (b *boot) rest(ctx context.Context, method, path string, body, out any) error {
-	st, data, err := b.do(ctx, method, "/rest"+path, body, nil)
+	return b.call(ctx, method, "/rest"+path, body, out, nil)
+}
+
+func (b *boot) call(ctx context.Context, method, path string, body, out any, hdr map[string]string) error {
+	st, data, err := b.do(ctx, method, path, body, hdr)
 	if err != nil {
 		return err
 	}
 	if st < 200 || st > 299 {
-		return fmt.Errorf("%s /rest%s: HTTP %d: %s", method, path, st, truncate(data))
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, st, truncate(data))
 	}
 	if out != nil {
 		return json.Unmarshal(data, out)
