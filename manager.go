@@ -184,6 +184,14 @@ func (m *Manager) execute(ctx context.Context, req Request) (*Result, error) {
 		Workflow: req.Workflow, Params: req.Params, RequestID: req.RequestID,
 		IdempotencyKey: req.IdempotencyKey, StartedAt: time.Now(),
 	}
+	if len(pre) > 0 && req.Body == nil {
+		// Pre hooks may change the parameters: give them a copy, never the
+		// caller's map.
+		ec.Params = maps.Clone(req.Params)
+		if ec.Params == nil {
+			ec.Params = map[string]any{}
+		}
+	}
 	fail := func(err error) (*Result, error) {
 		ec.Err, ec.Duration = err, time.Since(ec.StartedAt)
 		if !IsCanceled(err) {

@@ -86,9 +86,13 @@ func TestHooksOrderAndParams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := m.ExecuteWorkflow(t.Context(), "w", map[string]any{"a": 1})
+	params := map[string]any{"a": 1}
+	res, err := m.ExecuteWorkflow(t.Context(), "w", params)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(params) != 1 {
+		t.Errorf("a hook changed the caller's map: %v", params)
 	}
 	if strings.Join(calls, ",") != "pre1,pre2,post" {
 		t.Errorf("calls = %v", calls)
