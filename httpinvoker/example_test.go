@@ -42,11 +42,3 @@ func ExampleNew() {
 	fmt.Println(res.Attempts, string(res.Output))
 	// Output: 2 {"request":"r-1"}
 }
-
-func ExampleParseRetryAfter() {
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	d1, _ := httpinvoker.ParseRetryAfter("120", now)
-	d2, _ := httpinvoker.ParseRetryAfter("Thu, 26 Nov 2026 12:00:30 GMT", now)
-	fmt.Println(d1, d2)
-	// Output: 2m0s 30s
-}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"mime"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
 // Header names sent with every attempt.
@@ -32,8 +32,6 @@ const (
 
 // Defaults of the options that config does not cover.
 const (
-	DefaultMaxDelay        = 60 * time.Second
-	DefaultMaxRetryAfter   = 60 * time.Second
 	DefaultDialTimeout     = 10 * time.Second
 	DefaultIdleConnTimeout = 90 * time.Second
 	maxErrorBody           = 4 << 10
@@ -41,14 +39,15 @@ const (
 	userAgent              = "n8n-invoker"
 )
 
-// Gate is consulted before every attempt and told its outcome: the seam
-// for circuit breakers, rate limiters and retry budgets.
+// Gate is consulted before every attempt: the seam for circuit breakers,
+// rate limiters and retry budgets (policy.Guard implements it).
 type Gate interface {
-	// Allow returns nil when the attempt may start (retry is true for
-	// every attempt but the first), or an error that ends the invocation.
-	Allow(ctx context.Context, workflow string, retry bool) error
-	// Done reports the attempt's outcome: nil, or its error and class.
-	Done(workflow string, err error, class core.Class)
+	// Allow is called before each attempt; prev is the previous attempt's
+	// error, nil before the first. It returns done, called once with the
+	// attempt's error (nil on success), or an error that ends the
+	// invocation: the context's, a *CircuitOpenError, or
+	// ErrRetryBudgetExhausted.
+	Allow(ctx context.Context, workflow string, prev error) (done func(error), err error)
 }
 
 // Invoker calls n8n webhooks. It is safe for concurrent use.
@@ -58,14 +57,10 @@ type Invoker struct {
 	client      *http.Client
 	transport   *http.Transport
 	timeout     time.Duration
-	maxRetries  int
-	factor      float64
-	maxDelay    time.Duration
-	maxRA       time.Duration
+	retry       policy.Retry
 	maxBody     int64
-	classifiers []Classifier
+	classifiers policy.Chain
 	gate        Gate
-	jitter      func(time.Duration) time.Duration
 	wrap        func(http.RoundTripper) http.RoundTripper
 	poolConns   int
 	poolMax     int
@@ -98,39 +93,51 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
-// WithRetries sets the number of retries after the first attempt and the
-// backoff factor: retry n waits a random time in [0, factor*2^(n-1) s),
-// at most the maximum delay.
-func WithRetries(maxRetries int, backoffFactor float64) Option {
+// WithRetryPolicy sets the whole retry policy.
+func WithRetryPolicy(r policy.Retry) Option {
 	return func(i *Invoker) error {
-		if maxRetries < 0 || backoffFactor < 0 {
-			return fmt.Errorf("retries (%d) and backoff factor (%v) must not be negative", maxRetries, backoffFactor)
+		if err := r.Validate(); err != nil {
+			return err
 		}
-		i.maxRetries, i.factor = maxRetries, backoffFactor
+		i.retry = r
 		return nil
 	}
 }
 
-// WithMaxDelay caps the backoff delay (default DefaultMaxDelay).
+// WithRetries sets the number of retries after the first attempt and the
+// seed's backoff factor: retry n waits a random time in
+// [0, factor*2^(n-1) s), at most the maximum delay.
+func WithRetries(maxRetries int, backoffFactor float64) Option {
+	return func(i *Invoker) error {
+		if maxRetries < 0 || !(backoffFactor >= 0) {
+			return fmt.Errorf("retries (%d) and backoff factor (%v) must not be negative", maxRetries, backoffFactor)
+		}
+		i.retry.MaxRetries = maxRetries
+		i.retry.BaseDelay = time.Duration(backoffFactor * float64(time.Second))
+		return nil
+	}
+}
+
+// WithMaxDelay caps the backoff delay (default policy.DefaultMaxDelay).
 func WithMaxDelay(d time.Duration) Option {
 	return func(i *Invoker) error {
 		if d <= 0 {
 			return fmt.Errorf("max delay must be positive, got %s", d)
 		}
-		i.maxDelay = d
+		i.retry.MaxDelay = d
 		return nil
 	}
 }
 
 // WithMaxRetryAfter caps the wait a Retry-After header may ask for
-// (default DefaultMaxRetryAfter). A longer request ends the invocation
-// with a *RetryAfterError that carries the wait.
+// (default policy.DefaultMaxRetryAfter). A longer request ends the
+// invocation with a *RetryAfterError that carries the wait.
 func WithMaxRetryAfter(d time.Duration) Option {
 	return func(i *Invoker) error {
-		if d < 0 {
-			return fmt.Errorf("max retry-after must not be negative, got %s", d)
+		if d <= 0 {
+			return fmt.Errorf("max retry-after must be positive, got %s", d)
 		}
-		i.maxRA = d
+		i.retry.MaxRetryAfter = d
 		return nil
 	}
 }
@@ -160,8 +167,8 @@ func WithMaxResponseBytes(n int64) Option {
 }
 
 // WithClassifier adds a classifier consulted, in the order added, before
-// the n8n rules.
-func WithClassifier(c Classifier) Option {
+// the n8n rules (policy.N8N).
+func WithClassifier(c policy.Classifier) Option {
 	return func(i *Invoker) error {
 		i.classifiers = append(i.classifiers, c)
 		return nil
@@ -173,10 +180,10 @@ func WithGate(g Gate) Option {
 	return func(i *Invoker) error { i.gate = g; return nil }
 }
 
-// WithJitter replaces full jitter (a uniform random duration in [0, max))
+// WithJitter replaces full jitter (a uniform random duration in [0, cap))
 // with f, for tests.
-func WithJitter(f func(max time.Duration) time.Duration) Option {
-	return func(i *Invoker) error { i.jitter = f; return nil }
+func WithJitter(f func(cap time.Duration) time.Duration) Option {
+	return func(i *Invoker) error { i.retry.Jitter = f; return nil }
 }
 
 // WithRoundTripper wraps the invoker's transport, e.g. to add tracing or
@@ -199,16 +206,12 @@ func New(baseURL string, opts ...Option) (*Invoker, error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	i := &Invoker{
-		base:       u,
-		timeout:    config.DefaultTimeout,
-		maxRetries: config.DefaultMaxRetries,
-		factor:     config.DefaultBackoffFactor,
-		maxDelay:   DefaultMaxDelay,
-		maxRA:      DefaultMaxRetryAfter,
-		maxBody:    config.DefaultMaxResponseBytes,
-		poolConns:  config.DefaultPoolConnections,
-		poolMax:    config.DefaultPoolMaxSize,
-		jitter:     fullJitter,
+		base:      u,
+		timeout:   config.DefaultTimeout,
+		retry:     policy.DefaultRetry(),
+		maxBody:   config.DefaultMaxResponseBytes,
+		poolConns: config.DefaultPoolConnections,
+		poolMax:   config.DefaultPoolMaxSize,
 	}
 	for _, o := range opts {
 		if err := o(i); err != nil {
@@ -268,13 +271,6 @@ func FromConfig(cfg *config.Config, opts ...Option) (*Invoker, error) {
 // Close releases idle connections.
 func (i *Invoker) Close() { i.transport.CloseIdleConnections() }
 
-func fullJitter(max time.Duration) time.Duration {
-	if max <= 0 {
-		return 0
-	}
-	return rand.N(max)
-}
-
 // call is the state of one invocation.
 type call struct {
 	req      *core.Request
@@ -287,9 +283,10 @@ type call struct {
 }
 
 // Invoke runs req's workflow and returns its result or a typed error:
-// *HTTPError, *TransportError, *ResponseError, *RetryAfterError, or
-// *AttemptsExhaustedError around the last of them; the caller's context
-// error when it is canceled.
+// *HTTPError, *TransportError, *ResponseError, *RetryAfterError,
+// *CircuitOpenError, *BudgetExhaustedError, or *AttemptsExhaustedError
+// around the last of them; the caller's context error when it is
+// canceled.
 func (i *Invoker) Invoke(ctx context.Context, req *core.Request) (*core.Result, error) {
 	start := time.Now()
 	ep, err := i.resolver.Resolve(ctx, req.Workflow)
@@ -300,56 +297,83 @@ func (i *Invoker) Invoke(ctx context.Context, req *core.Request) (*core.Result, 
 	if err != nil {
 		return nil, err
 	}
+	var last error
 	unknownRetries := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		done := func(error) {}
 		if i.gate != nil {
-			if err := i.gate.Allow(ctx, req.Workflow, c.attempts > 0); err != nil {
-				return nil, err
+			d, err := i.gate.Allow(ctx, req.Workflow, last)
+			if err != nil {
+				return nil, i.refused(ctx, c, err, last)
 			}
+			done = d
 		}
 		c.attempts++
-		res, retryAfter, err := i.attempt(ctx, c)
+		res, err := i.attempt(ctx, c)
+		done(err)
 		if err == nil {
-			if i.gate != nil {
-				i.gate.Done(req.Workflow, nil, core.Unknown)
-			}
 			res.Duration = time.Since(start)
 			return res, nil
 		}
-		if core.IsCanceled(err) && ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return nil, ctx.Err() // the caller's cancellation: not a failure
 		}
+		last = err
 		class := core.ClassOf(err)
-		if i.gate != nil {
-			i.gate.Done(req.Workflow, err, class)
-		}
 		retries := c.attempts - 1
-		switch {
-		case class == core.Permanent:
+		if class == core.Permanent {
 			return nil, err
-		case retries >= i.maxRetries, class == core.Unknown && unknownRetries >= 1:
-			if c.attempts == 1 {
-				return nil, err
-			}
-			return nil, &core.AttemptsExhaustedError{Workflow: req.Workflow, Attempts: c.attempts, Last: err}
+		}
+		if retries >= i.retry.MaxRetries || (class == core.Unknown && unknownRetries >= 1) {
+			return nil, i.exhausted(c, err)
 		}
 		if class == core.Unknown {
 			unknownRetries++
 		}
-		wait := i.jitter(backoff(i.factor, retries+1, i.maxDelay))
-		if retryAfter >= 0 {
-			if retryAfter > i.maxRA {
-				return nil, &core.RetryAfterError{Workflow: req.Workflow, Wait: retryAfter, Attempts: c.attempts, Err: err}
-			}
-			wait = max(wait, retryAfter) // never below the server's value
+		var he *core.HTTPError
+		hasRA := errors.As(err, &he) && he.HasRetryAfter
+		var ra time.Duration
+		if hasRA {
+			ra = he.RetryAfter
+		}
+		wait, ok := i.retry.Wait(retries+1, ra, hasRA)
+		if !ok {
+			return nil, &core.RetryAfterError{Workflow: req.Workflow, Wait: wait, Attempts: c.attempts, Err: err}
+		}
+		if i.retry.MaxElapsed > 0 && time.Since(start)+wait > i.retry.MaxElapsed {
+			return nil, i.exhausted(c, err)
 		}
 		if err := sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
+}
+
+func (i *Invoker) exhausted(c *call, err error) error {
+	if c.attempts == 1 {
+		return err
+	}
+	return &core.AttemptsExhaustedError{Workflow: c.req.Workflow, Attempts: c.attempts, Last: err}
+}
+
+// refused completes the gate's refusal with the invocation's details.
+func (i *Invoker) refused(ctx context.Context, c *call, err, last error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var coe *core.CircuitOpenError
+	switch {
+	case errors.As(err, &coe):
+		e := *coe
+		e.Workflow, e.Attempts, e.Last = c.req.Workflow, c.attempts, last
+		return &e
+	case errors.Is(err, core.ErrRetryBudgetExhausted):
+		return &core.BudgetExhaustedError{Workflow: c.req.Workflow, Attempts: c.attempts, Last: last}
+	}
+	return err
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -413,10 +437,8 @@ func (i *Invoker) prepare(req *core.Request, ep *Endpoint) (*call, error) {
 	return c, nil
 }
 
-// attempt makes one attempt. retryAfter is -1 when the answer carried no
-// usable Retry-After.
-func (i *Invoker) attempt(ctx context.Context, c *call) (res *core.Result, retryAfter time.Duration, err error) {
-	retryAfter = -1
+// attempt makes one attempt.
+func (i *Invoker) attempt(ctx context.Context, c *call) (*core.Result, error) {
 	timeout := i.timeout
 	if c.ep.Timeout > 0 {
 		timeout = c.ep.Timeout
@@ -430,7 +452,7 @@ func (i *Invoker) attempt(ctx context.Context, c *call) (res *core.Result, retry
 	}
 	hreq, err := http.NewRequestWithContext(actx, c.method, c.full, body)
 	if err != nil {
-		return nil, retryAfter, fmt.Errorf("workflow %q: building request: %w", c.req.Workflow, err)
+		return nil, fmt.Errorf("workflow %q: building request: %w", c.req.Workflow, err)
 	}
 	h := hreq.Header
 	if c.body != nil {
@@ -455,33 +477,30 @@ func (i *Invoker) attempt(ctx context.Context, c *call) (res *core.Result, retry
 	if err != nil {
 		timedOut := ctx.Err() == nil && context.Cause(actx) == errAttemptTimeout
 		if ctx.Err() != nil {
-			return nil, retryAfter, ctx.Err()
+			return nil, ctx.Err()
 		}
-		terr := &core.TransportError{Workflow: c.req.Workflow, Method: c.method, URL: c.url, Attempts: c.attempts, Err: cleanURLError(err)}
+		terr := &core.TransportError{Workflow: c.req.Workflow, Method: c.method, URL: c.url, Attempts: c.attempts,
+			Err: cleanURLError(err), TimedOut: timedOut}
 		if timedOut {
 			terr.Err = fmt.Errorf("attempt timed out after %s", timeout)
 		}
-		terr.ErrClass = classify(i.classifiers, &Outcome{Err: err, TimedOut: timedOut})
-		return nil, retryAfter, terr
+		terr.ErrClass = i.classifiers.Classify(&policy.Outcome{Err: err, TimedOut: timedOut})
+		return nil, terr
 	}
 	defer resp.Body.Close()
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		herr := i.httpError(c, resp)
-		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok &&
-			(resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-			retryAfter = ra
-		}
 		if ctx.Err() != nil {
-			return nil, -1, ctx.Err()
+			return nil, ctx.Err()
 		}
-		return nil, retryAfter, herr
+		return nil, herr
 	}
-	res, err = i.decode(c, resp)
+	res, err := i.decode(c, resp)
 	if err != nil && ctx.Err() != nil {
-		return nil, -1, ctx.Err()
+		return nil, ctx.Err()
 	}
-	return res, retryAfter, err
+	return res, err
 }
 
 var errAttemptTimeout = errors.New("attempt timeout")
@@ -504,8 +523,11 @@ func (i *Invoker) httpError(c *call, resp *http.Response) *core.HTTPError {
 		Workflow: c.req.Workflow, Method: c.method, URL: c.url, StatusCode: resp.StatusCode,
 		Message: msg, Body: b, Header: resp.Header, Attempts: c.attempts,
 	}
-	e.ErrClass = classify(i.classifiers, &Outcome{StatusCode: resp.StatusCode, Header: resp.Header, Message: msg})
-	e.WorkflowFailed = resp.StatusCode == http.StatusInternalServerError && msg == n8nMessageWorkflowError
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		e.RetryAfter, e.HasRetryAfter = policy.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	e.ErrClass = i.classifiers.Classify(&policy.Outcome{StatusCode: resp.StatusCode, Header: resp.Header, Message: msg})
+	e.WorkflowFailed = resp.StatusCode == http.StatusInternalServerError && msg == policy.MessageWorkflowError
 	e.NotRegistered = resp.StatusCode == http.StatusNotFound && strings.Contains(msg, "not registered")
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		e.Message = "redirect to " + redactURL(resp.Header.Get("Location")) + " not followed; configure n8n.base_url to the final address"

@@ -17,6 +17,7 @@ import (
 
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -222,18 +223,6 @@ func TestRetryTiming(t *testing.T) {
 	}
 }
 
-func TestFullJitterRange(t *testing.T) {
-	t.Parallel()
-	for range 1000 {
-		if d := fullJitter(time.Second); d < 0 || d >= time.Second {
-			t.Fatalf("jitter %s out of [0, 1s)", d)
-		}
-	}
-	if fullJitter(0) != 0 {
-		t.Error("jitter of 0")
-	}
-}
-
 func TestCancellationIsNotAFailure(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -259,27 +248,25 @@ type recordingGate struct {
 	refuse              error
 }
 
-func (g *recordingGate) Allow(_ context.Context, _ string, retry bool) error {
+func (g *recordingGate) Allow(_ context.Context, _ string, prev error) (func(error), error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.refuse != nil {
-		return g.refuse
+		return nil, g.refuse
 	}
 	g.allowed++
-	if retry {
+	if prev != nil {
 		g.retrying++
 	}
-	return nil
-}
-
-func (g *recordingGate) Done(_ string, err error, _ core.Class) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if err == nil {
-		g.successes++
-	} else {
-		g.failures++
-	}
+	return func(err error) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if err == nil {
+			g.successes++
+		} else {
+			g.failures++
+		}
+	}, nil
 }
 
 func TestGate(t *testing.T) {
@@ -431,46 +418,11 @@ func TestResponseDecoding(t *testing.T) {
 	}
 }
 
-func TestClassification(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		o    Outcome
-		want core.Class
-	}{
-		{Outcome{StatusCode: 408}, core.Transient},
-		{Outcome{StatusCode: 429}, core.Transient},
-		{Outcome{StatusCode: 502}, core.Transient},
-		{Outcome{StatusCode: 503}, core.Transient},
-		{Outcome{StatusCode: 504}, core.Transient},
-		{Outcome{StatusCode: 524}, core.Transient},
-		{Outcome{StatusCode: 400}, core.Permanent},
-		{Outcome{StatusCode: 401, Message: "Authorization is required!"}, core.Permanent},
-		{Outcome{StatusCode: 403, Message: "Authorization data is wrong!"}, core.Permanent},
-		{Outcome{StatusCode: 404, Message: `The requested webhook "POST x" is not registered.`}, core.Permanent},
-		{Outcome{StatusCode: 409}, core.Permanent},
-		{Outcome{StatusCode: 413}, core.Permanent},
-		{Outcome{StatusCode: 422}, core.Permanent},
-		{Outcome{StatusCode: 302}, core.Permanent},
-		{Outcome{StatusCode: 500, Message: "Error in workflow"}, core.Permanent},
-		{Outcome{StatusCode: 500, Message: "There was a problem executing the workflow"}, core.Unknown},
-		{Outcome{StatusCode: 501}, core.Unknown},
-		{Outcome{StatusCode: 418}, core.Unknown},
-		{Outcome{Err: errors.New("connection refused")}, core.Transient},
-		{Outcome{Err: io.ErrUnexpectedEOF}, core.Transient},
-		{Outcome{Err: context.DeadlineExceeded, TimedOut: true}, core.Unknown},
-	}
-	for _, tt := range tests {
-		if got, ok := N8NClassifier(&tt.o); !ok || got != tt.want {
-			t.Errorf("classify(%d %q %v) = %s, want %s", tt.o.StatusCode, tt.o.Message, tt.o.Err, got, tt.want)
-		}
-	}
-}
-
 func TestCustomClassifierFirst(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		s := &script{answers: []answer{{status: 500, body: `{"message":"Error in workflow"}`}, {status: 200, body: "{}"}}}
-		retryWorkflowErrors := ClassifierFunc(func(o *Outcome) (core.Class, bool) {
+		retryWorkflowErrors := policy.ClassifierFunc(func(o *policy.Outcome) (core.Class, bool) {
 			if o.StatusCode == 500 {
 				return core.Transient, true
 			}
@@ -481,34 +433,6 @@ func TestCustomClassifierFirst(t *testing.T) {
 			t.Fatalf("err %v after %d attempts", err, s.count())
 		}
 	})
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"120", 2 * time.Minute, true},
-		{"0", 0, true},
-		{" 5 ", 5 * time.Second, true},
-		{"Thu, 26 Nov 2026 12:00:30 GMT", 30 * time.Second, true},
-		{"Thursday, 26-Nov-26 12:01:00 GMT", time.Minute, true},
-		{"Thu Nov 26 12:00:10 2026", 10 * time.Second, true},
-		{"Thu, 26 Nov 2026 11:00:00 GMT", 0, true},
-		{"", 0, false},
-		{"-1", 0, false},
-		{"soon", 0, false},
-		{"1.5", 0, false},
-	}
-	for _, tt := range tests {
-		got, ok := ParseRetryAfter(tt.in, now)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("ParseRetryAfter(%q) = %s, %v; want %s, %v", tt.in, got, ok, tt.want, tt.ok)
-		}
-	}
 }
 
 func TestRedirectNotFollowedNorCredentialsForwarded(t *testing.T) {

@@ -57,6 +57,12 @@ var (
 	ErrRateLimited = errors.New("rate limited")
 	// ErrCircuitOpen matches a call refused by an open circuit breaker.
 	ErrCircuitOpen = errors.New("circuit open")
+	// ErrRetryBudgetExhausted matches an invocation whose retry was refused
+	// because the client-wide retry budget is spent.
+	ErrRetryBudgetExhausted = errors.New("retry budget exhausted")
+	// ErrBulkheadFull matches a call refused because its workflow has the
+	// maximum number of calls in flight.
+	ErrBulkheadFull = errors.New("bulkhead full")
 )
 
 // ClassOf returns the class of err: the class of the first error in its
@@ -107,6 +113,10 @@ type HTTPError struct {
 	WorkflowFailed bool
 	// NotRegistered is true for n8n's 404 "webhook is not registered".
 	NotRegistered bool
+	// RetryAfter is the wait the answer's Retry-After header asked for;
+	// HasRetryAfter says whether it had a valid one.
+	RetryAfter    time.Duration
+	HasRetryAfter bool
 }
 
 func (e *HTTPError) Error() string {
@@ -146,6 +156,9 @@ type TransportError struct {
 	Attempts int
 	// ErrClass is the classification (Transient for connection failures).
 	ErrClass Class
+	// TimedOut is true when the attempt's own timeout expired: n8n may
+	// still be running the workflow.
+	TimedOut bool
 	Err      error
 }
 
@@ -265,10 +278,16 @@ func AttemptsOf(err error) int {
 		r *ResponseError
 		a *RetryAfterError
 		x *AttemptsExhaustedError
+		c *CircuitOpenError
+		b *BudgetExhaustedError
 	)
 	switch {
 	case errors.As(err, &x):
 		return x.Attempts
+	case errors.As(err, &c):
+		return c.Attempts
+	case errors.As(err, &b):
+		return b.Attempts
 	case errors.As(err, &a):
 		return a.Attempts
 	case errors.As(err, &h):
@@ -287,3 +306,77 @@ func plural(n int) string {
 	}
 	return "s"
 }
+
+
+// CircuitOpenError is a call refused without being sent because the
+// circuit breaker of its endpoint is open (or half-open with all probes
+// taken).
+type CircuitOpenError struct {
+	Workflow string
+	// Endpoint is the breaker's name (the workflow's webhook).
+	Endpoint string
+	// State is "open" or "half-open".
+	State string
+	// RetryIn is the time until the breaker lets a probe through.
+	RetryIn time.Duration
+	// Attempts is the number of attempts made before the refusal.
+	Attempts int
+	// Last is the error of the last attempt, if any was made.
+	Last error
+}
+
+func (e *CircuitOpenError) Error() string {
+	s := fmt.Sprintf("workflow %q: circuit breaker %s is %s, retry in %s (%d attempt%s)",
+		e.Workflow, e.Endpoint, e.State, e.RetryIn.Round(time.Millisecond), e.Attempts, plural(e.Attempts))
+	if e.Last != nil {
+		s += ": last error: " + e.Last.Error()
+	}
+	return s
+}
+
+// Unwrap returns the last attempt's error, if any.
+func (e *CircuitOpenError) Unwrap() error { return e.Last }
+
+// Is matches ErrCircuitOpen.
+func (e *CircuitOpenError) Is(target error) bool { return target == ErrCircuitOpen }
+
+// Class returns Transient: the call may succeed once the endpoint recovers.
+func (e *CircuitOpenError) Class() Class { return Transient }
+
+// BudgetExhaustedError ends an invocation whose retry the client-wide
+// retry budget refused; Last is the error that would have been retried.
+type BudgetExhaustedError struct {
+	Workflow string
+	Attempts int
+	Last     error
+}
+
+func (e *BudgetExhaustedError) Error() string {
+	return fmt.Sprintf("workflow %q: retry budget exhausted after %d attempt%s: %v", e.Workflow, e.Attempts, plural(e.Attempts), e.Last)
+}
+
+// Unwrap returns the last attempt's error.
+func (e *BudgetExhaustedError) Unwrap() error { return e.Last }
+
+// Is matches ErrRetryBudgetExhausted.
+func (e *BudgetExhaustedError) Is(target error) bool { return target == ErrRetryBudgetExhausted }
+
+// Class returns Transient.
+func (e *BudgetExhaustedError) Class() Class { return Transient }
+
+// BulkheadError is a call refused because its workflow already has the
+// maximum number of calls in flight and none ended within the wait.
+type BulkheadError struct {
+	Workflow    string
+	MaxInFlight int
+}
+
+func (e *BulkheadError) Error() string {
+	return fmt.Sprintf("workflow %q: %d calls already in flight (bulkhead full)", e.Workflow, e.MaxInFlight)
+}
+
+// Is matches ErrBulkheadFull.
+func (e *BulkheadError) Is(target error) bool { return target == ErrBulkheadFull }
+
+// Class returns Transient.
+func (e *BulkheadError) Class() Class { return Transient }

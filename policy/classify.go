@@ -1,20 +1,19 @@
-package httpinvoker
+package policy
 
 import (
 	"errors"
 	"net"
-	"net/http"
 
 	"github.com/n8n-invoker/n8n-invoker/internal/core"
 )
 
-// Outcome is what a Classifier sees of one attempt: either an answer
+// Outcome is what a Classifier sees of one attempt: an answer
 // (StatusCode set) or a transport error (Err set).
 type Outcome struct {
 	// StatusCode is the HTTP status, 0 when no answer came.
 	StatusCode int
-	// Header is the answer's header.
-	Header http.Header
+	// Header is the answer's header (an http.Header).
+	Header map[string][]string
 	// Message is n8n's "message" field or the start of a text body.
 	Message string
 	// Err is the transport error when no answer came.
@@ -35,26 +34,43 @@ type ClassifierFunc func(o *Outcome) (core.Class, bool)
 // Classify calls f.
 func (f ClassifierFunc) Classify(o *Outcome) (core.Class, bool) { return f(o) }
 
-// n8nMessageWorkflowError is the body message of a workflow that ran and
-// failed (n8n answers 500 {"message":"Error in workflow"}).
-const n8nMessageWorkflowError = "Error in workflow"
+// Chain asks its classifiers in order; the first definite answer wins.
+// When none answers, the N8N rules decide.
+type Chain []Classifier
 
-// N8NClassifier holds n8n-invoker's rules for n8n's answers. It always
-// decides.
-var N8NClassifier ClassifierFunc = func(o *Outcome) (core.Class, bool) {
+// Classify returns the first definite answer, else N8N's.
+func (ch Chain) Classify(o *Outcome) core.Class {
+	for _, c := range ch {
+		if cl, ok := c.Classify(o); ok {
+			return cl
+		}
+	}
+	c, _ := N8N(o)
+	return c
+}
+
+// MessageWorkflowError is the body message of an n8n workflow that ran and
+// failed: 500 {"message":"Error in workflow"}.
+const MessageWorkflowError = "Error in workflow"
+
+// N8N holds n8n-invoker's rules for n8n's answers. It always decides.
+//
+//   - Transient: connection failures, 408, 429, 502, 503, 504, 524.
+//   - Permanent: 400, 401, 403, 404, 405, 409, 410, 413, 422, 3xx, a DNS
+//     name that does not exist, and 500 "Error in workflow" (it ran).
+//   - Unknown: everything else, and attempt timeouts (n8n may still be
+//     running the workflow).
+var N8N ClassifierFunc = func(o *Outcome) (core.Class, bool) {
 	if o.StatusCode == 0 {
 		return classifyTransport(o), true
 	}
 	switch o.StatusCode {
-	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusBadGateway,
-		http.StatusServiceUnavailable, http.StatusGatewayTimeout, 524:
+	case 408, 429, 502, 503, 504, 524:
 		return core.Transient, true
-	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
-		http.StatusMethodNotAllowed, http.StatusConflict, http.StatusGone,
-		http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+	case 400, 401, 403, 404, 405, 409, 410, 413, 422:
 		return core.Permanent, true
-	case http.StatusInternalServerError:
-		if o.Message == n8nMessageWorkflowError {
+	case 500:
+		if o.Message == MessageWorkflowError {
 			return core.Permanent, true
 		}
 	}
@@ -66,7 +82,6 @@ var N8NClassifier ClassifierFunc = func(o *Outcome) (core.Class, bool) {
 
 func classifyTransport(o *Outcome) core.Class {
 	if o.TimedOut {
-		// The request may have reached n8n, which may still run it.
 		return core.Unknown
 	}
 	var dnsErr *net.DNSError
@@ -76,14 +91,4 @@ func classifyTransport(o *Outcome) core.Class {
 	// Refused, reset, EOF: transient. When the request may already have
 	// gone out, the idempotency key makes a re-send recognisable.
 	return core.Transient
-}
-
-func classify(chain []Classifier, o *Outcome) core.Class {
-	for _, c := range chain {
-		if cl, ok := c.Classify(o); ok {
-			return cl
-		}
-	}
-	c, _ := N8NClassifier(o)
-	return c
 }

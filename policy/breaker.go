@@ -1,0 +1,329 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
+)
+
+// State is a circuit breaker's state.
+type State int
+
+// Breaker states.
+const (
+	Closed State = iota
+	Open
+	HalfOpen
+)
+
+// String returns "closed", "open" or "half-open".
+func (s State) String() string {
+	switch s {
+	case Open:
+		return "open"
+	case HalfOpen:
+		return "half-open"
+	}
+	return "closed"
+}
+
+// MarshalText encodes the state's name.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Defaults of BreakerConfig.
+const (
+	DefaultConsecutiveFailures = 5
+	DefaultFailureRate         = 0.5
+	DefaultWindow              = 60 * time.Second
+	DefaultMinCalls            = 10
+	DefaultOpenTimeout         = 30 * time.Second
+	DefaultHalfOpenProbes      = 1
+	windowBuckets              = 10
+)
+
+// BreakerConfig configures circuit breakers; zero values mean defaults.
+type BreakerConfig struct {
+	// ConsecutiveFailures trips the breaker after that many failures in a
+	// row.
+	ConsecutiveFailures int
+	// FailureRate trips the breaker when the failures over Window reach
+	// this share of at least MinCalls calls (0 < rate <= 1).
+	FailureRate float64
+	Window      time.Duration
+	MinCalls    int
+	// OpenTimeout is how long the breaker stays open before letting
+	// probes through.
+	OpenTimeout time.Duration
+	// HalfOpenProbes is how many probes may be in flight while half-open,
+	// and how many must succeed to close the breaker.
+	HalfOpenProbes int
+	// OnStateChange, if set, is called after every transition, outside the
+	// breaker's lock.
+	OnStateChange func(name string, from, to State)
+}
+
+func (c *BreakerConfig) fill() error {
+	if c.ConsecutiveFailures < 0 || c.MinCalls < 0 || c.HalfOpenProbes < 0 || c.Window < 0 || c.OpenTimeout < 0 {
+		return fmt.Errorf("policy: breaker values must not be negative: %+v", *c)
+	}
+	if c.FailureRate < 0 || c.FailureRate > 1 || math.IsNaN(c.FailureRate) {
+		return fmt.Errorf("policy: breaker failure rate must be in (0, 1], got %v", c.FailureRate)
+	}
+	if c.ConsecutiveFailures == 0 {
+		c.ConsecutiveFailures = DefaultConsecutiveFailures
+	}
+	if c.FailureRate == 0 {
+		c.FailureRate = DefaultFailureRate
+	}
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.MinCalls == 0 {
+		c.MinCalls = DefaultMinCalls
+	}
+	if c.OpenTimeout == 0 {
+		c.OpenTimeout = DefaultOpenTimeout
+	}
+	if c.HalfOpenProbes == 0 {
+		c.HalfOpenProbes = DefaultHalfOpenProbes
+	}
+	return nil
+}
+
+// Verdict is how an attempt's outcome counts for a breaker.
+type Verdict int
+
+// Verdicts.
+const (
+	// Success: the endpoint answered (including permanent errors such as a
+	// 4xx or a workflow that ran and failed).
+	Success Verdict = iota
+	// Failure: a transient or unknown failure of the endpoint.
+	Failure
+	// Ignore: the caller's cancellation; it says nothing of the endpoint.
+	Ignore
+)
+
+// VerdictOf maps an attempt's error to a verdict.
+func VerdictOf(err error) Verdict {
+	switch {
+	case err == nil:
+		return Success
+	case core.IsCanceled(err):
+		return Ignore
+	case core.ClassOf(err) == core.Permanent:
+		return Success
+	}
+	return Failure
+}
+
+type bucket struct {
+	idx       int64
+	ok, fails int
+}
+
+// Breaker is a circuit breaker for one endpoint. Safe for concurrent use.
+type Breaker struct {
+	name string
+	cfg  BreakerConfig
+
+	mu          sync.Mutex
+	state       State
+	gen         uint64
+	consecutive int
+	buckets     [windowBuckets]bucket
+	openedAt    time.Time
+	probes      int // in flight while half-open
+	probesOK    int
+}
+
+// NewBreaker returns a closed breaker named name.
+func NewBreaker(name string, cfg BreakerConfig) (*Breaker, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	return &Breaker{name: name, cfg: cfg}, nil
+}
+
+// State returns the current state (an open breaker whose timeout has
+// passed reports half-open).
+func (b *Breaker) State() State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state == Open && time.Since(b.openedAt) >= b.cfg.OpenTimeout {
+		return HalfOpen
+	}
+	return b.state
+}
+
+// Allow asks to make one attempt. It returns done, which must be called
+// once with the attempt's verdict, or a *CircuitOpenError.
+func (b *Breaker) Allow() (done func(Verdict), err error) {
+	b.mu.Lock()
+	now := time.Now()
+	var changes []transition
+	if b.state == Open {
+		if wait := b.cfg.OpenTimeout - now.Sub(b.openedAt); wait > 0 {
+			b.mu.Unlock()
+			return nil, &core.CircuitOpenError{Endpoint: b.name, State: Open.String(), RetryIn: wait}
+		}
+		changes = append(changes, b.setState(HalfOpen, now))
+	}
+	if b.state == HalfOpen {
+		if b.probes >= b.cfg.HalfOpenProbes {
+			b.mu.Unlock()
+			b.notify(changes)
+			return nil, &core.CircuitOpenError{Endpoint: b.name, State: HalfOpen.String()}
+		}
+		b.probes++
+	}
+	gen := b.gen
+	b.mu.Unlock()
+	b.notify(changes)
+	return func(v Verdict) { b.record(gen, v) }, nil
+}
+
+type transition struct{ from, to State }
+
+// setState changes the state; the caller holds the lock.
+func (b *Breaker) setState(to State, now time.Time) transition {
+	t := transition{b.state, to}
+	b.state = to
+	b.gen++
+	b.consecutive, b.probes, b.probesOK = 0, 0, 0
+	b.buckets = [windowBuckets]bucket{}
+	if to == Open {
+		b.openedAt = now
+	}
+	return t
+}
+
+func (b *Breaker) notify(changes []transition) {
+	if b.cfg.OnStateChange == nil {
+		return
+	}
+	for _, c := range changes {
+		b.cfg.OnStateChange(b.name, c.from, c.to)
+	}
+}
+
+func (b *Breaker) record(gen uint64, v Verdict) {
+	b.mu.Lock()
+	if gen != b.gen { // the state changed since Allow: the outcome is stale
+		b.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	var changes []transition
+	switch b.state {
+	case HalfOpen:
+		b.probes--
+		switch v {
+		case Failure:
+			changes = append(changes, b.setState(Open, now))
+		case Success:
+			b.probesOK++
+			if b.probesOK >= b.cfg.HalfOpenProbes {
+				changes = append(changes, b.setState(Closed, now))
+			}
+		}
+	case Closed:
+		if v == Ignore {
+			break
+		}
+		bk := b.bucketAt(now)
+		if v == Success {
+			b.consecutive = 0
+			bk.ok++
+		} else {
+			b.consecutive++
+			bk.fails++
+		}
+		if v == Failure && b.shouldTrip(now) {
+			changes = append(changes, b.setState(Open, now))
+		}
+	}
+	b.mu.Unlock()
+	b.notify(changes)
+}
+
+func (b *Breaker) bucketAt(now time.Time) *bucket {
+	width := int64(b.cfg.Window) / windowBuckets
+	idx := now.UnixNano() / max(width, 1)
+	bk := &b.buckets[idx%windowBuckets]
+	if bk.idx != idx {
+		*bk = bucket{idx: idx}
+	}
+	return bk
+}
+
+func (b *Breaker) shouldTrip(now time.Time) bool {
+	if b.consecutive >= b.cfg.ConsecutiveFailures {
+		return true
+	}
+	width := int64(b.cfg.Window) / windowBuckets
+	cur := now.UnixNano() / max(width, 1)
+	var ok, fails int
+	for _, bk := range b.buckets {
+		if bk.idx > cur-windowBuckets {
+			ok += bk.ok
+			fails += bk.fails
+		}
+	}
+	total := ok + fails
+	return total >= b.cfg.MinCalls && float64(fails) >= b.cfg.FailureRate*float64(total)
+}
+
+// Breakers holds one breaker per endpoint, made on first use with the
+// same configuration. Safe for concurrent use.
+type Breakers struct {
+	cfg BreakerConfig
+	mu  sync.Mutex
+	m   map[string]*Breaker
+}
+
+// NewBreakers validates cfg and returns an empty set.
+func NewBreakers(cfg BreakerConfig) (*Breakers, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	return &Breakers{cfg: cfg, m: map[string]*Breaker{}}, nil
+}
+
+// Get returns the breaker of endpoint, making it if needed.
+func (s *Breakers) Get(endpoint string) *Breaker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.m[endpoint]
+	if !ok {
+		b = &Breaker{name: endpoint, cfg: s.cfg}
+		s.m[endpoint] = b
+	}
+	return b
+}
+
+// BreakerState is one breaker's name and state.
+type BreakerState struct {
+	Endpoint string `json:"endpoint"`
+	State    State  `json:"state"`
+}
+
+// States returns the state of every breaker, sorted by endpoint.
+func (s *Breakers) States() []BreakerState {
+	s.mu.Lock()
+	names := make([]string, 0, len(s.m))
+	for n := range s.m {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	sort.Strings(names)
+	out := make([]BreakerState, len(names))
+	for i, n := range names {
+		out[i] = BreakerState{Endpoint: n, State: s.Get(n).State()}
+	}
+	return out
+}

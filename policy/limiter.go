@@ -1,0 +1,89 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// RateLimiter keeps calls under a rate (golang.org/x/time/rate) and backs
+// off when the server says 429: it pauses every caller until the
+// Retry-After has passed and halves its rate, which successes then raise
+// back step by step. Safe for concurrent use.
+type RateLimiter struct {
+	lim  *rate.Limiter
+	base rate.Limit
+
+	mu          sync.Mutex
+	pausedUntil time.Time
+}
+
+// NewRateLimiter allows rps calls per second with bursts of burst (0
+// means max(1, rps)).
+func NewRateLimiter(rps float64, burst int) (*RateLimiter, error) {
+	if !(rps > 0) || math.IsInf(rps, 0) || burst < 0 {
+		return nil, fmt.Errorf("policy: rate limit needs rps > 0 and burst >= 0, got %v and %d", rps, burst)
+	}
+	if burst == 0 {
+		burst = max(1, int(rps))
+	}
+	return &RateLimiter{lim: rate.NewLimiter(rate.Limit(rps), burst), base: rate.Limit(rps)}, nil
+}
+
+// Wait blocks until a call may start, or returns ctx's error.
+func (r *RateLimiter) Wait(ctx context.Context) error {
+	r.mu.Lock()
+	pause := time.Until(r.pausedUntil)
+	r.mu.Unlock()
+	if err := sleep(ctx, pause); err != nil {
+		return err
+	}
+	res := r.lim.Reserve()
+	if !res.OK() {
+		return fmt.Errorf("policy: rate limiter cannot grant a call")
+	}
+	if err := sleep(ctx, res.Delay()); err != nil {
+		res.Cancel()
+		return err
+	}
+	return nil
+}
+
+// Throttled records a 429: callers pause for retryAfter (when positive)
+// and the rate halves, down to a sixteenth of the configured rate.
+func (r *RateLimiter) Throttled(retryAfter time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if until := time.Now().Add(retryAfter); retryAfter > 0 && until.After(r.pausedUntil) {
+		r.pausedUntil = until
+	}
+	r.lim.SetLimit(max(r.lim.Limit()/2, r.base/16))
+}
+
+// Succeeded raises a lowered rate by a twentieth of the configured rate.
+func (r *RateLimiter) Succeeded() {
+	if cur := r.lim.Limit(); cur < r.base {
+		r.lim.SetLimit(min(r.base, cur+r.base/20))
+	}
+}
+
+// Limit returns the current rate in calls per second.
+func (r *RateLimiter) Limit() float64 { return float64(r.lim.Limit()) }
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
