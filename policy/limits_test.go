@@ -1,0 +1,179 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
+)
+
+func TestBudget(t *testing.T) {
+	t.Parallel()
+	b, err := NewBudget(BudgetConfig{Capacity: 20, RetryCost: 5, TimeoutCost: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, ok1 := b.Acquire(false)
+	c2, ok2 := b.Acquire(true)
+	_, ok3 := b.Acquire(true) // 5 left, a timeout retry costs 10
+	c4, ok4 := b.Acquire(false)
+	_, ok5 := b.Acquire(false)
+	if !ok1 || !ok2 || ok3 || !ok4 || ok5 || c1 != 5 || c2 != 10 || c4 != 5 || b.Available() != 0 {
+		t.Fatalf("acquire: %v %v %v %v %v, left %d", ok1, ok2, ok3, ok4, ok5, b.Available())
+	}
+	b.Success(c2)
+	b.Success(0) // a first-try success refunds 1
+	if b.Available() != 11 {
+		t.Errorf("available %d, want 11", b.Available())
+	}
+	for range 100 {
+		b.Success(5)
+	}
+	if b.Available() != 20 {
+		t.Errorf("budget above capacity: %d", b.Available())
+	}
+}
+
+func TestRateLimiterPacesAndBacksOffOn429(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		r, err := NewRateLimiter(10, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for range 11 {
+			if err := r.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("11 calls at 10/s with burst 1 took %s, want 1s", d)
+		}
+		r.Throttled(5 * time.Second)
+		if r.Limit() != 5 {
+			t.Errorf("limit after 429 = %v, want 5", r.Limit())
+		}
+		start = time.Now()
+		_ = r.Wait(t.Context())
+		if d := time.Since(start); d < 5*time.Second {
+			t.Errorf("waited %s after a 429 with Retry-After 5s", d)
+		}
+		for range 20 {
+			r.Succeeded()
+		}
+		if r.Limit() != 10 {
+			t.Errorf("limit did not recover: %v", r.Limit())
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		r.Throttled(time.Hour)
+		cancel()
+		if err := r.Wait(ctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("canceled wait: %v", err)
+		}
+	})
+}
+
+func TestBulkhead(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBulkhead(2, time.Second)
+		r1, _ := b.Acquire(t.Context(), "wf")
+		r2, _ := b.Acquire(t.Context(), "wf")
+		other, err := b.Acquire(t.Context(), "other")
+		if err != nil || b.InFlight("wf") != 2 {
+			t.Fatalf("other key blocked: %v", err)
+		}
+		other()
+		start := time.Now()
+		_, err = b.Acquire(t.Context(), "wf")
+		var be *core.BulkheadError
+		if !errors.As(err, &be) || !errors.Is(err, core.ErrBulkheadFull) || time.Since(start) != time.Second {
+			t.Fatalf("full bulkhead: %v after %s", err, time.Since(start))
+		}
+		go func() { time.Sleep(100 * time.Millisecond); r1() }()
+		r3, err := b.Acquire(t.Context(), "wf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2()
+		r3()
+		if b.InFlight("wf") != 0 {
+			t.Errorf("in flight %d", b.InFlight("wf"))
+		}
+	})
+}
+
+func TestGuard(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		br, _ := NewBreakers(BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: time.Minute})
+		bu, _ := NewBudget(BudgetConfig{Capacity: 10, RetryCost: 5})
+		lim, _ := NewRateLimiter(100, 100)
+		g := &Guard{Breakers: br, Budget: bu, Limiter: lim}
+		fail := &core.HTTPError{StatusCode: 503, ErrClass: core.Transient}
+
+		done, err := g.Allow(t.Context(), "wf", nil) // first attempt: free
+		if err != nil || bu.Available() != 10 {
+			t.Fatalf("first attempt: %v, budget %d", err, bu.Available())
+		}
+		done(fail)
+		done, err = g.Allow(t.Context(), "wf", fail) // a retry costs 5
+		if err != nil || bu.Available() != 5 {
+			t.Fatalf("retry: %v, budget %d", err, bu.Available())
+		}
+		done(nil) // its success gives the 5 back
+		if bu.Available() != 10 {
+			t.Errorf("budget after successful retry %d", bu.Available())
+		}
+		for range 2 {
+			d, _ := g.Allow(t.Context(), "wf", nil)
+			d(fail)
+		}
+		if _, err := g.Allow(t.Context(), "wf", nil); !errors.Is(err, core.ErrCircuitOpen) {
+			t.Fatalf("breaker should be open: %v", err)
+		}
+		if bu.Available() != 10 {
+			t.Errorf("a refused retry kept its cost: %d", bu.Available())
+		}
+		g2 := &Guard{Budget: bu}
+		_, _ = g2.Allow(t.Context(), "x", fail)
+		_, _ = g2.Allow(t.Context(), "x", fail)
+		if _, err := g2.Allow(t.Context(), "x", fail); !errors.Is(err, core.ErrRetryBudgetExhausted) {
+			t.Errorf("empty budget: %v", err)
+		}
+		throttle := &core.HTTPError{StatusCode: 429, ErrClass: core.Transient, RetryAfter: 2 * time.Second, HasRetryAfter: true}
+		d, _ := (&Guard{Limiter: lim}).Allow(t.Context(), "y", nil)
+		d(throttle)
+		if lim.Limit() != 50 {
+			t.Errorf("limiter did not back off on 429: %v", lim.Limit())
+		}
+	})
+}
+
+func TestRetryCapAndWait(t *testing.T) {
+	t.Parallel()
+	r := Retry{BaseDelay: time.Second, Multiplier: 3, MaxDelay: 20 * time.Second, MaxRetryAfter: time.Minute,
+		Jitter: func(c time.Duration) time.Duration { return c / 2 }}
+	caps := []time.Duration{time.Second, 3 * time.Second, 9 * time.Second, 20 * time.Second, 20 * time.Second}
+	for i, want := range caps {
+		if got := r.Cap(i + 1); got != want {
+			t.Errorf("Cap(%d) = %s, want %s", i+1, got, want)
+		}
+	}
+	if w, ok := r.Wait(2, 0, false); !ok || w != 1500*time.Millisecond {
+		t.Errorf("jittered wait %s", w)
+	}
+	if w, ok := r.Wait(1, 10*time.Second, true); !ok || w != 10*time.Second {
+		t.Errorf("Retry-After wait %s, want never below 10s", w)
+	}
+	if w, ok := r.Wait(1, 2*time.Minute, true); ok || w != 2*time.Minute {
+		t.Errorf("Retry-After beyond the clamp: %s %v", w, ok)
+	}
+	if (Retry{MaxRetries: -1}).Validate() == nil || (Retry{Multiplier: 0.5}).Validate() == nil {
+		t.Error("invalid policy accepted")
+	}
+}
