@@ -22,6 +22,18 @@ const (
 	DefaultSampleRate       = 1.0
 	DefaultMethod           = "POST"
 	DefaultResponseMode     = ResponseModeLastNode
+	DefaultMultiplier       = 2.0
+	DefaultMaxDelay         = 60 * time.Second
+	DefaultMaxRetryAfter    = 60 * time.Second
+	DefaultBudgetCapacity   = 500
+	DefaultRetryCost        = 5
+	DefaultTimeoutCost      = 10
+	DefaultConsecutiveFails = 5
+	DefaultFailureRate      = 0.5
+	DefaultBreakerWindow    = 60 * time.Second
+	DefaultMinCalls         = 10
+	DefaultOpenTimeout      = 30 * time.Second
+	DefaultHalfOpenProbes   = 1
 )
 
 // Response modes of an n8n webhook node.
@@ -85,6 +97,74 @@ type HTTP struct {
 	// MaxResponseBytes limits a response body. Zero means
 	// DefaultMaxResponseBytes.
 	MaxResponseBytes int64 `yaml:"max_response_bytes"`
+	// Retry refines the retry policy beyond max_retries and backoff_factor.
+	Retry Retry `yaml:"retry"`
+	// CircuitBreaker configures one breaker per workflow endpoint.
+	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker"`
+	// RateLimit keeps calls to n8n under a rate.
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// Bulkhead bounds the calls in flight per workflow.
+	Bulkhead Bulkhead `yaml:"bulkhead"`
+}
+
+// Retry refines the retry policy.
+type Retry struct {
+	// Multiplier grows the backoff cap per retry (default 2).
+	Multiplier float64 `yaml:"multiplier"`
+	// MaxDelay caps one backoff (default 60 s).
+	MaxDelay Duration `yaml:"max_delay"`
+	// MaxElapsed bounds an invocation with its retries (default 0: none).
+	MaxElapsed Duration `yaml:"max_elapsed"`
+	// MaxRetryAfter is the longest Retry-After honoured (default 60 s);
+	// a longer one fails fast with a RetryAfterError.
+	MaxRetryAfter Duration `yaml:"max_retry_after"`
+	// Budget is the client-wide retry budget.
+	Budget Budget `yaml:"budget"`
+}
+
+// Budget is the client-wide retry budget (a token bucket).
+type Budget struct {
+	Enabled bool `yaml:"enabled"`
+	// Capacity is the bucket's size (default 500).
+	Capacity int `yaml:"capacity"`
+	// RetryCost is taken per retry (default 5), TimeoutCost per retry
+	// after a timeout (default 10); a success gives back 1.
+	RetryCost   int `yaml:"retry_cost"`
+	TimeoutCost int `yaml:"timeout_cost"`
+}
+
+// CircuitBreaker configures the breakers.
+type CircuitBreaker struct {
+	Enabled bool `yaml:"enabled"`
+	// ConsecutiveFailures trips after that many failures in a row
+	// (default 5).
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// FailureRate trips when failures reach this share (0..1, default 0.5)
+	// of at least MinCalls calls (default 10) within Window (default 60 s).
+	FailureRate float64  `yaml:"failure_rate"`
+	Window      Duration `yaml:"window"`
+	MinCalls    int      `yaml:"min_calls"`
+	// OpenTimeout is how long it stays open before probing (default 30 s).
+	OpenTimeout Duration `yaml:"open_timeout"`
+	// HalfOpenProbes is the number of probes (default 1).
+	HalfOpenProbes int `yaml:"half_open_probes"`
+}
+
+// RateLimit keeps calls under a rate; it also backs off on 429.
+type RateLimit struct {
+	Enabled           bool    `yaml:"enabled"`
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	// Burst is the bucket size (default: requests_per_second, at least 1).
+	Burst int `yaml:"burst"`
+}
+
+// Bulkhead bounds the calls in flight per workflow.
+type Bulkhead struct {
+	// MaxInFlight per workflow; 0 means no bound.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// MaxWait is how long a call waits for a slot before failing with a
+	// BulkheadError (default 0: as long as its context allows).
+	MaxWait Duration `yaml:"max_wait"`
 }
 
 // Tracing configures OpenTelemetry tracing.
@@ -189,6 +269,15 @@ func Default() *Config {
 			PoolConnections:  DefaultPoolConnections,
 			PoolMaxSize:      DefaultPoolMaxSize,
 			MaxResponseBytes: DefaultMaxResponseBytes,
+			Retry: Retry{
+				Multiplier: DefaultMultiplier, MaxDelay: Duration(DefaultMaxDelay), MaxRetryAfter: Duration(DefaultMaxRetryAfter),
+				Budget: Budget{Enabled: true, Capacity: DefaultBudgetCapacity, RetryCost: DefaultRetryCost, TimeoutCost: DefaultTimeoutCost},
+			},
+			CircuitBreaker: CircuitBreaker{
+				Enabled: true, ConsecutiveFailures: DefaultConsecutiveFails, FailureRate: DefaultFailureRate,
+				Window: Duration(DefaultBreakerWindow), MinCalls: DefaultMinCalls, OpenTimeout: Duration(DefaultOpenTimeout),
+				HalfOpenProbes: DefaultHalfOpenProbes,
+			},
 		}},
 		Tracing: Tracing{Backend: DefaultTracingBackend, SampleRate: DefaultSampleRate},
 	}
@@ -280,6 +369,8 @@ func (c *Config) Validate() error {
 	case h.MaxResponseBytes == 0:
 		h.MaxResponseBytes = DefaultMaxResponseBytes
 	}
+
+	c.validatePolicy(add)
 
 	t := &c.Tracing
 	switch t.Backend {
@@ -400,4 +491,70 @@ func parseDuration(s string) (Duration, error) {
 		return 0, fmt.Errorf("want seconds (30) or a duration (\"30s\"), got %q", s)
 	}
 	return Duration(d), nil
+}
+
+// validatePolicy checks the retry, breaker, rate-limit and bulkhead
+// sections, filling in defaults for zeros that have no meaning of their
+// own.
+func (c *Config) validatePolicy(add func(*Error)) {
+	h := &c.Invokers.HTTP
+	const p = "invokers.http."
+	r := &h.Retry
+	if r.Multiplier == 0 {
+		r.Multiplier = DefaultMultiplier
+	} else if !(r.Multiplier >= 1 && r.Multiplier <= 100) {
+		add(c.errorf(p+"retry.multiplier", "must be between 1 and 100, got %v", r.Multiplier))
+	}
+	durations := []struct {
+		field string
+		d     *Duration
+		def   time.Duration
+	}{
+		{p + "retry.max_delay", &r.MaxDelay, DefaultMaxDelay},
+		{p + "retry.max_elapsed", &r.MaxElapsed, 0},
+		{p + "retry.max_retry_after", &r.MaxRetryAfter, DefaultMaxRetryAfter},
+		{p + "circuit_breaker.window", &h.CircuitBreaker.Window, DefaultBreakerWindow},
+		{p + "circuit_breaker.open_timeout", &h.CircuitBreaker.OpenTimeout, DefaultOpenTimeout},
+		{p + "bulkhead.max_wait", &h.Bulkhead.MaxWait, 0},
+	}
+	for _, d := range durations {
+		switch {
+		case *d.d < 0:
+			add(c.errorf(d.field, "must not be negative, got %s", d.d.D()))
+		case *d.d == 0:
+			*d.d = Duration(d.def)
+		}
+	}
+	counts := []struct {
+		field string
+		v     *int
+		def   int
+	}{
+		{p + "retry.budget.capacity", &r.Budget.Capacity, DefaultBudgetCapacity},
+		{p + "retry.budget.retry_cost", &r.Budget.RetryCost, DefaultRetryCost},
+		{p + "retry.budget.timeout_cost", &r.Budget.TimeoutCost, DefaultTimeoutCost},
+		{p + "circuit_breaker.consecutive_failures", &h.CircuitBreaker.ConsecutiveFailures, DefaultConsecutiveFails},
+		{p + "circuit_breaker.min_calls", &h.CircuitBreaker.MinCalls, DefaultMinCalls},
+		{p + "circuit_breaker.half_open_probes", &h.CircuitBreaker.HalfOpenProbes, DefaultHalfOpenProbes},
+		{p + "rate_limit.burst", &h.RateLimit.Burst, 0},
+		{p + "bulkhead.max_in_flight", &h.Bulkhead.MaxInFlight, 0},
+	}
+	for _, n := range counts {
+		switch {
+		case *n.v < 0:
+			add(c.errorf(n.field, "must not be negative, got %d", *n.v))
+		case *n.v == 0:
+			*n.v = n.def
+		}
+	}
+	cb := &h.CircuitBreaker
+	if cb.FailureRate == 0 {
+		cb.FailureRate = DefaultFailureRate
+	} else if !(cb.FailureRate > 0 && cb.FailureRate <= 1) {
+		add(c.errorf(p+"circuit_breaker.failure_rate", "must be in (0, 1], got %v", cb.FailureRate))
+	}
+	rl := &h.RateLimit
+	if rl.Enabled && !(rl.RequestsPerSecond > 0 && rl.RequestsPerSecond <= 1e6) {
+		add(c.errorf(p+"rate_limit.requests_per_second", "must be positive when rate_limit is enabled, got %v", rl.RequestsPerSecond))
+	}
 }

@@ -23,7 +23,7 @@ func TestLoadSeedSchema(t *testing.T) {
 	if cfg.N8N.BaseURL != "https://n8n.example.com" || cfg.N8N.APIKey.Reveal() != "k-123" || cfg.N8N.Timeout.D() != 30*time.Second {
 		t.Errorf("n8n = %+v", cfg.N8N)
 	}
-	want := HTTP{MaxRetries: 3, BackoffFactor: 2, PoolConnections: 10, PoolMaxSize: 20, MaxResponseBytes: DefaultMaxResponseBytes}
+	want := Default().Invokers.HTTP
 	if cfg.Invokers.HTTP != want {
 		t.Errorf("http = %+v, want %+v", cfg.Invokers.HTTP, want)
 	}
@@ -64,6 +64,41 @@ workflows:
 	w := cfg.Workflows["w"]
 	if w.Path != "hook" || w.Method != "POST" || w.ResponseMode != "lastNode" || w.Auth.Type != "none" {
 		t.Errorf("workflow defaults: %+v", w)
+	}
+}
+
+func TestPolicySections(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse([]byte(`
+n8n: {base_url: 'http://x'}
+invokers:
+  http:
+    retry:
+      multiplier: 3
+      max_delay: 10s
+      max_elapsed: 2m
+      budget: {enabled: false}
+    circuit_breaker:
+      consecutive_failures: 7
+      open_timeout: 5
+      half_open_probes: 2
+    rate_limit: {enabled: true, requests_per_second: 8}
+    bulkhead: {max_in_flight: 4, max_wait: 1.5}
+`), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Invokers.HTTP
+	if h.Retry.Multiplier != 3 || h.Retry.MaxDelay.D() != 10*time.Second || h.Retry.MaxElapsed.D() != 2*time.Minute ||
+		h.Retry.MaxRetryAfter.D() != DefaultMaxRetryAfter || h.Retry.Budget.Enabled || h.Retry.Budget.Capacity != DefaultBudgetCapacity {
+		t.Errorf("retry = %+v", h.Retry)
+	}
+	cb := h.CircuitBreaker
+	if !cb.Enabled || cb.ConsecutiveFailures != 7 || cb.OpenTimeout.D() != 5*time.Second || cb.HalfOpenProbes != 2 || cb.MinCalls != DefaultMinCalls || cb.FailureRate != 0.5 {
+		t.Errorf("breaker = %+v", cb)
+	}
+	if !h.RateLimit.Enabled || h.RateLimit.RequestsPerSecond != 8 || h.Bulkhead.MaxInFlight != 4 || h.Bulkhead.MaxWait.D() != 1500*time.Millisecond {
+		t.Errorf("rate %+v bulkhead %+v", h.RateLimit, h.Bulkhead)
 	}
 }
 
@@ -173,6 +208,13 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"list for scalar", "n8n:\n  base_url: [a, b]\n", 2, "n8n.base_url", "single value"},
 		{"empty hook", "n8n: {base_url: 'http://x'}\nhooks:\n  error: ['']\n", 3, "hooks.error[0]", "empty hook name"},
 		{"empty file", "", 1, "", "empty configuration"},
+		{"breaker rate", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    circuit_breaker:\n      failure_rate: 2\n", 5, "invokers.http.circuit_breaker.failure_rate", "(0, 1]"},
+		{"breaker unknown key", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    circuit_breaker:\n      treshold: 2\n", 5, "invokers.http.circuit_breaker.treshold", "unknown field"},
+		{"negative open timeout", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    circuit_breaker:\n      open_timeout: -1\n", 5, "invokers.http.circuit_breaker.open_timeout", "negative"},
+		{"multiplier", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    retry:\n      multiplier: 0.5\n", 5, "invokers.http.retry.multiplier", "between 1 and 100"},
+		{"budget", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    retry:\n      budget: {capacity: -5}\n", 5, "invokers.http.retry.budget.capacity", "negative"},
+		{"rate limit", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    rate_limit:\n      enabled: true\n", 4, "invokers.http.rate_limit.requests_per_second", "positive"},
+		{"bulkhead", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    bulkhead: {max_in_flight: -1}\n", 4, "invokers.http.bulkhead.max_in_flight", "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
