@@ -253,15 +253,16 @@ func New(baseURL string, opts ...Option) (*Invoker, error) {
 	return i, nil
 }
 
-// FromConfig returns an invoker configured by cfg (n8n section,
-// invokers.http and the workflows as its resolver). Options given after
-// override it.
+// FromConfig returns an invoker configured by cfg (n8n section, the
+// retry settings of invokers.http, and the workflows as its resolver).
+// Options given after override it. The breakers, budget and rate limiter
+// are the caller's to add with WithGate (the Manager does).
 func FromConfig(cfg *config.Config, opts ...Option) (*Invoker, error) {
-	h := cfg.Invokers.HTTP
+	h := &cfg.Invokers.HTTP
 	base := []Option{
 		WithResolver(ResolverFromConfig(cfg)),
 		WithTimeout(cfg.N8N.Timeout.D()),
-		WithRetries(h.MaxRetries, h.BackoffFactor),
+		WithRetryPolicy(policy.RetryFromConfig(h)),
 		WithPool(h.PoolConnections, h.PoolMaxSize),
 		WithMaxResponseBytes(h.MaxResponseBytes),
 	}

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"github.com/n8n-invoker/n8n-invoker/config"
 
 	"github.com/n8n-invoker/n8n-invoker/internal/core"
 )
@@ -67,4 +68,36 @@ func (g *Guard) Allow(ctx context.Context, workflow string, prev error) (done fu
 			g.Budget.Success(cost)
 		}
 	}, nil
+}
+
+// GuardFromConfig builds the guard the configuration's invokers.http
+// section asks for; onStateChange, if not nil, observes the breakers.
+func GuardFromConfig(h *config.HTTP, onStateChange func(endpoint string, from, to State)) (*Guard, error) {
+	g := &Guard{}
+	if h.Retry.Budget.Enabled {
+		b, err := NewBudget(BudgetConfig{Capacity: h.Retry.Budget.Capacity, RetryCost: h.Retry.Budget.RetryCost, TimeoutCost: h.Retry.Budget.TimeoutCost})
+		if err != nil {
+			return nil, err
+		}
+		g.Budget = b
+	}
+	if cb := h.CircuitBreaker; cb.Enabled {
+		b, err := NewBreakers(BreakerConfig{
+			ConsecutiveFailures: cb.ConsecutiveFailures, FailureRate: cb.FailureRate, Window: cb.Window.D(),
+			MinCalls: cb.MinCalls, OpenTimeout: cb.OpenTimeout.D(), HalfOpenProbes: cb.HalfOpenProbes,
+			OnStateChange: onStateChange,
+		})
+		if err != nil {
+			return nil, err
+		}
+		g.Breakers = b
+	}
+	if rl := h.RateLimit; rl.Enabled {
+		l, err := NewRateLimiter(rl.RequestsPerSecond, rl.Burst)
+		if err != nil {
+			return nil, err
+		}
+		g.Limiter = l
+	}
+	return g, nil
 }
