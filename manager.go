@@ -15,19 +15,22 @@ import (
 
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/policy"
 )
-
-// DefaultMaxConcurrent is ExecuteBatch's concurrency when maxConcurrent is 0.
-const DefaultMaxConcurrent = 5
 
 // Manager runs workflows through an Invoker and calls the hooks around
 // them. It is safe for concurrent use.
 type Manager struct {
-	cfg      *config.Config
-	inv      Invoker
-	httpOpts []httpinvoker.Option
-	log      *slog.Logger
-	newID    func() string
+	cfg        *config.Config
+	inv        Invoker
+	httpOpts   []httpinvoker.Option
+	log        *slog.Logger
+	newID      func() string
+	guard      *policy.Guard
+	bulkhead   *policy.Bulkhead
+	fallback   Fallback
+	fallbackOn func(error) bool
+	onBreaker  func(endpoint string, from, to policy.State)
 
 	mu     sync.RWMutex
 	hooks  map[Stage][]ExecutionHook
@@ -68,6 +71,34 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// Fallback produces a degraded answer for a call that failed fast: it may
+// return a substitute result (marked Degraded), or an error, such as the
+// one it was given, or that of handing the item to a dead-letter queue.
+type Fallback func(ctx context.Context, req *Request, err error) (*Result, error)
+
+// WithFallback sets the fallback run when a call fails fast because the
+// system is degraded: a *CircuitOpenError, a *BudgetExhaustedError or a
+// *BulkheadError (change that with WithFallbackFor).
+func WithFallback(f Fallback) Option {
+	return func(m *Manager) error { m.fallback = f; return nil }
+}
+
+// WithFallbackFor sets which errors the fallback handles.
+func WithFallbackFor(pred func(error) bool) Option {
+	return func(m *Manager) error { m.fallbackOn = pred; return nil }
+}
+
+// IsDegraded reports whether err is a fail-fast refusal of a degraded
+// system: an open circuit, a spent retry budget or a full bulkhead.
+func IsDegraded(err error) bool {
+	return errors.Is(err, ErrCircuitOpen) || errors.Is(err, ErrRetryBudgetExhausted) || errors.Is(err, ErrBulkheadFull)
+}
+
+// WithBreakerStateChange observes every circuit breaker transition.
+func WithBreakerStateChange(f func(endpoint string, from, to policy.State)) Option {
+	return func(m *Manager) error { m.onBreaker = f; return nil }
+}
+
 // WithIDGenerator sets the function that makes request ids (default: a
 // random UUID).
 func WithIDGenerator(f func() string) Option {
@@ -104,8 +135,21 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 			return nil, fmt.Errorf("invoker: %w", err)
 		}
 	}
+	if m.fallbackOn == nil {
+		m.fallbackOn = IsDegraded
+	}
+	h := &cfg.Invokers.HTTP
+	if h.Bulkhead.MaxInFlight > 0 {
+		m.bulkhead = policy.NewBulkhead(h.Bulkhead.MaxInFlight, h.Bulkhead.MaxWait.D())
+	}
 	if m.inv == nil {
-		inv, err := httpinvoker.FromConfig(cfg, m.httpOpts...)
+		guard, err := policy.GuardFromConfig(h, m.breakerChanged)
+		if err != nil {
+			return nil, err
+		}
+		m.guard = guard
+		opts := append([]httpinvoker.Option{httpinvoker.WithGate(guard)}, m.httpOpts...)
+		inv, err := httpinvoker.FromConfig(cfg, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -124,6 +168,23 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		}
 	}
 	return m, nil
+}
+
+func (m *Manager) breakerChanged(endpoint string, from, to policy.State) {
+	m.log.Warn("circuit breaker changed state", "endpoint", endpoint, "from", from.String(), "to", to.String())
+	if m.onBreaker != nil {
+		m.onBreaker(endpoint, from, to)
+	}
+}
+
+// BreakerStates returns the state of the circuit breaker of every
+// workflow called so far (none when breakers are off or another Invoker
+// is in use).
+func (m *Manager) BreakerStates() []policy.BreakerState {
+	if m.guard == nil || m.guard.Breakers == nil {
+		return nil
+	}
+	return m.guard.Breakers.States()
 }
 
 // Config returns the manager's configuration. Do not modify it.
@@ -207,7 +268,7 @@ func (m *Manager) execute(ctx context.Context, req Request) (*Result, error) {
 		}
 	}
 	req.Params = ec.Params
-	res, err := m.inv.Invoke(ctx, &req)
+	res, err := m.invoke(ctx, &req)
 	if err != nil {
 		return fail(err)
 	}
@@ -215,6 +276,36 @@ func (m *Manager) execute(ctx context.Context, req Request) (*Result, error) {
 	for _, h := range post {
 		m.safely(ctx, StagePostExecution, ec, h.PostExecution)
 	}
+	return res, nil
+}
+
+// invoke calls the invoker inside the bulkhead and runs the fallback for
+// a degraded failure.
+func (m *Manager) invoke(ctx context.Context, req *Request) (*Result, error) {
+	var (
+		res *Result
+		err error
+	)
+	if m.bulkhead != nil {
+		var release func()
+		if release, err = m.bulkhead.Acquire(ctx, req.Workflow); err == nil {
+			res, err = m.inv.Invoke(ctx, req)
+			release()
+		}
+	} else {
+		res, err = m.inv.Invoke(ctx, req)
+	}
+	if err == nil || m.fallback == nil || IsCanceled(err) || !m.fallbackOn(err) {
+		return res, err
+	}
+	res, ferr := m.fallback(ctx, req, err)
+	if ferr != nil {
+		return nil, ferr
+	}
+	if res == nil {
+		return nil, err
+	}
+	res.Degraded = true
 	return res, nil
 }
 
@@ -235,70 +326,6 @@ func (m *Manager) safely(ctx context.Context, stage Stage, ec *ExecutionContext,
 		}
 	}()
 	f(ctx, ec)
-}
-
-// BatchItem is one item of a batch, as in the design's
-// {"id": ..., "params": ...}.
-type BatchItem struct {
-	// ID is the workflow name.
-	ID string `json:"id"`
-	// Params are the workflow's parameters.
-	Params map[string]any `json:"params"`
-	// IdempotencyKey, when set, is sent instead of the request id.
-	IdempotencyKey string `json:"idempotency_key,omitempty"`
-}
-
-// BatchResult is the outcome of one BatchItem: Result or Err is set.
-// Items that were not started because ctx was canceled have the
-// context's error.
-type BatchResult struct {
-	Index  int
-	Item   BatchItem
-	Result *Result
-	Err    error
-}
-
-// ExecuteBatch runs items with at most maxConcurrent in flight (0 means
-// DefaultMaxConcurrent) and returns one BatchResult per item, in input
-// order. A failed item does not stop the others. When ctx is canceled,
-// items not yet started get the context's error. The error is non-nil
-// only when the batch could not start.
-func (m *Manager) ExecuteBatch(ctx context.Context, items []BatchItem, maxConcurrent int) ([]BatchResult, error) {
-	if maxConcurrent < 0 {
-		return nil, fmt.Errorf("invoker: maxConcurrent must not be negative, got %d", maxConcurrent)
-	}
-	if maxConcurrent == 0 {
-		maxConcurrent = DefaultMaxConcurrent
-	}
-	if !m.enter() {
-		return nil, ErrClosed
-	}
-	defer m.wg.Done()
-
-	results := make([]BatchResult, len(items))
-	sem := make(chan struct{}, maxConcurrent)
-	var wg sync.WaitGroup
-	for i, it := range items {
-		results[i] = BatchResult{Index: i, Item: it}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if err := ctx.Err(); err != nil {
-			for j := i; j < len(items); j++ {
-				results[j] = BatchResult{Index: j, Item: items[j], Err: err}
-			}
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			results[i].Result, results[i].Err = m.execute(ctx, Request{
-				Workflow: it.ID, Params: it.Params, IdempotencyKey: it.IdempotencyKey,
-			})
-		})
-	}
-	wg.Wait()
-	return results, nil
 }
 
 // Close stops accepting work, waits until the work in flight ends or ctx

@@ -53,7 +53,27 @@ var (
 	ErrClosed          = core.ErrClosed
 	ErrRateLimited     = core.ErrRateLimited
 	ErrCircuitOpen     = core.ErrCircuitOpen
+	// ErrRetryBudgetExhausted matches a retry refused by the retry budget.
+	ErrRetryBudgetExhausted = core.ErrRetryBudgetExhausted
+	// ErrBulkheadFull matches a call refused by a full bulkhead.
+	ErrBulkheadFull = core.ErrBulkheadFull
+	// ErrBatchAborted is the error of batch items not started because
+	// another item failed under WithFailFast. It matches context.Canceled:
+	// those items did not fail, they were not run.
+	ErrBatchAborted = core.ErrBatchAborted
 )
+
+// CircuitOpenError is a call refused because its endpoint's breaker is
+// open.
+type CircuitOpenError = core.CircuitOpenError
+
+// BudgetExhaustedError is an invocation whose retry the retry budget
+// refused.
+type BudgetExhaustedError = core.BudgetExhaustedError
+
+// BulkheadError is a call refused because its workflow has the maximum
+// calls in flight.
+type BulkheadError = core.BulkheadError
 
 // ClassOf returns the class of err (Unknown when nothing in its chain
 // reports one; Permanent for a canceled context, which nobody should

@@ -63,6 +63,10 @@ var (
 	// ErrBulkheadFull matches a call refused because its workflow has the
 	// maximum number of calls in flight.
 	ErrBulkheadFull = errors.New("bulkhead full")
+	// ErrBatchAborted is the error of batch items not started because
+	// another item failed in a fail-fast batch; it matches
+	// context.Canceled.
+	ErrBatchAborted = fmt.Errorf("batch aborted after an item failed (fail-fast): %w", context.Canceled)
 )
 
 // ClassOf returns the class of err: the class of the first error in its
@@ -306,7 +310,6 @@ func plural(n int) string {
 	}
 	return "s"
 }
-
 
 // CircuitOpenError is a call refused without being sent because the
 // circuit breaker of its endpoint is open (or half-open with all probes

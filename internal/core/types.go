@@ -52,6 +52,9 @@ type Result struct {
 	// Completed is false when the webhook answers before the workflow ends
 	// (response mode onReceived): Output then only says it started.
 	Completed bool `json:"completed"`
+	// Degraded is true when the result comes from the manager's fallback,
+	// not from n8n.
+	Degraded bool `json:"degraded,omitempty"`
 	// Attempts is the number of attempts made, at least 1.
 	Attempts int `json:"attempts"`
 	// Duration is the wall time of the invocation, retries included.

@@ -1,0 +1,240 @@
+package invoker
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/policy"
+)
+
+// DefaultMaxConcurrent is the batch concurrency when maxConcurrent is 0.
+const DefaultMaxConcurrent = 5
+
+// BatchItem is one item of a batch, as in the design's
+// {"id": ..., "params": ...}.
+type BatchItem struct {
+	// ID is the workflow name.
+	ID string `json:"id"`
+	// Params are the workflow's parameters.
+	Params map[string]any `json:"params"`
+	// IdempotencyKey, when set, is sent instead of the request id.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// BatchResult is the outcome of one BatchItem: Result or Err is set.
+// Items that were not started because ctx was canceled have the
+// context's error (ErrBatchAborted after a fail-fast stop).
+type BatchResult struct {
+	// Index is the item's position in the input.
+	Index  int
+	Item   BatchItem
+	Result *Result
+	Err    error
+}
+
+// Progress is a batch's state, reported after every item.
+type Progress struct {
+	// Total is the number of items, -1 for a stream.
+	Total int `json:"total"`
+	// Succeeded, Failed and Canceled count the items that ended so.
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+	Canceled  int `json:"canceled"`
+	// InFlight is the number of items running.
+	InFlight int `json:"in_flight"`
+	// Limit is the current concurrency limit (it moves when adaptive).
+	Limit int `json:"limit"`
+}
+
+// Done returns the number of items that ended.
+func (p Progress) Done() int { return p.Succeeded + p.Failed + p.Canceled }
+
+type batchOptions struct {
+	failFast bool
+	progress func(Progress)
+	adaptive bool
+}
+
+// BatchOption changes how a batch runs.
+type BatchOption func(*batchOptions)
+
+// WithFailFast stops the batch at the first failed item: items not yet
+// started end with ErrBatchAborted and items in flight are canceled. The
+// default is to continue.
+func WithFailFast() BatchOption { return func(o *batchOptions) { o.failFast = true } }
+
+// WithProgress calls f after every item ends, one call at a time.
+func WithProgress(f func(Progress)) BatchOption { return func(o *batchOptions) { o.progress = f } }
+
+// WithAdaptiveConcurrency lets the concurrency move between 1 and
+// maxConcurrent, finding by itself the point where n8n is busy but
+// latency has not yet climbed (see policy.Adaptive).
+func WithAdaptiveConcurrency() BatchOption { return func(o *batchOptions) { o.adaptive = true } }
+
+// ExecuteBatch runs items with at most maxConcurrent in flight (0 means
+// DefaultMaxConcurrent) and returns one BatchResult per item, in input
+// order. A failed item does not stop the others unless WithFailFast is
+// given. When ctx is canceled, items not yet started get the context's
+// error: none is dropped. The error is non-nil only when the batch could
+// not start.
+func (m *Manager) ExecuteBatch(ctx context.Context, items []BatchItem, maxConcurrent int, opts ...BatchOption) ([]BatchResult, error) {
+	o, err := batchSetup(&maxConcurrent, opts)
+	if err != nil {
+		return nil, err
+	}
+	if !m.enter() {
+		return nil, ErrClosed
+	}
+	defer m.wg.Done()
+	results := make([]BatchResult, len(items))
+	m.dispatch(ctx, slices.Values(items), len(items), maxConcurrent, o, nil, func(r BatchResult) { results[r.Index] = r })
+	return results, nil
+}
+
+// ExecuteStream runs a stream of items, as ExecuteBatch does, in constant
+// memory: items are read as slots free up and results are yielded as
+// they end, not in input order (BatchResult.Index tells the position).
+// Every item read is yielded once. Breaking out of the loop cancels the
+// items in flight and stops reading.
+func (m *Manager) ExecuteStream(ctx context.Context, items iter.Seq[BatchItem], maxConcurrent int, opts ...BatchOption) (iter.Seq[BatchResult], error) {
+	o, err := batchSetup(&maxConcurrent, opts)
+	if err != nil {
+		return nil, err
+	}
+	return func(yield func(BatchResult) bool) {
+		if !m.enter() {
+			yield(BatchResult{Err: ErrClosed})
+			return
+		}
+		defer m.wg.Done()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		abandon := make(chan struct{})
+		ch := make(chan BatchResult, maxConcurrent)
+		go func() {
+			defer close(ch)
+			m.dispatch(ctx, items, -1, maxConcurrent, o, abandon, func(r BatchResult) { ch <- r })
+		}()
+		for r := range ch {
+			if !yield(r) {
+				close(abandon)
+				cancel()
+				for range ch { // let the dispatcher finish
+				}
+				return
+			}
+		}
+	}, nil
+}
+
+func batchSetup(maxConcurrent *int, opts []BatchOption) (*batchOptions, error) {
+	if *maxConcurrent < 0 {
+		return nil, fmt.Errorf("invoker: maxConcurrent must not be negative, got %d", *maxConcurrent)
+	}
+	if *maxConcurrent == 0 {
+		*maxConcurrent = DefaultMaxConcurrent
+	}
+	o := &batchOptions{}
+	for _, f := range opts {
+		f(o)
+	}
+	return o, nil
+}
+
+// slots bounds a batch's concurrency.
+type slots interface {
+	Acquire(ctx context.Context) error
+	Release(rtt time.Duration, failed bool)
+	Limit() int
+}
+
+type fixedSlots chan struct{}
+
+func (s fixedSlots) Acquire(ctx context.Context) error {
+	select {
+	case s <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s fixedSlots) Release(time.Duration, bool) { <-s }
+func (s fixedSlots) Limit() int                  { return cap(s) }
+
+// dispatch runs items and emits one result per item read. Reading stops
+// early only when abandon is closed.
+func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total, maxConcurrent int,
+	o *batchOptions, abandon <-chan struct{}, emit func(BatchResult)) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var lim slots = make(fixedSlots, maxConcurrent)
+	if o.adaptive {
+		lim = policy.NewAdaptive(1, maxConcurrent)
+	}
+	var (
+		mu   sync.Mutex
+		prog = Progress{Total: total}
+		wg   sync.WaitGroup
+	)
+	end := func(r BatchResult) {
+		mu.Lock()
+		switch {
+		case r.Err == nil:
+			prog.Succeeded++
+		case IsCanceled(r.Err):
+			prog.Canceled++
+		default:
+			prog.Failed++
+		}
+		prog.Limit = lim.Limit()
+		if o.progress != nil {
+			o.progress(prog)
+		}
+		mu.Unlock()
+		emit(r)
+	}
+	i := 0
+	for it := range items {
+		idx := i
+		i++
+		select {
+		case <-abandon:
+			wg.Wait()
+			return
+		default:
+		}
+		if ctx.Err() != nil || lim.Acquire(ctx) != nil {
+			end(BatchResult{Index: idx, Item: it, Err: context.Cause(ctx)})
+			continue
+		}
+		mu.Lock()
+		prog.InFlight++
+		mu.Unlock()
+		wg.Go(func() {
+			start := time.Now()
+			res, err := m.execute(ctx, Request{Workflow: it.ID, Params: it.Params, IdempotencyKey: it.IdempotencyKey})
+			rtt := time.Since(start)
+			switch {
+			case err == nil:
+			case IsCanceled(err):
+				rtt = 0
+				if cause := context.Cause(ctx); cause != nil {
+					err = cause
+				}
+			case o.failFast:
+				cancel(ErrBatchAborted)
+			}
+			lim.Release(rtt, err != nil && !IsCanceled(err) && ClassOf(err) != Permanent)
+			mu.Lock()
+			prog.InFlight--
+			mu.Unlock()
+			end(BatchResult{Index: idx, Item: it, Result: res, Err: err})
+		})
+	}
+	wg.Wait()
+}

@@ -1,0 +1,260 @@
+package invoker_test
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/config"
+)
+
+func items(n int) []invoker.BatchItem {
+	out := make([]invoker.BatchItem, n)
+	for i := range out {
+		out[i] = invoker.BatchItem{ID: "w", Params: map[string]any{"i": i}}
+	}
+	return out
+}
+
+func TestFailFast(t *testing.T) {
+	t.Parallel()
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+		if req.Params["i"] == 5 {
+			return nil, &invoker.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invoker.Permanent, Attempts: 1}
+		}
+		if req.Params["i"].(int) > 5 {
+			<-ctx.Done() // in flight when the failure happens
+			return nil, ctx.Err()
+		}
+		return okResult(ctx, req)
+	}}
+	m := newManager(t, f)
+	results, err := m.ExecuteBatch(t.Context(), items(100), 4, invoker.WithFailFast())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok, failed, aborted int
+	for _, r := range results {
+		switch {
+		case r.Err == nil:
+			ok++
+		case errors.Is(r.Err, invoker.ErrBatchAborted):
+			aborted++
+			if !invoker.IsCanceled(r.Err) {
+				t.Error("an aborted item counts as a failure")
+			}
+		default:
+			failed++
+		}
+	}
+	if ok != 5 || failed != 1 || aborted != 94 {
+		t.Errorf("ok %d failed %d aborted %d", ok, failed, aborted)
+	}
+	if len(f.seen) > 10 {
+		t.Errorf("%d items started after the failure", len(f.seen)-6)
+	}
+}
+
+func TestProgressReportsEveryItem(t *testing.T) {
+	t.Parallel()
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+		if req.Params["i"].(int)%4 == 0 {
+			return nil, &invoker.HTTPError{StatusCode: 400, ErrClass: invoker.Permanent}
+		}
+		return okResult(ctx, req)
+	}}
+	m := newManager(t, f)
+	var calls []invoker.Progress
+	_, err := m.ExecuteBatch(t.Context(), items(20), 3, invoker.WithProgress(func(p invoker.Progress) { calls = append(calls, p) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := calls[len(calls)-1]
+	if len(calls) != 20 || last.Succeeded != 15 || last.Failed != 5 || last.InFlight != 0 || last.Total != 20 || last.Done() != 20 {
+		t.Errorf("%d calls, last %+v", len(calls), last)
+	}
+	for i, p := range calls {
+		if p.Done() != i+1 || p.InFlight > 3 {
+			t.Errorf("call %d: %+v", i, p)
+		}
+	}
+}
+
+func TestExecuteStream(t *testing.T) {
+	t.Parallel()
+	var created atomic.Int64
+	gen := func(n int) iter.Seq[invoker.BatchItem] {
+		return func(yield func(invoker.BatchItem) bool) {
+			for i := range n {
+				created.Add(1)
+				if !yield(invoker.BatchItem{ID: "w", Params: map[string]any{"i": i}}) {
+					return
+				}
+			}
+		}
+	}
+	f := &fakeInvoker{fn: okResult}
+	m := newManager(t, f)
+	seq, err := m.ExecuteStream(t.Context(), gen(1000), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make([]bool, 1000)
+	for r := range seq {
+		if r.Err != nil || seen[r.Index] {
+			t.Fatalf("result %d: %v (seen %v)", r.Index, r.Err, seen[r.Index])
+		}
+		seen[r.Index] = true
+	}
+	for i, s := range seen {
+		if !s {
+			t.Fatalf("item %d never reported", i)
+		}
+	}
+	// Breaking out stops reading the input.
+	created.Store(0)
+	seq, _ = m.ExecuteStream(t.Context(), gen(1_000_000), 4)
+	n := 0
+	for range seq {
+		if n++; n == 10 {
+			break
+		}
+	}
+	if c := created.Load(); c > 100 {
+		t.Errorf("%d items read after the consumer stopped at 10", c)
+	}
+}
+
+func TestStreamCanceledMarksTheRest(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	var once sync.Once
+	f := &fakeInvoker{fn: func(c context.Context, req *invoker.Request) (*invoker.Result, error) {
+		if req.Params["i"] == 2 {
+			once.Do(cancel)
+		}
+		return okResult(c, req)
+	}}
+	m := newManager(t, f)
+	seq, _ := m.ExecuteStream(ctx, func(yield func(invoker.BatchItem) bool) {
+		for _, it := range items(50) {
+			if !yield(it) {
+				return
+			}
+		}
+	}, 1)
+	var ok, canceled int
+	for r := range seq {
+		if r.Err == nil {
+			ok++
+		} else if invoker.IsCanceled(r.Err) {
+			canceled++
+		}
+	}
+	if ok+canceled != 50 || ok < 3 {
+		t.Errorf("ok %d canceled %d", ok, canceled)
+	}
+}
+
+func TestAdaptiveBatch(t *testing.T) {
+	t.Parallel()
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+		time.Sleep(time.Millisecond)
+		return okResult(ctx, req)
+	}}
+	m := newManager(t, f)
+	var maxLimit atomic.Int64
+	results, err := m.ExecuteBatch(t.Context(), items(200), 16, invoker.WithAdaptiveConcurrency(),
+		invoker.WithProgress(func(p invoker.Progress) {
+			if int64(p.Limit) > maxLimit.Load() {
+				maxLimit.Store(int64(p.Limit))
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if p := f.peak.Load(); p > 16 || maxLimit.Load() > 16 {
+		t.Errorf("peak %d limit %d above the bound", p, maxLimit.Load())
+	}
+}
+
+func TestFallbackOnDegradation(t *testing.T) {
+	t.Parallel()
+	open := &invoker.CircuitOpenError{Workflow: "w", State: "open"}
+	tests := []struct {
+		name     string
+		err      error
+		fallback invoker.Fallback
+		wantOut  string
+		wantErr  error
+	}{
+		{"substitute result", open, func(_ context.Context, req *invoker.Request, err error) (*invoker.Result, error) {
+			return &invoker.Result{Workflow: req.Workflow, Output: []byte(`"cached"`)}, nil
+		}, `"cached"`, nil},
+		{"fallback error", open, func(context.Context, *invoker.Request, error) (*invoker.Result, error) {
+			return nil, errors.New("queued for later")
+		}, "", nil},
+		{"not degraded: no fallback", &invoker.HTTPError{StatusCode: 400, ErrClass: invoker.Permanent}, func(context.Context, *invoker.Request, error) (*invoker.Result, error) {
+			t.Error("fallback ran for a permanent error")
+			return nil, nil
+		}, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := newManager(t, &fakeInvoker{fn: func(context.Context, *invoker.Request) (*invoker.Result, error) { return nil, tt.err }},
+				invoker.WithFallback(tt.fallback))
+			res, err := m.ExecuteWorkflow(t.Context(), "w", nil)
+			switch {
+			case tt.wantOut != "":
+				if err != nil || !res.Degraded || string(res.Output) != tt.wantOut {
+					t.Errorf("res %+v err %v", res, err)
+				}
+			case err == nil:
+				t.Error("no error")
+			}
+		})
+	}
+}
+
+func TestBulkheadFromConfig(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Parse([]byte("n8n: {base_url: 'http://127.0.0.1:1'}\ninvokers: {http: {bulkhead: {max_in_flight: 2, max_wait: 0.05}}}\nworkflows: {w: {path: w}}\n"), "b.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+		<-release
+		return okResult(ctx, req)
+	}}
+	m, err := invoker.New(cfg, invoker.WithInvoker(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { _, _ = m.ExecuteWorkflow(context.Background(), "w", nil) })
+	}
+	for f.now.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	_, err = m.ExecuteWorkflow(context.Background(), "w", nil)
+	var be *invoker.BulkheadError
+	if !errors.As(err, &be) || !invoker.IsDegraded(err) {
+		t.Errorf("third call: %v", err)
+	}
+	close(release)
+	wg.Wait()
+}
