@@ -1,0 +1,277 @@
+package n8napi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
+)
+
+// HeaderAPIKey is the header that carries the API key.
+const HeaderAPIKey = "X-N8N-API-KEY"
+
+// DefaultMaxResponseBytes limits a response body (executions with data
+// can be large).
+const DefaultMaxResponseBytes = 64 << 20
+
+// Client talks to n8n's public API. It is safe for concurrent use.
+type Client struct {
+	base    *url.URL // ends in /api/v1/
+	key     config.Secret
+	hc      *http.Client
+	maxBody int64
+
+	Workflows   *WorkflowsService
+	Executions  *ExecutionsService
+	Credentials *CredentialsService
+	Tags        *TagsService
+}
+
+type service struct{ c *Client }
+
+// Option configures a Client.
+type Option func(*Client) error
+
+// WithHTTPClient sets the HTTP client (default: a pooled client with a
+// 30 s timeout).
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) error {
+		if hc == nil {
+			return errors.New("nil http client")
+		}
+		c.hc = hc
+		return nil
+	}
+}
+
+// WithMaxResponseBytes limits a response body.
+func WithMaxResponseBytes(n int64) Option {
+	return func(c *Client) error {
+		if n <= 0 {
+			return fmt.Errorf("max response bytes must be positive, got %d", n)
+		}
+		c.maxBody = n
+		return nil
+	}
+}
+
+// NewClient returns a client for the n8n instance at baseURL (the
+// instance's address, without /api/v1).
+func NewClient(baseURL string, apiKey config.Secret, opts ...Option) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("n8napi: base URL must be http(s)://host[/path], got %q", baseURL)
+	}
+	if apiKey.IsZero() {
+		return nil, errors.New("n8napi: no API key (set n8n.api_key)")
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/v1/"
+	c := &Client{base: u, key: apiKey, maxBody: DefaultMaxResponseBytes}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, fmt.Errorf("n8napi: %w", err)
+		}
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{
+			Timeout: 30 * time.Second,
+			Transport: &http.Transport{
+				Proxy:               http.ProxyFromEnvironment,
+				DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConnsPerHost: 16,
+				IdleConnTimeout:     90 * time.Second,
+				TLSHandshakeTimeout: 10 * time.Second,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	s := service{c}
+	c.Workflows, c.Executions = (*WorkflowsService)(&s), (*ExecutionsService)(&s)
+	c.Credentials, c.Tags = (*CredentialsService)(&s), (*TagsService)(&s)
+	return c, nil
+}
+
+// Response is an API answer.
+type Response struct {
+	*http.Response
+	// NextCursor is the cursor of the next page of a list, "" on the last.
+	NextCursor string
+}
+
+// APIError is an answer with a status that is not a success.
+type APIError struct {
+	Method     string
+	URL        string // path and query, no host credentials
+	StatusCode int
+	// Message is n8n's "message", or the start of the body.
+	Message string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("n8n API: %s %s: HTTP %d: %s", e.Method, e.URL, e.StatusCode, e.Message)
+}
+
+// Class classifies the answer: 429 and 5xx are transient, other 4xx
+// permanent.
+func (e *APIError) Class() core.Class {
+	switch {
+	case e.StatusCode == 429 || e.StatusCode == 502 || e.StatusCode == 503 || e.StatusCode == 504:
+		return core.Transient
+	case e.StatusCode >= 400 && e.StatusCode < 500:
+		return core.Permanent
+	}
+	return core.Unknown
+}
+
+// IsNotFound reports whether err is an API 404.
+func IsNotFound(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.StatusCode == http.StatusNotFound
+}
+
+// NewRequest builds a request for path (relative to /api/v1/) with body
+// encoded as JSON.
+func (c *Client) NewRequest(ctx context.Context, method, path string, query url.Values, body any) (*http.Request, error) {
+	u, err := c.base.Parse(strings.TrimPrefix(path, "/"))
+	if err != nil {
+		return nil, err
+	}
+	if len(query) > 0 {
+		u.RawQuery = query.Encode()
+	}
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(HeaderAPIKey, c.key.Reveal())
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
+}
+
+// Do sends req and decodes a JSON answer into v (when not nil).
+func (c *Client) Do(req *http.Request, v any) (*Response, error) {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, &core.TransportError{Workflow: "(n8n API)", Method: req.Method, URL: req.URL.Path, Attempts: 1, ErrClass: core.Transient, Err: err}
+	}
+	defer resp.Body.Close()
+	r := &Response{Response: resp}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return r, fmt.Errorf("n8n API: %s %s: reading body: %w", req.Method, req.URL.Path, err)
+	}
+	if int64(len(b)) > c.maxBody {
+		return r, fmt.Errorf("n8n API: %s %s: body exceeds %d bytes", req.Method, req.URL.Path, c.maxBody)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return r, &APIError{Method: req.Method, URL: req.URL.RequestURI(), StatusCode: resp.StatusCode, Message: messageOf(b)}
+	}
+	if v == nil || len(bytes.TrimSpace(b)) == 0 {
+		return r, nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return r, fmt.Errorf("n8n API: %s %s: decoding answer: %w", req.Method, req.URL.Path, err)
+	}
+	return r, nil
+}
+
+func messageOf(b []byte) string {
+	var m struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(b, &m) == nil && m.Message != "" {
+		return m.Message
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+// call is NewRequest plus Do.
+func (c *Client) call(ctx context.Context, method, path string, query url.Values, body, v any) (*Response, error) {
+	req, err := c.NewRequest(ctx, method, path, query, body)
+	if err != nil {
+		return nil, err
+	}
+	return c.Do(req, v)
+}
+
+// page is a list answer.
+type page[T any] struct {
+	Data       []T     `json:"data"`
+	NextCursor *string `json:"nextCursor"`
+}
+
+func list[T any](ctx context.Context, c *Client, path string, q url.Values) ([]T, *Response, error) {
+	var p page[T]
+	resp, err := c.call(ctx, http.MethodGet, path, q, nil, &p)
+	if err != nil {
+		return nil, resp, err
+	}
+	if p.NextCursor != nil {
+		resp.NextCursor = *p.NextCursor
+	}
+	return p.Data, resp, nil
+}
+
+// all iterates every page of a list.
+func all[T any](ctx context.Context, c *Client, path string, q url.Values) func(yield func(T, error) bool) {
+	return func(yield func(T, error) bool) {
+		q := cloneValues(q)
+		for {
+			items, resp, err := list[T](ctx, c, path, q)
+			if err != nil {
+				var zero T
+				yield(zero, err)
+				return
+			}
+			for _, it := range items {
+				if !yield(it, nil) {
+					return
+				}
+			}
+			if resp.NextCursor == "" {
+				return
+			}
+			q.Set("cursor", resp.NextCursor)
+		}
+	}
+}
+
+func cloneValues(q url.Values) url.Values {
+	out := url.Values{}
+	for k, v := range q {
+		out[k] = append([]string(nil), v...)
+	}
+	return out
+}
