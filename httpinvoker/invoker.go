@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -33,6 +34,7 @@ const (
 // Defaults of the options that config does not cover.
 const (
 	DefaultDialTimeout     = 10 * time.Second
+	DefaultStartupGrace    = 60 * time.Second
 	DefaultIdleConnTimeout = 90 * time.Second
 	maxErrorBody           = 4 << 10
 	maxDrain               = 64 << 10
@@ -65,6 +67,10 @@ type Invoker struct {
 	poolConns   int
 	poolMax     int
 	tlsConfig   *tls.Config
+	grace       time.Duration
+	// unavailableAt is when n8n last looked unavailable (unix ns): a
+	// connection failure, 502/503/504, or a starting n8n's HTML 404.
+	unavailableAt atomic.Int64
 }
 
 // Option configures an Invoker.
@@ -192,6 +198,20 @@ func WithRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) Option {
 	return func(i *Invoker) error { i.wrap = wrap; return nil }
 }
 
+// WithStartupGrace sets how long after n8n last looked unavailable a 404
+// "webhook not registered" counts as transient (default
+// DefaultStartupGrace): a restarting n8n registers its webhooks a moment
+// after it answers again. Outside that window the 404 is permanent.
+func WithStartupGrace(d time.Duration) Option {
+	return func(i *Invoker) error {
+		if d < 0 {
+			return fmt.Errorf("startup grace must not be negative, got %s", d)
+		}
+		i.grace = d
+		return nil
+	}
+}
+
 // WithTLSConfig sets the TLS configuration (verification stays on unless
 // the given config turns it off).
 func WithTLSConfig(c *tls.Config) Option {
@@ -212,6 +232,7 @@ func New(baseURL string, opts ...Option) (*Invoker, error) {
 		maxBody:   config.DefaultMaxResponseBytes,
 		poolConns: config.DefaultPoolConnections,
 		poolMax:   config.DefaultPoolMaxSize,
+		grace:     DefaultStartupGrace,
 	}
 	for _, o := range opts {
 		if err := o(i); err != nil {
@@ -486,6 +507,9 @@ func (i *Invoker) attempt(ctx context.Context, c *call) (*core.Result, error) {
 			terr.Err = fmt.Errorf("attempt timed out after %s", timeout)
 		}
 		terr.ErrClass = i.classifiers.Classify(&policy.Outcome{Err: err, TimedOut: timedOut})
+		if terr.ErrClass == core.Transient {
+			i.unavailableAt.Store(time.Now().UnixNano())
+		}
 		return nil, terr
 	}
 	defer resp.Body.Close()
@@ -530,6 +554,14 @@ func (i *Invoker) httpError(c *call, resp *http.Response) *core.HTTPError {
 	e.ErrClass = i.classifiers.Classify(&policy.Outcome{StatusCode: resp.StatusCode, Header: resp.Header, Message: msg})
 	e.WorkflowFailed = resp.StatusCode == http.StatusInternalServerError && msg == policy.MessageWorkflowError
 	e.NotRegistered = resp.StatusCode == http.StatusNotFound && strings.Contains(msg, "not registered")
+	switch {
+	case e.ErrClass == core.Transient && (resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 502):
+		i.unavailableAt.Store(time.Now().UnixNano())
+	case e.NotRegistered && e.ErrClass == core.Permanent:
+		if at := i.unavailableAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < i.grace {
+			e.ErrClass = core.Transient // n8n is still registering its webhooks
+		}
+	}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		e.Message = "redirect to " + redactURL(resp.Header.Get("Location")) + " not followed; configure n8n.base_url to the final address"
 	}

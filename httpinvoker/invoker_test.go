@@ -519,6 +519,31 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
+func TestStartingN8NIsTransient(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		notRegistered := answer{status: 404, body: `{"code":404,"message":"The requested webhook \"POST hook\" is not registered."}`}
+		s := &script{answers: []answer{
+			{err: errors.New("connection refused")},
+			{status: 404, body: "<!DOCTYPE html><html>editor</html>", header: map[string]string{"Content-Type": "text/html; charset=utf-8"}},
+			notRegistered,
+			{status: 200, body: "{}"},
+			notRegistered,
+		}}
+		inv := newScripted(t, s, WithRetries(5, 0.1))
+		if _, err := inv.Invoke(t.Context(), req("wf")); err != nil || s.count() != 4 {
+			t.Fatalf("a restarting n8n: err %v after %d attempts", err, s.count())
+		}
+		// Long after n8n was last unavailable, "not registered" is
+		// permanent again.
+		time.Sleep(2 * DefaultStartupGrace)
+		_, err := inv.Invoke(t.Context(), req("wf"))
+		if !errors.Is(err, core.ErrNotRegistered) || core.ClassOf(err) != core.Permanent || s.count() != 5 {
+			t.Errorf("not registered on a healthy n8n: %v after %d attempts", err, s.count()-4)
+		}
+	})
+}
+
 func TestUnknownWorkflow(t *testing.T) {
 	t.Parallel()
 	s := &script{answers: []answer{{status: 200}}}

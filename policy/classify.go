@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"net"
+	"strings"
 
 	"github.com/n8n-invoker/n8n-invoker/internal/core"
 )
@@ -58,6 +59,8 @@ const MessageWorkflowError = "Error in workflow"
 //   - Transient: connection failures, 408, 429, 502, 503, 504, 524.
 //   - Permanent: 400, 401, 403, 404, 405, 409, 410, 413, 422, 3xx, a DNS
 //     name that does not exist, and 500 "Error in workflow" (it ran).
+//     A 404 HTML page is transient: a starting n8n serves its editor's
+//     404 until the webhooks are registered.
 //   - Unknown: everything else, and attempt timeouts (n8n may still be
 //     running the workflow).
 var N8N ClassifierFunc = func(o *Outcome) (core.Class, bool) {
@@ -67,7 +70,14 @@ var N8N ClassifierFunc = func(o *Outcome) (core.Class, bool) {
 	switch o.StatusCode {
 	case 408, 429, 502, 503, 504, 524:
 		return core.Transient, true
-	case 400, 401, 403, 404, 405, 409, 410, 413, 422:
+	case 404:
+		if isHTML(o) {
+			// n8n's editor answers before the webhooks are registered
+			// while n8n starts: it will be there in a moment.
+			return core.Transient, true
+		}
+		return core.Permanent, true
+	case 400, 401, 403, 405, 409, 410, 413, 422:
 		return core.Permanent, true
 	case 500:
 		if o.Message == MessageWorkflowError {
@@ -91,4 +101,13 @@ func classifyTransport(o *Outcome) core.Class {
 	// Refused, reset, EOF: transient. When the request may already have
 	// gone out, the idempotency key makes a re-send recognisable.
 	return core.Transient
+}
+
+func isHTML(o *Outcome) bool {
+	for _, ct := range o.Header["Content-Type"] {
+		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "text/html") {
+			return true
+		}
+	}
+	return strings.HasPrefix(o.Message, "<")
 }
