@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
@@ -124,5 +125,86 @@ func TestDemoAgainstRealN8N(t *testing.T) {
 	}
 	if res.ExecutionID == "" || res.Output.Welcome != "Welcome aboard, user@example.com!" {
 		t.Errorf("output %s", out.String())
+	}
+}
+
+func TestBatchCommand(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/webhook/fail" {
+			w.WriteHeader(500)
+			fmt.Fprint(w, `{"message":"Error in workflow"}`)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, `{"got":%s}`, b)
+	}))
+	defer srv.Close()
+	cfg := writeConfig(t, srv.URL)
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		_ = os.WriteFile(p, []byte(s), 0o600)
+		return p
+	}
+	var lines strings.Builder
+	for i := range 25 {
+		fmt.Fprintf(&lines, `{"id":"echo","params":{"i":%d}}`+"\n", i)
+	}
+	good := write("good.jsonl", lines.String()+"\n")
+	mixed := write("mixed.jsonl", `{"id":"echo","params":{"i":1}}`+"\n"+`{"id":"fail"}`+"\n")
+	bad := write("bad.jsonl", `{"id":"echo"}`+"\n"+`{"id":"echo", "params": [1}`+"\n")
+	noID := write("noid.jsonl", `{"params":{}}`+"\n")
+
+	tests := []struct {
+		name   string
+		args   []string
+		stdin  string
+		code   int
+		lines  int
+		stderr string
+	}{
+		{"all succeed", []string{"batch", "-f", good, "--concurrency", "4"}, "", 0, 25, "25 items"},
+		{"adaptive", []string{"batch", "-f", good, "--concurrency", "auto"}, "", 0, 25, "25 succeeded"},
+		{"some fail", []string{"batch", "-f", mixed}, "", 1, 2, "1 succeeded, 1 failed"},
+		{"stdin", []string{"batch", "-f", "-"}, `{"id":"echo","params":{"s":"x"}}` + "\n", 0, 1, "1 succeeded"},
+		{"malformed line", []string{"batch", "-f", bad}, "", 2, 0, "bad.jsonl:2:"},
+		{"missing id", []string{"batch", "-f", noID}, "", 2, 0, `noid.jsonl:1: missing "id"`},
+		{"no file", []string{"batch"}, "", 2, 0, "--file is required"},
+		{"bad concurrency", []string{"batch", "-f", good, "--concurrency", "0"}, "", 2, 0, "--concurrency"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := hits.Load()
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), append(tt.args, "-c", cfg), strings.NewReader(tt.stdin), &out, &errOut)
+			if code != tt.code || !strings.Contains(errOut.String(), tt.stderr) {
+				t.Fatalf("exit %d (want %d); stderr %s", code, tt.code, errOut.String())
+			}
+			got := strings.Count(out.String(), "\n")
+			if got != tt.lines {
+				t.Errorf("%d result lines, want %d:\n%s", got, tt.lines, out.String())
+			}
+			if tt.code == 2 && hits.Load() != before {
+				t.Errorf("a usage error still sent %d requests", hits.Load()-before)
+			}
+			seen := map[int]bool{}
+			for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+				if l == "" {
+					continue
+				}
+				var bl batchLine
+				if err := json.Unmarshal([]byte(l), &bl); err != nil || seen[bl.Index] {
+					t.Errorf("line %q: %v", l, err)
+				}
+				seen[bl.Index] = true
+				if !bl.OK && (bl.Error == "" || bl.Class == "") {
+					t.Errorf("failed line without error or class: %s", l)
+				}
+			}
+		})
 	}
 }
