@@ -1,0 +1,103 @@
+// Command n8nload measures ExecuteBatch against the real n8n started by
+// scripts/n8n (its env file): throughput, p50 and p99 latency at fixed
+// concurrency 1, 8 and 32 and with adaptive concurrency, in one run.
+// Run it with scripts/n8n-load.sh; it is not part of the test suite.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/config"
+)
+
+func main() {
+	envFile := flag.String("env", ".n8n/env", "env file written by scripts/n8n")
+	items := flag.Int("items", 150, "items per level")
+	levels := flag.String("levels", "1,8,32,auto", "concurrency levels")
+	flag.Parse()
+	vars := map[string]string{}
+	data, err := os.ReadFile(*envFile)
+	if err != nil {
+		fail(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			vars[k] = v
+		}
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+n8n: {base_url: %q, timeout: 120}
+invokers: {http: {max_retries: 3, backoff_factor: 0.2, pool_maxsize: 64}}
+workflows: {echo: {path: invoker-echo}}
+`, vars["N8N_BASE_URL"])), "n8nload.yaml")
+	if err != nil {
+		fail(err)
+	}
+	m, err := invoker.New(cfg)
+	if err != nil {
+		fail(err)
+	}
+	defer m.Close(context.Background())
+	fmt.Println("| concurrency | items | items/s | p50 | p99 | failed | final limit |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, lv := range strings.Split(*levels, ",") {
+		c, adaptive := 32, lv == "auto"
+		if !adaptive {
+			if c, err = strconv.Atoi(lv); err != nil {
+				fail(err)
+			}
+		}
+		batch := make([]invoker.BatchItem, *items)
+		for i := range batch {
+			batch[i] = invoker.BatchItem{ID: "echo", Params: map[string]any{"i": i, "level": lv}}
+		}
+		var opts []invoker.BatchOption
+		limit := c
+		opts = append(opts, invoker.WithProgress(func(p invoker.Progress) { limit = p.Limit }))
+		if adaptive {
+			opts = append(opts, invoker.WithAdaptiveConcurrency())
+		}
+		start := time.Now()
+		res, err := m.ExecuteBatch(context.Background(), batch, c, opts...)
+		if err != nil {
+			fail(err)
+		}
+		el := time.Since(start)
+		var lat []time.Duration
+		failed := 0
+		for _, r := range res {
+			if r.Err != nil {
+				failed++
+				continue
+			}
+			lat = append(lat, r.Result.Duration)
+		}
+		slices.Sort(lat)
+		name := lv
+		if adaptive {
+			name = "adaptive (max 32)"
+		}
+		fmt.Printf("| %s | %d | %.1f | %s | %s | %d | %d |\n", name, *items, float64(*items)/el.Seconds(),
+			pct(lat, 50), pct(lat, 99), failed, limit)
+	}
+}
+
+func pct(d []time.Duration, p int) string {
+	if len(d) == 0 {
+		return "-"
+	}
+	return d[min(len(d)-1, len(d)*p/100)].Round(time.Millisecond).String()
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "n8nload:", err)
+	os.Exit(1)
+}
