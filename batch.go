@@ -217,7 +217,7 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		mu.Unlock()
 		wg.Go(func() {
 			start := time.Now()
-			res, err := m.execute(ctx, Request{Workflow: it.ID, Params: it.Params, IdempotencyKey: it.IdempotencyKey})
+			res, err := m.execute(ctx, Request{Workflow: it.ID, Params: it.Params, IdempotencyKey: it.IdempotencyKey}, nil)
 			rtt := time.Since(start)
 			switch {
 			case err == nil:

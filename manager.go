@@ -15,6 +15,7 @@ import (
 
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
@@ -27,6 +28,8 @@ type Manager struct {
 	log        *slog.Logger
 	newID      func() string
 	guard      *policy.Guard
+	api        *n8napi.Client
+	resolver   *n8napi.Resolver
 	bulkhead   *policy.Bulkhead
 	fallback   Fallback
 	fallbackOn func(error) bool
@@ -99,6 +102,12 @@ func WithBreakerStateChange(f func(endpoint string, from, to policy.State)) Opti
 	return func(m *Manager) error { m.onBreaker = f; return nil }
 }
 
+// WithAPIClient sets the n8n API client (default: one built from
+// n8n.base_url and n8n.api_key).
+func WithAPIClient(c *n8napi.Client) Option {
+	return func(m *Manager) error { m.api = c; return nil }
+}
+
 // WithIDGenerator sets the function that makes request ids (default: a
 // random UUID).
 func WithIDGenerator(f func() string) Option {
@@ -142,13 +151,29 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 	if h.Bulkhead.MaxInFlight > 0 {
 		m.bulkhead = policy.NewBulkhead(h.Bulkhead.MaxInFlight, h.Bulkhead.MaxWait.D())
 	}
+	var byID httpinvoker.Resolver = noAPI{}
+	if !cfg.N8N.APIKey.IsZero() {
+		if m.api == nil {
+			api, err := n8napi.NewClient(cfg.N8N.BaseURL, cfg.N8N.APIKey)
+			if err != nil {
+				return nil, err
+			}
+			m.api = api
+		}
+		m.resolver = n8napi.NewResolver(m.api, 0, cfg.Credentials)
+		byID = m.resolver
+	}
 	if m.inv == nil {
 		guard, err := policy.GuardFromConfig(h, m.breakerChanged)
 		if err != nil {
 			return nil, err
 		}
 		m.guard = guard
-		opts := append([]httpinvoker.Option{httpinvoker.WithGate(guard)}, m.httpOpts...)
+		opts := []httpinvoker.Option{
+			httpinvoker.WithGate(guard),
+			httpinvoker.WithResolver(httpinvoker.Chain{httpinvoker.ResolverFromConfig(cfg), byID}),
+		}
+		opts = append(opts, m.httpOpts...)
 		inv, err := httpinvoker.FromConfig(cfg, opts...)
 		if err != nil {
 			return nil, err
@@ -204,20 +229,29 @@ func (m *Manager) RegisterHook(stage Stage, hook ExecutionHook) error {
 	return nil
 }
 
-// ExecuteWorkflow runs the workflow named workflowID (a configured name
-// such as "user-onboarding") with params as its JSON body.
-func (m *Manager) ExecuteWorkflow(ctx context.Context, workflowID string, params map[string]any) (*Result, error) {
-	return m.Execute(ctx, &Request{Workflow: workflowID, Params: params})
+// ExecuteWorkflow runs a workflow with params as its JSON body.
+// workflowID is a configured name such as "user-onboarding", or, with
+// n8n.api_key set, an n8n workflow id or exact name: its webhook trigger
+// is found through the API and cached.
+func (m *Manager) ExecuteWorkflow(ctx context.Context, workflowID string, params map[string]any, opts ...CallOption) (*Result, error) {
+	return m.Execute(ctx, &Request{Workflow: workflowID, Params: params}, opts...)
 }
 
 // Execute runs one request. An empty RequestID gets a new one; an empty
 // IdempotencyKey takes the RequestID.
-func (m *Manager) Execute(ctx context.Context, req *Request) (*Result, error) {
+func (m *Manager) Execute(ctx context.Context, req *Request, opts ...CallOption) (*Result, error) {
 	if !m.enter() {
 		return nil, ErrClosed
 	}
 	defer m.wg.Done()
-	return m.execute(ctx, *req)
+	var o *callOptions
+	if len(opts) > 0 {
+		o = &callOptions{}
+		for _, f := range opts {
+			f(o)
+		}
+	}
+	return m.execute(ctx, *req, o)
 }
 
 func (m *Manager) enter() bool {
@@ -230,7 +264,7 @@ func (m *Manager) enter() bool {
 	return true
 }
 
-func (m *Manager) execute(ctx context.Context, req Request) (*Result, error) {
+func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Result, error) {
 	if req.RequestID == "" {
 		req.RequestID = m.newID()
 	}
@@ -269,6 +303,9 @@ func (m *Manager) execute(ctx context.Context, req Request) (*Result, error) {
 	}
 	req.Params = ec.Params
 	res, err := m.invoke(ctx, &req)
+	if o != nil && o.wait && (err == nil || errors.Is(err, ErrWorkflowFailed)) && (res == nil || !res.Degraded) {
+		res, err = m.await(ctx, &req, res, err, o)
+	}
 	if err != nil {
 		return fail(err)
 	}

@@ -63,6 +63,10 @@ var (
 	ErrBatchAborted = core.ErrBatchAborted
 )
 
+// ExecutionFailedError is an execution n8n reports as failed, with n8n's
+// error message and failing node.
+type ExecutionFailedError = core.ExecutionFailedError
+
 // CircuitOpenError is a call refused because its endpoint's breaker is
 // open.
 type CircuitOpenError = core.CircuitOpenError

@@ -59,6 +59,10 @@ type Config struct {
 	Tracing   Tracing             `yaml:"tracing"`
 	Hooks     Hooks               `yaml:"hooks"`
 	Workflows map[string]Workflow `yaml:"workflows"`
+	// Credentials gives the secrets of webhook credentials by their n8n
+	// name, for workflows run by id whose webhook uses header or basic
+	// auth (n8n's API never returns credential secrets).
+	Credentials map[string]Auth `yaml:"credentials"`
 
 	file string
 	pos  map[string]Position
@@ -201,6 +205,9 @@ type Workflow struct {
 	Timeout Duration `yaml:"timeout"`
 	// Auth is the webhook's authentication.
 	Auth Auth `yaml:"auth"`
+	// ID is the n8n workflow id, optional: it spares a lookup when an
+	// execution is tracked through the API.
+	ID string `yaml:"id"`
 }
 
 // Auth is a webhook's authentication.
@@ -391,6 +398,22 @@ func (c *Config) Validate() error {
 			if strings.TrimSpace(r.Name) == "" {
 				add(&Error{Pos: r.Pos, Field: fmt.Sprintf("hooks.%s[%d]", stage, i), Msg: "empty hook name"})
 			}
+		}
+	}
+
+	for name, a := range c.Credentials {
+		f := "credentials." + name
+		switch a.Type {
+		case AuthHeader:
+			if a.Name == "" || a.Value.IsZero() {
+				add(c.errorf(f, "header auth needs name and value"))
+			}
+		case AuthBasic:
+			if a.Username == "" || a.Password.IsZero() {
+				add(c.errorf(f, "basic auth needs username and password"))
+			}
+		default:
+			add(c.errorf(f+".type", "must be header or basic, got %q", a.Type))
 		}
 	}
 

@@ -2,6 +2,7 @@ package httpinvoker
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"time"
 
@@ -22,6 +23,40 @@ type Endpoint struct {
 	Timeout time.Duration
 	// Auth is the webhook's authentication.
 	Auth config.Auth
+	// ID is the n8n workflow id, when known.
+	ID string
+}
+
+// Invalidator is a Resolver with a cache: the invoker drops a workflow
+// from it when its webhook answers "not registered".
+type Invalidator interface {
+	Invalidate(workflow string)
+}
+
+// Chain tries resolvers in order; a resolver that does not know the
+// workflow (ErrUnknownWorkflow) passes it to the next. The last one's
+// answer stands.
+type Chain []Resolver
+
+// Resolve returns the first answer that is not "unknown workflow".
+func (ch Chain) Resolve(ctx context.Context, workflow string) (*Endpoint, error) {
+	var err error
+	for _, r := range ch {
+		var ep *Endpoint
+		if ep, err = r.Resolve(ctx, workflow); err == nil || !errors.Is(err, core.ErrUnknownWorkflow) {
+			return ep, err
+		}
+	}
+	return nil, err
+}
+
+// Invalidate passes the invalidation to every resolver that caches.
+func (ch Chain) Invalidate(workflow string) {
+	for _, r := range ch {
+		if inv, ok := r.(Invalidator); ok {
+			inv.Invalidate(workflow)
+		}
+	}
 }
 
 // Resolver finds the webhook of a workflow name. Implementations return
@@ -55,7 +90,7 @@ func ResolverFromConfig(cfg *config.Config) StaticResolver {
 	for name, w := range cfg.Workflows {
 		r[name] = Endpoint{
 			Path: w.Path, Method: w.Method, ResponseMode: w.ResponseMode,
-			Timeout: w.Timeout.D(), Auth: w.Auth,
+			Timeout: w.Timeout.D(), Auth: w.Auth, ID: w.ID,
 		}
 	}
 	return r

@@ -343,6 +343,11 @@ func (i *Invoker) Invoke(ctx context.Context, req *core.Request) (*core.Result, 
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // the caller's cancellation: not a failure
 		}
+		if errors.Is(err, core.ErrNotRegistered) {
+			if inv, ok := i.resolver.(Invalidator); ok {
+				inv.Invalidate(req.Workflow) // the next call resolves it afresh
+			}
+		}
 		last = err
 		class := core.ClassOf(err)
 		retries := c.attempts - 1
@@ -597,7 +602,7 @@ func redactURL(s string) string {
 
 func (i *Invoker) decode(c *call, resp *http.Response) (*core.Result, error) {
 	res := &core.Result{
-		Workflow: c.req.Workflow, RequestID: c.req.RequestID, StatusCode: resp.StatusCode,
+		Workflow: c.req.Workflow, WorkflowID: c.ep.ID, RequestID: c.req.RequestID, StatusCode: resp.StatusCode,
 		Attempts: c.attempts, Completed: c.ep.ResponseMode != config.ResponseModeOnReceived,
 	}
 	invalid := func(reason string, err error) error {

@@ -257,13 +257,19 @@ type UnknownWorkflowError struct {
 	Workflow string
 	// Known lists the configured workflow names, for the message.
 	Known []string
+	// Hint, when set, ends the message.
+	Hint string
 }
 
 func (e *UnknownWorkflowError) Error() string {
-	if len(e.Known) == 0 {
-		return fmt.Sprintf("unknown workflow %q: no workflows are configured", e.Workflow)
+	s := fmt.Sprintf("unknown workflow %q: no workflows are configured", e.Workflow)
+	if len(e.Known) > 0 {
+		s = fmt.Sprintf("unknown workflow %q (configured: %s)", e.Workflow, strings.Join(e.Known, ", "))
 	}
-	return fmt.Sprintf("unknown workflow %q (configured: %s)", e.Workflow, strings.Join(e.Known, ", "))
+	if e.Hint != "" {
+		s += "; " + e.Hint
+	}
+	return s
 }
 
 // Class returns Permanent.
@@ -300,6 +306,10 @@ func AttemptsOf(err error) int {
 		return t.Attempts
 	case errors.As(err, &r):
 		return r.Attempts
+	}
+	var f *ExecutionFailedError
+	if errors.As(err, &f) {
+		return f.Attempts
 	}
 	return 0
 }
@@ -383,3 +393,37 @@ func (e *BulkheadError) Is(target error) bool { return target == ErrBulkheadFull
 
 // Class returns Transient.
 func (e *BulkheadError) Class() Class { return Transient }
+
+// ExecutionFailedError is an execution that n8n reports as ended without
+// success (error, crashed, canceled), with n8n's own error message and
+// failing node, which the webhook's 500 "Error in workflow" hides.
+type ExecutionFailedError struct {
+	Workflow    string
+	ExecutionID string
+	// Status is n8n's execution status: error, crashed or canceled.
+	Status string
+	// Message is n8n's error message; Node the failing node.
+	Message string
+	Node    string
+	// Attempts is the number of webhook attempts made.
+	Attempts int
+}
+
+func (e *ExecutionFailedError) Error() string {
+	s := fmt.Sprintf("workflow %q: execution %s %s", e.Workflow, e.ExecutionID, e.Status)
+	if e.Node != "" {
+		s += fmt.Sprintf(" in node %q", e.Node)
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Class returns Permanent: the workflow ran.
+func (e *ExecutionFailedError) Class() Class { return Permanent }
+
+// Is matches ErrWorkflowFailed and ErrPermanent.
+func (e *ExecutionFailedError) Is(target error) bool {
+	return target == ErrWorkflowFailed || target == ErrPermanent
+}

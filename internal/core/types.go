@@ -52,6 +52,16 @@ type Result struct {
 	// Completed is false when the webhook answers before the workflow ends
 	// (response mode onReceived): Output then only says it started.
 	Completed bool `json:"completed"`
+	// WorkflowID is n8n's id of the workflow, when known.
+	WorkflowID string `json:"workflow_id,omitempty"`
+	// Status is n8n's execution status when the execution was tracked
+	// through the API (success, waiting, ...), empty otherwise.
+	Status string `json:"execution_status,omitempty"`
+	// WaitTill is when a waiting execution resumes.
+	WaitTill *time.Time `json:"wait_till,omitempty"`
+	// APICalls counts the n8n API calls this invocation made (resolution,
+	// correlation, polling).
+	APICalls int `json:"api_calls,omitempty"`
 	// Degraded is true when the result comes from the manager's fallback,
 	// not from n8n.
 	Degraded bool `json:"degraded,omitempty"`

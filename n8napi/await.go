@@ -1,0 +1,124 @@
+package n8napi
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
+)
+
+// AwaitOptions tunes Await.
+type AwaitOptions struct {
+	// FirstInterval is the first poll delay (default 100 ms); it grows by
+	// half each poll up to MaxInterval (default 2 s).
+	FirstInterval time.Duration
+	MaxInterval   time.Duration
+	// ReturnOnWaiting returns as soon as the execution is waiting (a Wait
+	// node), instead of polling until it ends.
+	ReturnOnWaiting bool
+	// StopOnCancel stops the execution in n8n when ctx is canceled.
+	StopOnCancel bool
+}
+
+// Await polls execution id until it reaches a terminal status (success,
+// error, crashed, canceled), or is waiting when opts.ReturnOnWaiting, and
+// returns it with its data. polls counts the API calls made.
+func (c *Client) Await(ctx context.Context, id string, opts *AwaitOptions) (e *Execution, polls int, err error) {
+	o := AwaitOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.FirstInterval <= 0 {
+		o.FirstInterval = 100 * time.Millisecond
+	}
+	if o.MaxInterval <= 0 {
+		o.MaxInterval = 2 * time.Second
+	}
+	wait := o.FirstInterval
+	for {
+		polls++
+		e, _, err = c.Executions.Get(ctx, id, true)
+		if err == nil && (e.Terminal() || (o.ReturnOnWaiting && e.Status == StatusWaiting)) {
+			return e, polls, nil
+		}
+		if err != nil && ctx.Err() == nil && !IsTransient(err) {
+			return nil, polls, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if o.StopOnCancel {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				_, _, _ = c.Executions.Stop(sctx, id)
+				cancel()
+			}
+			return e, polls, ctx.Err()
+		case <-t.C:
+		}
+		wait = min(o.MaxInterval, wait*3/2)
+	}
+}
+
+// IsTransient reports whether an API error is worth retrying: a 429 or
+// 5xx answer, or no answer at all.
+func IsTransient(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Class() != core.Permanent
+	}
+	return true
+}
+
+// Correlate finds the execution of workflowID whose webhook request
+// carried header (lower case, e.g. "x-request-id") with value, among the
+// newest executions, running ones included. It polls for up to timeout,
+// since n8n lists an execution a moment after it starts. It returns ""
+// when none is found.
+func (c *Client) Correlate(ctx context.Context, workflowID, header, value string, timeout time.Duration) (id string, calls int, err error) {
+	deadline := time.Now().Add(timeout)
+	wait := 100 * time.Millisecond
+	for {
+		for _, status := range []string{StatusRunning, ""} {
+			calls++
+			execs, _, err := c.Executions.List(ctx, &ExecutionListOptions{WorkflowID: workflowID, Status: status, IncludeData: true, Limit: 25})
+			if err != nil {
+				return "", calls, err
+			}
+			for _, e := range execs {
+				if headerOf(e, header) == value {
+					return e.ID.String(), calls, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", calls, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", calls, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(time.Second, wait*2)
+	}
+}
+
+// headerOf returns a request header recorded by the execution's webhook
+// node: the first item of any node whose JSON has a "headers" object.
+func headerOf(e *Execution, header string) string {
+	if e.Data == nil {
+		return ""
+	}
+	for _, runs := range e.Data.ResultData.RunData {
+		if len(runs) == 0 || runs[0].Data == nil || len(runs[0].Data.Main) == 0 || len(runs[0].Data.Main[0]) == 0 {
+			continue
+		}
+		if h, ok := runs[0].Data.Main[0][0].JSON["headers"].(map[string]any); ok {
+			if v, ok := h[header].(string); ok {
+				return v
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,264 @@
+package n8napi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
+)
+
+// DefaultResolverTTL is how long a resolved webhook is cached.
+const DefaultResolverTTL = 5 * time.Minute
+
+// ResolveError explains why a workflow id or name has no usable webhook.
+type ResolveError struct {
+	Workflow string
+	Reason   string
+	// NotFound is true when n8n knows no workflow of that id or name.
+	NotFound bool
+}
+
+func (e *ResolveError) Error() string {
+	return fmt.Sprintf("workflow %q: %s", e.Workflow, e.Reason)
+}
+
+// Class returns Permanent.
+func (e *ResolveError) Class() core.Class { return core.Permanent }
+
+// Is matches ErrUnknownWorkflow for unknown ids and ErrPermanent.
+func (e *ResolveError) Is(target error) bool {
+	return target == core.ErrPermanent || (e.NotFound && target == core.ErrUnknownWorkflow)
+}
+
+// Resolver resolves an n8n workflow id (or exact name) to its webhook
+// trigger through the public API, from the active version of the
+// workflow, and caches the answer: the warm path makes no API call. It
+// implements httpinvoker.Resolver and is safe for concurrent use.
+type Resolver struct {
+	c     *Client
+	ttl   time.Duration
+	creds map[string]config.Auth
+	group singleflight.Group
+
+	mu    sync.Mutex
+	cache map[string]cached
+	// Lookups counts the API lookups made (cache misses), for tests and
+	// metrics.
+	lookups int
+}
+
+type cached struct {
+	ep      *httpinvoker.Endpoint
+	id      string
+	expires time.Time
+}
+
+// NewResolver returns a resolver using c. ttl 0 means DefaultResolverTTL.
+// creds gives webhook credential secrets by n8n credential name.
+func NewResolver(c *Client, ttl time.Duration, creds map[string]config.Auth) *Resolver {
+	if ttl <= 0 {
+		ttl = DefaultResolverTTL
+	}
+	return &Resolver{c: c, ttl: ttl, creds: creds, cache: map[string]cached{}}
+}
+
+// Resolve returns the webhook of the workflow with id (or name) workflow.
+func (r *Resolver) Resolve(ctx context.Context, workflow string) (*httpinvoker.Endpoint, error) {
+	ep, _, err := r.resolve(ctx, workflow)
+	return ep, err
+}
+
+// WorkflowID returns the n8n id of workflow (an id or a name), resolving
+// it if needed.
+func (r *Resolver) WorkflowID(ctx context.Context, workflow string) (string, error) {
+	_, id, err := r.resolve(ctx, workflow)
+	return id, err
+}
+
+func (r *Resolver) resolve(ctx context.Context, workflow string) (*httpinvoker.Endpoint, string, error) {
+	r.mu.Lock()
+	if c, ok := r.cache[workflow]; ok && time.Now().Before(c.expires) {
+		r.mu.Unlock()
+		ep := *c.ep
+		return &ep, c.id, nil
+	}
+	r.mu.Unlock()
+	v, err, _ := r.group.Do(workflow, func() (any, error) {
+		r.mu.Lock()
+		r.lookups++
+		r.mu.Unlock()
+		w, err := r.lookup(ctx, workflow)
+		if err != nil {
+			return nil, err
+		}
+		ep, err := r.endpoint(workflow, w)
+		if err != nil {
+			return nil, err
+		}
+		c := cached{ep: ep, id: w.ID.String(), expires: time.Now().Add(r.ttl)}
+		r.mu.Lock()
+		r.cache[workflow] = c
+		r.mu.Unlock()
+		return c, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	c := v.(cached)
+	ep := *c.ep
+	return &ep, c.id, nil
+}
+
+// Invalidate drops workflow from the cache, e.g. after its webhook
+// answered "not registered".
+func (r *Resolver) Invalidate(workflow string) {
+	r.mu.Lock()
+	delete(r.cache, workflow)
+	r.mu.Unlock()
+}
+
+// Lookups returns the number of API lookups made so far.
+func (r *Resolver) Lookups() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lookups
+}
+
+func (r *Resolver) lookup(ctx context.Context, workflow string) (*Workflow, error) {
+	if workflow == "" || strings.ContainsAny(workflow, "/?#") {
+		return nil, &ResolveError{Workflow: workflow, Reason: "not a workflow id or name", NotFound: true}
+	}
+	w, _, err := r.c.Workflows.Get(ctx, workflow)
+	if err == nil {
+		return w, nil
+	}
+	var ae *APIError
+	if !errors.As(err, &ae) || (ae.StatusCode != 404 && ae.StatusCode != 400) {
+		return nil, err
+	}
+	// Not an id: try it as a name.
+	for w, err := range r.c.Workflows.All(ctx, &WorkflowListOptions{Name: workflow}) {
+		if err != nil {
+			return nil, err
+		}
+		if w.Name == workflow {
+			full, _, err := r.c.Workflows.Get(ctx, w.ID.String())
+			return full, err
+		}
+	}
+	return nil, &ResolveError{Workflow: workflow, Reason: "n8n has no workflow with this id or name", NotFound: true}
+}
+
+// WebhookNodeType is the type of n8n's Webhook trigger node.
+const WebhookNodeType = "n8n-nodes-base.webhook"
+
+func (r *Resolver) endpoint(workflow string, w *Workflow) (*httpinvoker.Endpoint, error) {
+	if !w.Active {
+		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("workflow %s (%q) is not active: activate it in n8n to run it by webhook", w.ID, w.Name)}
+	}
+	var hooks []Node
+	for _, n := range w.LiveNodes() {
+		if n.Type == WebhookNodeType && !n.Disabled {
+			hooks = append(hooks, n)
+		}
+	}
+	switch len(hooks) {
+	case 0:
+		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("workflow %s (%q) has no Webhook trigger node in its active version", w.ID, w.Name)}
+	case 1:
+	default:
+		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("workflow %s (%q) has %d Webhook nodes; give each an alias in the configuration", w.ID, w.Name, len(hooks))}
+	}
+	n := hooks[0]
+	str := func(k, def string) string {
+		if v, ok := n.Parameters[k].(string); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	path := strings.Trim(str("path", ""), "/")
+	if path == "" {
+		path = n.WebhookID
+	}
+	if strings.Contains(path, ":") {
+		// Paths with parameters are served under the node's webhookId.
+		path = n.WebhookID + "/" + path
+	}
+	ep := &httpinvoker.Endpoint{
+		ID:           w.ID.String(),
+		Path:         path,
+		Method:       strings.ToUpper(str("httpMethod", "GET")),
+		ResponseMode: str("responseMode", config.ResponseModeOnReceived),
+		Auth:         config.Auth{Type: config.AuthNone},
+	}
+	switch auth := str("authentication", "none"); auth {
+	case "none":
+	case "headerAuth", "basicAuth":
+		credType := map[string]string{"headerAuth": "httpHeaderAuth", "basicAuth": "httpBasicAuth"}[auth]
+		ref := n.Credentials[credType]
+		a, ok := r.creds[ref.Name]
+		if !ok {
+			return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf(
+				"its webhook uses %s with the n8n credential %q; give its secret under credentials.%q in the configuration (n8n's API never returns secrets)",
+				auth, ref.Name, ref.Name)}
+		}
+		ep.Auth = a
+	default:
+		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("its webhook uses %s authentication, which n8n-invoker does not support yet", auth)}
+	}
+	if strings.ContainsAny(path, "?#") {
+		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("webhook path %q is not usable", url.PathEscape(path))}
+	}
+	return ep, nil
+}
+
+// IDForPath returns the id of the active workflow whose webhook serves
+// method and path (as configured for an alias), scanning the workflows
+// once and caching the answer.
+func (r *Resolver) IDForPath(ctx context.Context, method, path string) (string, error) {
+	key := "path:" + method + " " + path
+	r.mu.Lock()
+	if c, ok := r.cache[key]; ok && time.Now().Before(c.expires) {
+		r.mu.Unlock()
+		return c.id, nil
+	}
+	r.mu.Unlock()
+	v, err, _ := r.group.Do(key, func() (any, error) {
+		r.mu.Lock()
+		r.lookups++
+		r.mu.Unlock()
+		active := true
+		for w, err := range r.c.Workflows.All(ctx, &WorkflowListOptions{Active: &active}) {
+			if err != nil {
+				return "", err
+			}
+			for _, n := range w.LiveNodes() {
+				p, _ := n.Parameters["path"].(string)
+				m, _ := n.Parameters["httpMethod"].(string)
+				if m == "" {
+					m = "GET"
+				}
+				if n.Type == WebhookNodeType && strings.Trim(p, "/") == path && strings.EqualFold(m, method) {
+					r.mu.Lock()
+					r.cache[key] = cached{ep: &httpinvoker.Endpoint{}, id: w.ID.String(), expires: time.Now().Add(r.ttl)}
+					r.mu.Unlock()
+					return w.ID.String(), nil
+				}
+			}
+		}
+		return "", &ResolveError{Workflow: path, Reason: fmt.Sprintf("no active workflow serves %s %s", method, path), NotFound: true}
+	})
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}

@@ -1,0 +1,143 @@
+package invoker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
+)
+
+// CallOption changes one call.
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	wait  bool
+	await n8napi.AwaitOptions
+}
+
+// Wait makes the call follow the execution to its end through n8n's API
+// (n8n.api_key is needed): the result then carries the final status and
+// output of the last node, and a failed execution returns an
+// *ExecutionFailedError with n8n's message and failing node. Use it with
+// webhooks that answer at once (onReceived) for long workflows, so that
+// no proxy timeout cuts the call.
+func Wait() CallOption { return func(o *callOptions) { o.wait = true } }
+
+// WaitOptions tunes Wait's polling; it implies Wait.
+func WaitOptions(a n8napi.AwaitOptions) CallOption {
+	return func(o *callOptions) { o.wait, o.await = true, a }
+}
+
+// noAPI resolves nothing and says why.
+type noAPI struct{}
+
+func (noAPI) Resolve(_ context.Context, workflow string) (*httpinvoker.Endpoint, error) {
+	return nil, &UnknownWorkflowError{Workflow: workflow, Hint: "to run workflows by n8n id or name, set n8n.api_key"}
+}
+
+// API returns the n8n API client, nil when no API key is configured.
+func (m *Manager) API() *n8napi.Client { return m.api }
+
+// await follows res's execution to its end and returns the final result.
+func (m *Manager) await(ctx context.Context, req *Request, res *Result, failed error, o *callOptions) (*Result, error) {
+	if m.api == nil {
+		return nil, errors.New("invoker: waiting for an execution needs n8n.api_key")
+	}
+	calls := 0
+	execID, wfID := "", ""
+	if res != nil {
+		execID, wfID = res.ExecutionID, res.WorkflowID
+	}
+	if execID == "" {
+		if wfID == "" {
+			id, err := m.workflowID(ctx, req.Workflow)
+			if err != nil {
+				return nil, fmt.Errorf("workflow %q: finding its n8n id to track the execution: %w", req.Workflow, err)
+			}
+			wfID = id
+		}
+		id, n, err := m.api.Correlate(ctx, wfID, "x-request-id", req.RequestID, 30*time.Second)
+		calls += n
+		if err != nil {
+			return nil, fmt.Errorf("workflow %q: finding execution of request %s: %w", req.Workflow, req.RequestID, err)
+		}
+		if id == "" {
+			if failed != nil {
+				return nil, failed
+			}
+			return nil, fmt.Errorf("workflow %q: no execution of request %s found in n8n", req.Workflow, req.RequestID)
+		}
+		execID = id
+	}
+	e, polls, err := m.api.Await(ctx, execID, &o.await)
+	calls += polls
+	if err != nil {
+		return nil, err
+	}
+	out := &Result{Workflow: req.Workflow, RequestID: req.RequestID}
+	if res != nil {
+		*out = *res
+	}
+	out.ExecutionID, out.WorkflowID, out.Status, out.WaitTill = execID, e.WorkflowID.String(), e.Status, e.WaitTill
+	out.Completed = e.Terminal()
+	out.APICalls += calls
+	attempts := out.Attempts
+	if attempts == 0 {
+		attempts = AttemptsOf(failed)
+	}
+	if e.Status != n8napi.StatusSuccess && e.Status != n8napi.StatusWaiting {
+		fe := &ExecutionFailedError{Workflow: req.Workflow, ExecutionID: execID, Status: e.Status, Attempts: attempts}
+		if e.Data != nil && e.Data.ResultData.Error != nil {
+			fe.Message, fe.Node = e.Data.ResultData.Error.Message, e.Data.ResultData.Error.NodeName()
+			if fe.Node == "" {
+				fe.Node = e.Data.ResultData.LastNodeExecuted
+			}
+		}
+		return nil, fe
+	}
+	if last := e.Data.LastOutput(); last != nil {
+		b, err := json.Marshal(last)
+		if err != nil {
+			return nil, err
+		}
+		out.Output, out.ContentType = b, "application/json"
+	}
+	return out, nil
+}
+
+// workflowID finds the n8n id of a workflow name: a configured id, the
+// workflow whose webhook serves the configured path, or the name itself
+// resolved through the API.
+func (m *Manager) workflowID(ctx context.Context, name string) (string, error) {
+	if w, ok := m.cfg.Workflows[name]; ok {
+		if w.ID != "" {
+			return w.ID, nil
+		}
+		return m.resolver.IDForPath(ctx, w.Method, w.Path)
+	}
+	return m.resolver.WorkflowID(ctx, name)
+}
+
+// RetryExecution asks n8n to run a failed execution again and returns the
+// new execution's result (n8n runs the retry before answering).
+// loadWorkflow runs the workflow's current version instead of the one the
+// execution ran. n8n refuses to retry an execution that succeeded.
+func (m *Manager) RetryExecution(ctx context.Context, executionID string, loadWorkflow bool, opts ...CallOption) (*Result, error) {
+	if m.api == nil {
+		return nil, errors.New("invoker: retrying an execution needs n8n.api_key")
+	}
+	o := &callOptions{}
+	for _, f := range opts {
+		f(o)
+	}
+	e, _, err := m.api.Executions.Retry(ctx, executionID, loadWorkflow)
+	if err != nil {
+		return nil, fmt.Errorf("invoker: retrying execution %s: %w", executionID, err)
+	}
+	res := &Result{Workflow: e.WorkflowID.String(), WorkflowID: e.WorkflowID.String(), ExecutionID: e.ID.String(), APICalls: 1}
+	return m.await(ctx, &Request{Workflow: res.Workflow}, res, nil, o)
+}
