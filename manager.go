@@ -381,5 +381,8 @@ func (m *Manager) Close(ctx context.Context) error {
 	if c, ok := m.inv.(interface{ Close() }); ok {
 		c.Close()
 	}
+	if m.api != nil {
+		m.api.Close()
+	}
 	return nil
 }

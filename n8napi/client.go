@@ -101,6 +101,9 @@ func NewClient(baseURL string, apiKey config.Secret, opts ...Option) (*Client, e
 	return c, nil
 }
 
+// Close releases the idle connections of the client's transport.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
 // Response is an API answer.
 type Response struct {
 	*http.Response

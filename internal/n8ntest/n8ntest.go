@@ -27,6 +27,8 @@ type Instance struct {
 	HeaderValue   string
 	BasicUser     string
 	BasicPassword string
+	// OpenAPISpec is the path of the OpenAPI spec the n8n package ships.
+	OpenAPISpec string
 }
 
 // EnvFile returns the env file scripts/n8n writes: $N8N_INVOKER_ENV, or
@@ -73,6 +75,7 @@ func load() (*Instance, error) {
 		BaseURL: vars["N8N_BASE_URL"], APIKey: vars["N8N_API_KEY"],
 		HeaderName: vars["N8N_INVOKER_HEADER_AUTH_NAME"], HeaderValue: vars["N8N_INVOKER_HEADER_AUTH_VALUE"],
 		BasicUser: vars["N8N_INVOKER_BASIC_USER"], BasicPassword: vars["N8N_INVOKER_BASIC_PASSWORD"],
+		OpenAPISpec: vars["N8N_INVOKER_OPENAPI"],
 	}
 	if inst.BaseURL == "" {
 		return nil, fmt.Errorf("%s has no N8N_BASE_URL", f)
@@ -80,7 +83,7 @@ func load() (*Instance, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", inst.BaseURL+"/healthz/readiness", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("n8n at %s does not answer: %v", inst.BaseURL, err)
 	}

@@ -23,6 +23,7 @@ func (i *Instance) API(t testing.TB) *n8napi.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(c.Close)
 	return c
 }
 
@@ -113,6 +114,7 @@ func (p *Private) run(cmd string) {
 			BaseURL: vars["N8N_BASE_URL"], APIKey: vars["N8N_API_KEY"],
 			HeaderName: vars["N8N_INVOKER_HEADER_AUTH_NAME"], HeaderValue: vars["N8N_INVOKER_HEADER_AUTH_VALUE"],
 			BasicUser: vars["N8N_INVOKER_BASIC_USER"], BasicPassword: vars["N8N_INVOKER_BASIC_PASSWORD"],
+			OpenAPISpec: vars["N8N_INVOKER_OPENAPI"],
 		}
 	}
 }

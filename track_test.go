@@ -1,0 +1,233 @@
+package invoker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
+)
+
+// apiManager returns a manager with no workflow aliases and an API client
+// whose traffic is checked against n8n's OpenAPI spec.
+func apiManager(t *testing.T, aliases bool) (*invoker.Manager, *n8ntest.Instance, *n8ntest.Contract) {
+	t.Helper()
+	n8n := n8ntest.Require(t)
+	cfg := n8n.Config(t)
+	if !aliases {
+		cfg.Workflows = nil
+	}
+	contract := n8n.NewContract(t)
+	m, err := invoker.New(cfg, invoker.WithAPIClient(contract.API(t, n8n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = m.Close(context.Background())
+		contract.Check(t)
+	})
+	return m, n8n, contract
+}
+
+func TestRealN8NRunByID(t *testing.T) {
+	t.Parallel()
+	m, n8n, contract := apiManager(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	echoID := n8n.WorkflowID(t, "n8n-invoker echo")
+
+	res, err := m.ExecuteWorkflow(ctx, echoID, map[string]any{"by": "id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out echoOut
+	if err := res.Decode(&out); err != nil || out.Received["by"] != "id" || res.WorkflowID != echoID || res.ExecutionID == "" {
+		t.Fatalf("by id: %+v %s %v", res, res.Output, err)
+	}
+	// The warm path makes no API call: the webhook is cached.
+	before := contract.Calls()
+	for range 3 {
+		if _, err := m.ExecuteWorkflow(ctx, echoID, map[string]any{"by": "id"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := contract.Calls() - before; n != 0 {
+		t.Errorf("warm path made %d API calls", n)
+	}
+	// By exact name too.
+	res, err = m.ExecuteWorkflow(ctx, "n8n-invoker echo", map[string]any{"by": "name"})
+	if err != nil || res.WorkflowID != echoID {
+		t.Fatalf("by name: %+v %v", res, err)
+	}
+}
+
+func TestRealN8NRunByIDErrors(t *testing.T) {
+	t.Parallel()
+	m, _, _ := apiManager(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := m.ExecuteWorkflow(ctx, "NoSuchWorkflow123", nil)
+	var re *n8napi.ResolveError
+	if !errors.As(err, &re) || !errors.Is(err, invoker.ErrUnknownWorkflow) || invoker.ClassOf(err) != invoker.Permanent {
+		t.Errorf("unknown id: %v", err)
+	}
+	// Header auth needs its secret in the configuration.
+	_, err = m.ExecuteWorkflow(ctx, "n8n-invoker header auth", nil)
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "credentials.") {
+		t.Errorf("auth without secret: %v", err)
+	}
+
+	noKey := n8ntest.Require(t).Config(t)
+	noKey.N8N.APIKey = config.Secret{}
+	m2, err := invoker.New(noKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close(context.Background())
+	if _, err := m2.ExecuteWorkflow(ctx, "abc123", nil); !errors.Is(err, invoker.ErrUnknownWorkflow) || !strings.Contains(err.Error(), "n8n.api_key") {
+		t.Errorf("no API key: %v", err)
+	}
+}
+
+func TestRealN8NWaitForSlowWorkflow(t *testing.T) {
+	t.Parallel()
+	m, n8n, _ := apiManager(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	slowID := n8n.WorkflowID(t, "n8n-invoker slow")
+	start := time.Now()
+	res, err := m.ExecuteWorkflow(ctx, slowID, map[string]any{"job": 42}, invoker.Wait())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Done        bool           `json:"done"`
+		Received    map[string]any `json:"received"`
+		RequestID   string         `json:"requestId"`
+		ExecutionID string         `json:"executionId"`
+	}
+	if err := res.Decode(&out); err != nil || !out.Done || out.Received["job"] != float64(42) || out.ExecutionID != res.ExecutionID || out.RequestID != res.RequestID {
+		t.Fatalf("result %+v output %s", res, res.Output)
+	}
+	if res.Status != n8napi.StatusSuccess || !res.Completed || time.Since(start) < 3*time.Second {
+		t.Errorf("status %q completed %v after %s", res.Status, res.Completed, time.Since(start))
+	}
+	t.Logf("await: a 3 s workflow answered at once and was followed to its end in %s with %d API calls",
+		time.Since(start).Round(time.Millisecond), res.APICalls)
+}
+
+func TestRealN8NWaitSurfacesError(t *testing.T) {
+	t.Parallel()
+	m, _, _ := apiManager(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := m.ExecuteWorkflow(ctx, n8ntest.Fail, map[string]any{"x": 1}, invoker.Wait())
+	var fe *invoker.ExecutionFailedError
+	if !errors.As(err, &fe) || fe.Status != n8napi.StatusError || fe.Node != "Fail" || !strings.Contains(fe.Message, "boom from code node") ||
+		!errors.Is(err, invoker.ErrWorkflowFailed) || fe.ExecutionID == "" {
+		t.Fatalf("err = %v (%+v)", err, fe)
+	}
+	// Manual retry of the failed execution: it runs again and fails again.
+	_, err = m.RetryExecution(ctx, fe.ExecutionID, false)
+	var fe2 *invoker.ExecutionFailedError
+	if !errors.As(err, &fe2) || fe2.ExecutionID == fe.ExecutionID || fe2.Status != n8napi.StatusError {
+		t.Fatalf("retry: %v", err)
+	}
+	e, _, err := m.API().Executions.Get(ctx, fe2.ExecutionID, false)
+	if err != nil || e.RetryOf.String() != fe.ExecutionID || e.Mode != "retry" {
+		t.Errorf("retry execution %+v, %v", e, err)
+	}
+	// A successful execution cannot be retried.
+	res, err := m.ExecuteWorkflow(ctx, n8ntest.Echo, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.RetryExecution(ctx, res.ExecutionID, false)
+	var ae *n8napi.APIError
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+		t.Errorf("retry of a success: %v", err)
+	}
+}
+
+func TestRealN8NCorrelationUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	m, _, _ := apiManager(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	results := make([]*invoker.Result, 10)
+	errs := make([]error, 10)
+	for i := range 10 {
+		wg.Go(func() {
+			// onReceived answers "Workflow was started": the execution is
+			// found by the request id through the API.
+			results[i], errs[i] = m.ExecuteWorkflow(ctx, n8ntest.OnReceived, map[string]any{"i": i}, invoker.Wait())
+		})
+	}
+	wg.Wait()
+	ids := map[string]bool{}
+	for i, res := range results {
+		if errs[i] != nil {
+			t.Errorf("item %d: %v", i, errs[i])
+			continue
+		}
+		var out echoOut
+		if err := res.Decode(&out); err != nil || out.Received["i"] != float64(i) || out.ExecutionID != res.ExecutionID || ids[res.ExecutionID] {
+			t.Errorf("item %d: execution %s output %s", i, res.ExecutionID, res.Output)
+		}
+		ids[res.ExecutionID] = true
+	}
+	t.Logf("correlation: 10 concurrent onReceived calls each matched to its own execution; API calls per call: %d", results[0].APICalls)
+}
+
+func TestRealN8NContractOfAPIClient(t *testing.T) {
+	t.Parallel()
+	n8n := n8ntest.Require(t)
+	contract := n8n.NewContract(t)
+	api := contract.API(t, n8n)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	active := true
+	var echoID string
+	for w, err := range api.Workflows.All(ctx, &n8napi.WorkflowListOptions{Active: &active, Limit: 5}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Name == "n8n-invoker echo" {
+			echoID = w.ID.String()
+		}
+	}
+	if _, _, err := api.Workflows.Get(ctx, echoID); err != nil {
+		t.Fatal(err)
+	}
+	execs, _, err := api.Executions.List(ctx, &n8napi.ExecutionListOptions{WorkflowID: echoID, Limit: 3, IncludeData: true})
+	if err != nil || len(execs) == 0 {
+		t.Fatalf("executions: %v", err)
+	}
+	if _, _, err := api.Executions.Get(ctx, execs[0].ID.String(), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := api.Executions.Get(ctx, "999999999", false); !n8napi.IsNotFound(err) {
+		t.Errorf("unknown execution: %v", err)
+	}
+	tag, _, err := api.Tags.Create(ctx, fmt.Sprintf("inv%d", time.Now().UnixNano()%1e9))
+	if err != nil || tag.ID == "" {
+		t.Fatalf("tag: %v", err)
+	}
+	if _, _, err := api.Tags.List(ctx, 10, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := api.Workflows.Get(ctx, "NoSuchWorkflow"); !n8napi.IsNotFound(err) {
+		t.Errorf("unknown workflow: %v", err)
+	}
+	checked := contract.Check(t)
+	t.Logf("contract: operations checked against n8n's OpenAPI spec: %v", checked)
+}
