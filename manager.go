@@ -304,7 +304,9 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 	req.Params = ec.Params
 	res, err := m.invoke(ctx, &req)
 	if o != nil && o.wait && (err == nil || errors.Is(err, ErrWorkflowFailed)) && (res == nil || !res.Degraded) {
-		res, err = m.await(ctx, &req, res, err, o)
+		if res, err = m.await(ctx, &req, res, err, o); err == nil {
+			res.Duration = time.Since(ec.StartedAt)
+		}
 	}
 	if err != nil {
 		return fail(err)

@@ -80,7 +80,8 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", def, "configuration file (env N8N_INVOKER_CONFIG)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
-	root.AddCommand(newRunCmd(g, stdin, stdout, stderr), newBatchCmd(g, stdin, stdout, stderr))
+	root.AddCommand(newRunCmd(g, stdin, stdout, stderr), newBatchCmd(g, stdin, stdout, stderr),
+		newWorkflowsCmd(g, stdout, stderr), newExecutionsCmd(g, stdout, stderr))
 	return root
 }
 
@@ -103,12 +104,16 @@ func newRunCmd(g *globals, stdin io.Reader, stdout, stderr io.Writer) *cobra.Com
 		data    string
 		timeout time.Duration
 		idemKey string
+		wait    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "run <workflow> [-p key=value ...] [--data @file.json]",
+		Use:   "run <workflow|workflow-id> [-p key=value ...] [--data @file.json] [--wait]",
 		Short: "Run a workflow and print its result as JSON",
-		Long: `Run a workflow named in the configuration's workflows section and print
-the result as JSON on stdout.
+		Long: `Run a workflow named in the configuration's workflows section, or, with
+n8n.api_key set, an n8n workflow id or exact name, and print the result as
+JSON on stdout. With --wait the execution is followed to its end through
+n8n's API: the output is the last node's, even for a webhook that answers at
+once, and a failure reports n8n's message and failing node.
 
 Parameters come from -p key=value (string values; repeatable) or from --data,
 a JSON object given inline, as @file.json, or as @- for stdin. -p values are
@@ -134,7 +139,11 @@ unavailable; 130 interrupted.`,
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			res, err := m.Execute(ctx, &invoker.Request{Workflow: args[0], Params: body, IdempotencyKey: idemKey})
+			var opts []invoker.CallOption
+			if wait {
+				opts = append(opts, invoker.Wait())
+			}
+			res, err := m.Execute(ctx, &invoker.Request{Workflow: args[0], Params: body, IdempotencyKey: idemKey}, opts...)
 			if err != nil {
 				_ = writeJSON(stdout, errorJSON(err))
 				return &exitError{code: exitCode(ctx, err), err: err}
@@ -146,6 +155,7 @@ unavailable; 130 interrupted.`,
 	cmd.Flags().StringVarP(&data, "data", "d", "", "JSON object of parameters: inline, @file.json or @- for stdin")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "overall deadline, retries included (0: none)")
 	cmd.Flags().StringVar(&idemKey, "idempotency-key", "", "idempotency key to send (default: the request id)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the execution to its end through n8n's API (needs n8n.api_key)")
 	return cmd
 }
 
@@ -218,7 +228,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitInterrupted
 	case invoker.IsCanceled(err):
 		return exitUnreachable // our --timeout ran out
-	case errors.As(err, &uw), errors.As(err, &cfg):
+	case errors.As(err, &uw), errors.As(err, &cfg), errors.Is(err, invoker.ErrUnknownWorkflow):
 		return exitUsage
 	case errors.As(err, &t), errors.As(err, &ra):
 		return exitUnreachable
@@ -230,3 +240,5 @@ func exitCode(ctx context.Context, err error) int {
 	}
 	return exitFailed
 }
+
+func writeJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }

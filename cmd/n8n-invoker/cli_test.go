@@ -208,3 +208,57 @@ func TestBatchCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestAPICommandsAgainstRealN8N runs `run <id> --wait`, `workflows list`
+// and `executions get|list|wait|retry` against the real n8n.
+func TestAPICommandsAgainstRealN8N(t *testing.T) {
+	t.Parallel()
+	n8n := n8ntest.Require(t)
+	p := filepath.Join(t.TempDir(), "api.yaml")
+	_ = os.WriteFile(p, []byte(fmt.Sprintf("n8n: {base_url: %q, api_key: %q}\n", n8n.BaseURL, n8n.APIKey)), 0o600)
+	cli := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append(args, "-c", p), nil, &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	slowID := n8n.WorkflowID(t, "n8n-invoker slow")
+	code, out, errOut := cli("run", slowID, "-p", "job=7", "--wait")
+	var res struct {
+		ExecutionID string `json:"execution_id"`
+		Status      string `json:"execution_status"`
+		Output      struct {
+			Done bool `json:"done"`
+		} `json:"output"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !res.Output.Done || res.Status != "success" || res.ExecutionID == "" {
+		t.Fatalf("run --wait: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, _ := cli("workflows", "list", "--active"); code != 0 || !strings.Contains(out, slowID) {
+		t.Errorf("workflows list: exit %d\n%s", code, out)
+	}
+	if code, out, _ := cli("executions", "get", res.ExecutionID); code != 0 || !strings.Contains(out, `"status": "success"`) {
+		t.Errorf("executions get: exit %d\n%s", code, out)
+	}
+	if code, out, _ := cli("executions", "wait", res.ExecutionID); code != 0 || !strings.Contains(out, res.ExecutionID) {
+		t.Errorf("executions wait: exit %d\n%s", code, out)
+	}
+	if code, out, _ := cli("executions", "list", "--workflow", slowID, "--limit", "2"); code != 0 || strings.Count(out, "\n") != 2 {
+		t.Errorf("executions list: exit %d\n%s", code, out)
+	}
+	// A failed execution: run --wait reports n8n's message and node; retry
+	// runs it again.
+	failID := n8n.WorkflowID(t, "n8n-invoker fail")
+	code, out, errOut = cli("run", failID, "--wait")
+	if code != 1 || !strings.Contains(errOut, `in node "Fail": boom from code node`) {
+		t.Fatalf("run --wait of a failing workflow: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var failed struct{ Error string }
+	_ = json.Unmarshal([]byte(out), &failed)
+	execID := strings.Fields(strings.SplitN(failed.Error, "execution ", 2)[1])[0]
+	if code, _, errOut := cli("executions", "retry", execID); code != 1 || !strings.Contains(errOut, "boom from code node") {
+		t.Errorf("executions retry: exit %d\n%s", code, errOut)
+	}
+	if code, _, errOut := cli("executions", "get", "999999999"); code != 1 || !strings.Contains(errOut, "404") {
+		t.Errorf("unknown execution: exit %d %s", code, errOut)
+	}
+}
