@@ -2,6 +2,7 @@ package invoker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -44,6 +45,9 @@ type Progress struct {
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
 	Canceled  int `json:"canceled"`
+	// DeadLettered counts the failed items stored in the dead-letter
+	// queue (they are also in Failed).
+	DeadLettered int `json:"dead_lettered"`
 	// InFlight is the number of items running.
 	InFlight int `json:"in_flight"`
 	// Limit is the current concurrency limit (it moves when adaptive).
@@ -190,6 +194,9 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 			prog.Canceled++
 		default:
 			prog.Failed++
+			if errors.Is(r.Err, ErrDeadLettered) {
+				prog.DeadLettered++
+			}
 		}
 		prog.Limit = lim.Limit()
 		if o.progress != nil {

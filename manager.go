@@ -29,6 +29,8 @@ type Manager struct {
 	newID      func() string
 	guard      *policy.Guard
 	api        *n8napi.Client
+	dlq        DeadLetters
+	ownDLQ     interface{ Close() error }
 	resolver   *n8napi.Resolver
 	bulkhead   *policy.Bulkhead
 	fallback   Fallback
@@ -180,12 +182,18 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		}
 		m.inv = inv
 	}
+	if err := m.openDLQ(); err != nil {
+		return nil, err
+	}
 	for stage, refs := range map[Stage][]config.HookRef{
 		StagePreExecution: cfg.Hooks.PreExecution, StagePostExecution: cfg.Hooks.PostExecution, StageError: cfg.Hooks.Error,
 	} {
 		for i, r := range refs {
 			mk, ok := builtinHooks[r.Name]
 			if !ok {
+				if m.ownDLQ != nil {
+					_ = m.ownDLQ.Close()
+				}
 				return nil, &config.Error{Pos: r.Pos, Field: fmt.Sprintf("hooks.%s[%d]", stage, i),
 					Msg: fmt.Sprintf("unknown hook %q (available: %s)", r.Name, strings.Join(slices.Sorted(maps.Keys(builtinHooks)), ", "))}
 			}
@@ -268,7 +276,8 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 	if req.RequestID == "" {
 		req.RequestID = m.newID()
 	}
-	if req.IdempotencyKey == "" {
+	explicitKey := req.IdempotencyKey != ""
+	if !explicitKey {
 		req.IdempotencyKey = req.RequestID
 	}
 	m.mu.RLock()
@@ -302,11 +311,27 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 		}
 	}
 	req.Params = ec.Params
-	res, err := m.invoke(ctx, &req)
-	if o != nil && o.wait && (err == nil || errors.Is(err, ErrWorkflowFailed)) && (res == nil || !res.Degraded) {
-		if res, err = m.await(ctx, &req, res, err, o); err == nil {
-			res.Duration = time.Since(ec.StartedAt)
+	call := func() (*Result, error) {
+		res, err := m.invoke(ctx, &req)
+		if o != nil && o.wait && (err == nil || errors.Is(err, ErrWorkflowFailed)) && (res == nil || !res.Degraded) {
+			if res, err = m.await(ctx, &req, res, err, o); err == nil {
+				res.Duration = time.Since(ec.StartedAt)
+			}
 		}
+		return res, err
+	}
+	var (
+		res *Result
+		err error
+	)
+	if m.dlq != nil {
+		var replayOf int64
+		if o != nil {
+			replayOf = o.replayOf
+		}
+		res, err = m.journaled(ctx, &req, explicitKey, replayOf, call)
+	} else {
+		res, err = call()
 	}
 	if err != nil {
 		return fail(err)
@@ -385,6 +410,9 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	if m.api != nil {
 		m.api.Close()
+	}
+	if m.ownDLQ != nil {
+		return m.ownDLQ.Close()
 	}
 	return nil
 }

@@ -15,8 +15,9 @@ import (
 type CallOption func(*callOptions)
 
 type callOptions struct {
-	wait  bool
-	await n8napi.AwaitOptions
+	wait     bool
+	await    n8napi.AwaitOptions
+	replayOf int64 // the dead-letter entry being replayed
 }
 
 // Wait makes the call follow the execution to its end through n8n's API

@@ -63,6 +63,12 @@ var (
 	ErrBatchAborted = core.ErrBatchAborted
 )
 
+// DeadLetteredError is an invocation stored in the dead-letter queue.
+type DeadLetteredError = core.DeadLetteredError
+
+// ErrDeadLettered matches an invocation stored in the dead-letter queue.
+var ErrDeadLettered = core.ErrDeadLettered
+
 // ExecutionFailedError is an execution n8n reports as failed, with n8n's
 // error message and failing node.
 type ExecutionFailedError = core.ExecutionFailedError

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,6 +64,8 @@ type Config struct {
 	// name, for workflows run by id whose webhook uses header or basic
 	// auth (n8n's API never returns credential secrets).
 	Credentials map[string]Auth `yaml:"credentials"`
+	// DLQ configures the dead-letter queue and idempotency journal.
+	DLQ DLQ `yaml:"dlq"`
 
 	file string
 	pos  map[string]Position
@@ -77,6 +80,28 @@ type N8N struct {
 	APIKey Secret `yaml:"api_key"`
 	// Timeout bounds one attempt. Zero means DefaultTimeout.
 	Timeout Duration `yaml:"timeout"`
+}
+
+// DLQ configures the durable dead-letter queue.
+type DLQ struct {
+	// Enabled turns on the write-ahead journal and the queue (default
+	// false).
+	Enabled bool `yaml:"enabled"`
+	// Backend is sqlite, the only one so far.
+	Backend string `yaml:"backend"`
+	// Path of the SQLite file; empty means
+	// $XDG_STATE_HOME/n8n-invoker/dlq.db (~/.local/state/n8n-invoker/dlq.db).
+	// A relative path is relative to the configuration file.
+	Path string `yaml:"path"`
+	// Retention is how long succeeded idempotency keys are remembered
+	// (default 7 days).
+	Retention Duration `yaml:"retention"`
+	// On lists the error classes that go to the queue (default transient
+	// and unknown; add permanent to keep workflow failures too).
+	On []string `yaml:"on"`
+	// Sync is full (default: durable across power loss) or normal
+	// (durable across process crashes, faster).
+	Sync string `yaml:"sync"`
 }
 
 // Invokers configures the transports.
@@ -378,6 +403,7 @@ func (c *Config) Validate() error {
 	}
 
 	c.validatePolicy(add)
+	c.validateDLQ(add)
 
 	t := &c.Tracing
 	switch t.Backend {
@@ -579,5 +605,43 @@ func (c *Config) validatePolicy(add func(*Error)) {
 	rl := &h.RateLimit
 	if rl.Enabled && !(rl.RequestsPerSecond > 0 && rl.RequestsPerSecond <= 1e6) {
 		add(c.errorf(p+"rate_limit.requests_per_second", "must be positive when rate_limit is enabled, got %v", rl.RequestsPerSecond))
+	}
+}
+
+// Default DLQ settings.
+const DefaultDLQRetention = 7 * 24 * time.Hour
+
+func (c *Config) validateDLQ(add func(*Error)) {
+	d := &c.DLQ
+	switch d.Backend {
+	case "":
+		d.Backend = "sqlite"
+	case "sqlite":
+	default:
+		add(c.errorf("dlq.backend", "must be sqlite, got %q", d.Backend))
+	}
+	switch {
+	case d.Retention < 0:
+		add(c.errorf("dlq.retention", "must not be negative, got %s", d.Retention.D()))
+	case d.Retention == 0:
+		d.Retention = Duration(DefaultDLQRetention)
+	}
+	switch d.Sync {
+	case "":
+		d.Sync = "full"
+	case "full", "normal":
+	default:
+		add(c.errorf("dlq.sync", "must be full or normal, got %q", d.Sync))
+	}
+	if d.On == nil {
+		d.On = []string{"transient", "unknown"}
+	}
+	for i, cl := range d.On {
+		if cl != "transient" && cl != "unknown" && cl != "permanent" {
+			add(c.errorf(fmt.Sprintf("dlq.on[%d]", i), "must be transient, unknown or permanent, got %q", cl))
+		}
+	}
+	if d.Path != "" && !filepath.IsAbs(d.Path) && c.file != "" {
+		d.Path = filepath.Join(filepath.Dir(c.file), d.Path)
 	}
 }

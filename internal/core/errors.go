@@ -427,3 +427,25 @@ func (e *ExecutionFailedError) Class() Class { return Permanent }
 func (e *ExecutionFailedError) Is(target error) bool {
 	return target == ErrWorkflowFailed || target == ErrPermanent
 }
+
+// ErrDeadLettered matches an invocation stored in the dead-letter queue.
+var ErrDeadLettered = errors.New("stored in the dead-letter queue")
+
+// DeadLetteredError is an invocation that failed and was stored in the
+// dead-letter queue, to be replayed later with the same idempotency key.
+type DeadLetteredError struct {
+	// EntryID is the queue entry's id.
+	EntryID int64
+	// Err is the failure that sent it there.
+	Err error
+}
+
+func (e *DeadLetteredError) Error() string {
+	return fmt.Sprintf("%v (stored in the dead-letter queue as entry %d)", e.Err, e.EntryID)
+}
+
+// Unwrap returns the failure.
+func (e *DeadLetteredError) Unwrap() error { return e.Err }
+
+// Is matches ErrDeadLettered.
+func (e *DeadLetteredError) Is(target error) bool { return target == ErrDeadLettered }

@@ -62,6 +62,9 @@ type Result struct {
 	// APICalls counts the n8n API calls this invocation made (resolution,
 	// correlation, polling).
 	APICalls int `json:"api_calls,omitempty"`
+	// Deduplicated is true when the result is the one recorded for an
+	// idempotency key that already succeeded: n8n was not called again.
+	Deduplicated bool `json:"deduplicated,omitempty"`
 	// Degraded is true when the result comes from the manager's fallback,
 	// not from n8n.
 	Degraded bool `json:"degraded,omitempty"`

@@ -1,0 +1,209 @@
+package invoker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/n8n-invoker/n8n-invoker/dlq"
+)
+
+// DeadLetters is what the manager needs of a dead-letter queue: the store
+// and the write-ahead journal (dlq.SQLite is both).
+type DeadLetters interface {
+	dlq.Store
+	dlq.Journal
+}
+
+// WithDLQ sets the dead-letter queue (default: the SQLite store the dlq
+// section of the configuration names, when enabled).
+func WithDLQ(d DeadLetters) Option {
+	return func(m *Manager) error { m.dlq = d; return nil }
+}
+
+// DLQ returns the dead-letter queue, nil when none is configured.
+func (m *Manager) DLQ() DeadLetters { return m.dlq }
+
+func (m *Manager) openDLQ() error {
+	d := m.cfg.DLQ
+	if m.dlq != nil || !d.Enabled {
+		return nil
+	}
+	path := d.Path
+	if path == "" {
+		path = dlq.DefaultPath()
+	}
+	s, err := dlq.Open(context.Background(), path, dlq.Options{Retention: d.Retention.D(), SyncNormal: d.Sync == "normal"})
+	if err != nil {
+		return err
+	}
+	if s.Recovered > 0 {
+		m.log.Warn("dead-letter queue: invocations left in flight by a crash are stored for replay", "count", s.Recovered, "path", path)
+	}
+	m.dlq, m.ownDLQ = s, s
+	return nil
+}
+
+func (m *Manager) deadLetterClass(err error) bool {
+	return slices.Contains(m.cfg.DLQ.On, ClassOf(err).String())
+}
+
+// journaled runs invoke under the write-ahead journal: a key that already
+// succeeded returns its recorded result; a failure of a configured class
+// becomes a dead letter (returned as *DeadLetteredError). replayOf, when
+// not zero, is the entry being replayed: it is removed on success and
+// updated on failure instead of adding a new one.
+func (m *Manager) journaled(ctx context.Context, req *Request, explicitKey bool, replayOf int64, invoke func() (*Result, error)) (*Result, error) {
+	if explicitKey || replayOf != 0 {
+		raw, ok, err := m.dlq.Completed(ctx, req.IdempotencyKey)
+		if err != nil {
+			return nil, fmt.Errorf("invoker: reading the idempotency record: %w", err)
+		}
+		if ok {
+			var res Result
+			if err := json.Unmarshal(raw, &res); err != nil {
+				return nil, fmt.Errorf("invoker: idempotency record of %q: %w", req.IdempotencyKey, err)
+			}
+			res.Deduplicated = true
+			if replayOf != 0 {
+				_ = m.dlq.Delete(ctx, replayOf)
+			}
+			return &res, nil
+		}
+	}
+	params, err := m.encodeParams(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.dlq.Begin(ctx, &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: req.Workflow, Params: params, RequestID: req.RequestID}); err != nil {
+		return nil, fmt.Errorf("invoker: writing the invocation ahead (not sent): %w", err)
+	}
+	bg := context.WithoutCancel(ctx) // record the outcome even if ctx ends now
+	res, err := invoke()
+	switch {
+	case err == nil:
+		raw, _ := json.Marshal(res)
+		if cerr := m.dlq.Complete(bg, req.IdempotencyKey, raw); cerr != nil {
+			m.log.Error("dead-letter queue: recording a success failed; a replay after a crash may run it again",
+				"workflow", req.Workflow, "idempotency_key", req.IdempotencyKey, "error", cerr.Error())
+		}
+		if replayOf != 0 {
+			_ = m.dlq.Delete(bg, replayOf)
+		}
+		return res, nil
+	case IsCanceled(err) || !m.deadLetterClass(err) || replayOf != 0:
+		if _, eerr := m.dlq.End(bg, req.IdempotencyKey, nil); eerr != nil {
+			m.log.Error("dead-letter queue: clearing an in-flight record failed", "error", eerr.Error())
+		}
+		if replayOf != 0 && !IsCanceled(err) {
+			_ = m.dlq.MarkReplayed(bg, replayOf, max(1, AttemptsOf(err)), errorInfo(err))
+		}
+		return nil, err
+	}
+	info := errorInfo(err)
+	reason := "exhausted"
+	switch {
+	case errors.Is(err, ErrCircuitOpen):
+		reason = "circuit-open"
+	case errors.Is(err, ErrRetryBudgetExhausted):
+		reason = "retry-budget"
+	case errors.Is(err, ErrBulkheadFull):
+		reason = "bulkhead"
+	case ClassOf(err) == Permanent:
+		reason = "failed"
+	}
+	e := &dlq.Entry{
+		Workflow: req.Workflow, Params: params, IdempotencyKey: req.IdempotencyKey, RequestID: req.RequestID,
+		Attempts: AttemptsOf(err), Reason: reason, FirstError: info, LastError: info,
+	}
+	var fe *ExecutionFailedError
+	if errors.As(err, &fe) {
+		e.ExecutionID = fe.ExecutionID
+	}
+	id, derr := m.dlq.End(bg, req.IdempotencyKey, e)
+	if derr != nil {
+		m.log.Error("dead-letter queue: storing a failed invocation failed", "workflow", req.Workflow,
+			"idempotency_key", req.IdempotencyKey, "error", derr.Error())
+		return nil, err
+	}
+	return nil, &DeadLetteredError{EntryID: id, Err: err}
+}
+
+func errorInfo(err error) dlq.ErrorInfo {
+	return dlq.ErrorInfo{Class: ClassOf(err).String(), Message: err.Error()}
+}
+
+func (m *Manager) encodeParams(req *Request) (json.RawMessage, error) {
+	if len(req.Body) > 0 {
+		return req.Body, nil
+	}
+	b, err := json.Marshal(req.Params)
+	if err != nil {
+		return nil, fmt.Errorf("workflow %q: encoding parameters: %w", req.Workflow, err)
+	}
+	return b, nil
+}
+
+// ReplayReport is what ReplayDeadLetters did.
+type ReplayReport struct {
+	// Selected is the number of entries the filter selected.
+	Selected int `json:"selected"`
+	// Succeeded were replayed with success and removed; AlreadyDone had
+	// succeeded before (their key's record) and were removed without
+	// calling n8n; Failed failed again and stay, updated.
+	Succeeded   int `json:"succeeded"`
+	AlreadyDone int `json:"already_done"`
+	Failed      int `json:"failed"`
+	// Results holds one outcome per entry, in entry order.
+	Results []ReplayResult `json:"results"`
+}
+
+// ReplayResult is the outcome of one replayed entry.
+type ReplayResult struct {
+	EntryID int64   `json:"entry_id"`
+	Result  *Result `json:"result,omitempty"`
+	Err     error   `json:"-"`
+	Error   string  `json:"error,omitempty"`
+}
+
+// ReplayDeadLetters re-invokes the entries f selects, one after another,
+// with their original parameters and idempotency key. A success removes
+// the entry; a failure updates its attempts and last error.
+func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter) (*ReplayReport, error) {
+	if m.dlq == nil {
+		return nil, errors.New("invoker: no dead-letter queue configured (dlq.enabled)")
+	}
+	if !m.enter() {
+		return nil, ErrClosed
+	}
+	defer m.wg.Done()
+	entries, err := m.dlq.List(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	rep := &ReplayReport{Selected: len(entries)}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		req := Request{Workflow: e.Workflow, IdempotencyKey: e.IdempotencyKey}
+		if len(e.Params) > 0 && string(e.Params) != "null" {
+			req.Body = e.Params
+		}
+		res, err := m.execute(ctx, req, &callOptions{replayOf: e.ID})
+		rr := ReplayResult{EntryID: e.ID, Result: res, Err: err}
+		switch {
+		case err != nil:
+			rr.Error = err.Error()
+			rep.Failed++
+		case res.Deduplicated:
+			rep.AlreadyDone++
+		default:
+			rep.Succeeded++
+		}
+		rep.Results = append(rep.Results, rr)
+	}
+	return rep, nil
+}

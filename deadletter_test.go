@@ -1,0 +1,137 @@
+package invoker_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/dlq"
+)
+
+func dlqManager(t *testing.T, f *fakeInvoker, on ...string) (*invoker.Manager, *dlq.SQLite) {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.DLQ = config.DLQ{Enabled: true, Path: filepath.Join(t.TempDir(), "dlq.db"), On: on}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := invoker.New(cfg, invoker.WithInvoker(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m, m.DLQ().(*dlq.SQLite)
+}
+
+func TestDeadLetterAndReplay(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	down.Store(true)
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+		if down.Load() {
+			return nil, &invoker.AttemptsExhaustedError{Workflow: req.Workflow, Attempts: 4,
+				Last: &invoker.HTTPError{StatusCode: 503, ErrClass: invoker.Transient, Attempts: 4}}
+		}
+		return okResult(ctx, req)
+	}}
+	m, store := dlqManager(t, f)
+	ctx := t.Context()
+	results, _ := m.ExecuteBatch(ctx, []invoker.BatchItem{
+		{ID: "w", Params: map[string]any{"i": 0}, IdempotencyKey: "key-0"},
+		{ID: "w", Params: map[string]any{"i": 1}, IdempotencyKey: "key-1"},
+	}, 2)
+	for i, r := range results {
+		var de *invoker.DeadLetteredError
+		if !errors.As(r.Err, &de) || de.EntryID == 0 || invoker.ClassOf(r.Err) != invoker.Transient || invoker.AttemptsOf(r.Err) != 4 {
+			t.Fatalf("item %d: %v", i, r.Err)
+		}
+	}
+	entries, _ := store.List(ctx, dlq.Filter{})
+	if len(entries) != 2 || entries[0].Reason != "exhausted" || entries[0].Attempts != 4 || string(entries[0].Params) == "" {
+		t.Fatalf("entries %+v", entries)
+	}
+
+	// Still down: a replay fails and updates the entries.
+	rep, err := m.ReplayDeadLetters(ctx, dlq.Filter{})
+	if err != nil || rep.Failed != 2 {
+		t.Fatalf("replay while down: %+v %v", rep, err)
+	}
+	e, _ := store.Get(ctx, entries[0].ID)
+	if e.Replays != 1 || e.Attempts != 8 {
+		t.Errorf("after failed replay: %+v", e)
+	}
+	if n, _ := store.Count(ctx); n != 2 {
+		t.Errorf("a failed replay added entries: %d", n)
+	}
+
+	// Up: the replay succeeds with the same key and params, and empties the queue.
+	down.Store(false)
+	before := len(f.seen)
+	rep, err = m.ReplayDeadLetters(ctx, dlq.Filter{})
+	if err != nil || rep.Succeeded != 2 {
+		t.Fatalf("replay: %+v %v", rep, err)
+	}
+	for _, req := range f.seen[before:] {
+		if req.IdempotencyKey != "key-0" && req.IdempotencyKey != "key-1" || req.Body == nil {
+			t.Errorf("replayed request %+v", req)
+		}
+	}
+	if n, _ := store.Count(ctx); n != 0 {
+		t.Errorf("%d entries left", n)
+	}
+	// The keys are now recorded: submitting one again does not call n8n.
+	before = len(f.seen)
+	res, err := m.Execute(ctx, &invoker.Request{Workflow: "w", Params: map[string]any{"i": 0}, IdempotencyKey: "key-0"})
+	if err != nil || !res.Deduplicated || len(f.seen) != before {
+		t.Errorf("repeated key: %+v %v, %d calls", res, err, len(f.seen)-before)
+	}
+}
+
+func TestDeadLetterClasses(t *testing.T) {
+	t.Parallel()
+	permanent := &invoker.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invoker.Permanent, Attempts: 1}
+	f := &fakeInvoker{fn: func(context.Context, *invoker.Request) (*invoker.Result, error) { return nil, permanent }}
+	m, store := dlqManager(t, f)
+	_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
+	if errors.Is(err, invoker.ErrDeadLettered) {
+		t.Error("a permanent failure went to the queue by default")
+	}
+	if n, _ := store.Count(t.Context()); n != 0 {
+		t.Errorf("%d entries", n)
+	}
+	m2, store2 := dlqManager(t, f, "permanent")
+	_, err = m2.ExecuteWorkflow(t.Context(), "w", nil)
+	if !errors.Is(err, invoker.ErrDeadLettered) || !errors.Is(err, invoker.ErrWorkflowFailed) {
+		t.Errorf("with on: [permanent]: %v", err)
+	}
+	if l, _ := store2.List(t.Context(), dlq.Filter{}); len(l) != 1 || l[0].Reason != "failed" {
+		t.Errorf("entries %+v", l)
+	}
+	// A canceled call is not dead-lettered and leaves nothing in flight.
+	fc := &fakeInvoker{fn: func(ctx context.Context, _ *invoker.Request) (*invoker.Result, error) { return nil, context.Canceled }}
+	m3, store3 := dlqManager(t, fc)
+	if _, err := m3.ExecuteWorkflow(t.Context(), "w", nil); !invoker.IsCanceled(err) {
+		t.Errorf("canceled: %v", err)
+	}
+	if n, _ := store3.Count(t.Context()); n != 0 {
+		t.Errorf("canceled call stored: %d", n)
+	}
+}
+
+func TestDLQConfigErrorAtStart(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	dir := t.TempDir()
+	cfg.DLQ = config.DLQ{Enabled: true, Path: filepath.Join(dir, "not-a-dir", "x.db")}
+	_ = writeFile(filepath.Join(dir, "not-a-dir"), "file")
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := invoker.New(cfg, invoker.WithInvoker(&fakeInvoker{fn: okResult})); err == nil {
+		t.Error("an unusable DLQ path was accepted at start")
+	}
+}

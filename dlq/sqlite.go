@@ -1,0 +1,410 @@
+package dlq
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+)
+
+// migrations bring the schema from version i to i+1 (PRAGMA user_version).
+var migrations = []string{
+	`CREATE TABLE dead_letters (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		workflow TEXT NOT NULL,
+		params BLOB,
+		idempotency_key TEXT NOT NULL,
+		request_id TEXT,
+		attempts INTEGER NOT NULL DEFAULT 0,
+		reason TEXT NOT NULL DEFAULT '',
+		first_class TEXT, first_message TEXT,
+		last_class TEXT, last_message TEXT,
+		execution_id TEXT,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		replays INTEGER NOT NULL DEFAULT 0,
+		replayed_at INTEGER
+	);
+	CREATE INDEX dead_letters_workflow ON dead_letters(workflow, created_at);
+	CREATE INDEX dead_letters_key ON dead_letters(idempotency_key);
+	CREATE TABLE inflight (
+		idempotency_key TEXT PRIMARY KEY,
+		workflow TEXT NOT NULL,
+		params BLOB,
+		request_id TEXT,
+		started_at INTEGER NOT NULL
+	);
+	CREATE TABLE completed (
+		idempotency_key TEXT PRIMARY KEY,
+		result BLOB,
+		completed_at INTEGER NOT NULL
+	);
+	CREATE INDEX completed_at ON completed(completed_at);`,
+}
+
+// Options configure a SQLite store.
+type Options struct {
+	// Retention is how long completed keys are remembered and replayed
+	// entries kept (default 7 days).
+	Retention time.Duration
+	// SyncNormal trades durability on power loss for speed (WAL with
+	// synchronous=NORMAL); a process crash loses nothing either way. The
+	// default is synchronous=FULL.
+	SyncNormal bool
+}
+
+// DefaultRetention is how long completed keys are remembered.
+const DefaultRetention = 7 * 24 * time.Hour
+
+// SQLite is a Store and Journal in an SQLite file. Safe for concurrent
+// use; other processes may read the file at the same time.
+type SQLite struct {
+	db        *sql.DB
+	path      string
+	retention time.Duration
+	// Recovered is the number of in-flight invocations found at Open and
+	// turned into dead letters (reason "interrupted").
+	Recovered int
+}
+
+// DefaultPath returns the default store path:
+// $XDG_STATE_HOME/n8n-invoker/dlq.db, else ~/.local/state/n8n-invoker/dlq.db.
+func DefaultPath() string {
+	dir := os.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "n8n-invoker-dlq.db"
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "n8n-invoker", "dlq.db")
+}
+
+// Open opens (creating if needed) the store at path, migrates its schema,
+// checks that it is intact and writable, and turns the invocations left
+// in flight by a crash into dead letters.
+func Open(ctx context.Context, path string, o Options) (*SQLite, error) {
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("dlq: %s: %w", path, err)
+	}
+	sync := "FULL"
+	if o.SyncNormal {
+		sync = "NORMAL"
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous("+sync+")")
+	q.Add("_pragma", "foreign_keys(ON)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("dlq: %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1) // one writer; other processes read through WAL
+	s := &SQLite{db: db, path: path, retention: o.Retention}
+	if err := s.init(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("dlq: %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *SQLite) init(ctx context.Context) error {
+	var check string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&check); err != nil {
+		return fmt.Errorf("not a usable SQLite database: %w", err)
+	}
+	if check != "ok" {
+		return fmt.Errorf("database is corrupt: %s", check)
+	}
+	var version int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this n8n-invoker knows (%d)", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		if err := s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("migration %d: %w", v+1, err)
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1))
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	// Writable? Recover in-flight items and purge old records in one go.
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		now := time.Now()
+		res, err := tx.ExecContext(ctx, `INSERT INTO dead_letters
+			(workflow, params, idempotency_key, request_id, attempts, reason, first_class, first_message,
+			 last_class, last_message, created_at, updated_at)
+			SELECT workflow, params, idempotency_key, request_id, 0, 'interrupted', 'unknown', ?, 'unknown', ?, ?, ?
+			FROM inflight`, interruptedMsg, interruptedMsg, now.UnixNano(), now.UnixNano())
+		if err != nil {
+			return fmt.Errorf("cannot write (read-only or locked?): %w", err)
+		}
+		n, _ := res.RowsAffected()
+		s.Recovered = int(n)
+		if _, err := tx.ExecContext(ctx, "DELETE FROM inflight"); err != nil {
+			return err
+		}
+		cut := now.Add(-s.retention).UnixNano()
+		_, err = tx.ExecContext(ctx, "DELETE FROM completed WHERE completed_at < ?", cut)
+		return err
+	})
+}
+
+const interruptedMsg = "the process ended while this invocation was in flight: n8n may or may not have run it"
+
+func (s *SQLite) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Path returns the file's path.
+func (s *SQLite) Path() string { return s.path }
+
+// Close closes the database.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+// Put stores an entry and returns its id.
+func (s *SQLite) Put(ctx context.Context, e *Entry) (int64, error) {
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		id, err = insertEntry(ctx, tx, e)
+		return err
+	})
+	return id, err
+}
+
+func insertEntry(ctx context.Context, tx *sql.Tx, e *Entry) (int64, error) {
+	now := time.Now()
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = now
+	}
+	e.UpdatedAt = now
+	res, err := tx.ExecContext(ctx, `INSERT INTO dead_letters
+		(workflow, params, idempotency_key, request_id, attempts, reason, first_class, first_message,
+		 last_class, last_message, execution_id, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Workflow, []byte(e.Params), e.IdempotencyKey, e.RequestID, e.Attempts, e.Reason,
+		e.FirstError.Class, e.FirstError.Message, e.LastError.Class, e.LastError.Message, e.ExecutionID,
+		e.CreatedAt.UnixNano(), e.UpdatedAt.UnixNano())
+	if err != nil {
+		return 0, err
+	}
+	e.ID, err = res.LastInsertId()
+	return e.ID, err
+}
+
+const entryColumns = `id, workflow, params, idempotency_key, request_id, attempts, reason, first_class, first_message,
+	last_class, last_message, execution_id, created_at, updated_at, replays, replayed_at`
+
+func scanEntry(row interface{ Scan(...any) error }) (*Entry, error) {
+	var (
+		e                Entry
+		params           []byte
+		reqID, execID    sql.NullString
+		fc, fm, lc, lm   sql.NullString
+		created, updated int64
+		replayedAt       sql.NullInt64
+	)
+	if err := row.Scan(&e.ID, &e.Workflow, &params, &e.IdempotencyKey, &reqID, &e.Attempts, &e.Reason,
+		&fc, &fm, &lc, &lm, &execID, &created, &updated, &e.Replays, &replayedAt); err != nil {
+		return nil, err
+	}
+	if len(params) > 0 {
+		e.Params = json.RawMessage(params)
+	}
+	e.RequestID, e.ExecutionID = reqID.String, execID.String
+	e.FirstError, e.LastError = ErrorInfo{fc.String, fm.String}, ErrorInfo{lc.String, lm.String}
+	e.CreatedAt, e.UpdatedAt = time.Unix(0, created), time.Unix(0, updated)
+	if replayedAt.Valid {
+		t := time.Unix(0, replayedAt.Int64)
+		e.ReplayedAt = &t
+	}
+	return &e, nil
+}
+
+// Get returns the entry with id, or ErrNotFound.
+func (s *SQLite) Get(ctx context.Context, id int64) (*Entry, error) {
+	e, err := scanEntry(s.db.QueryRowContext(ctx, "SELECT "+entryColumns+" FROM dead_letters WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return e, err
+}
+
+// List returns the entries f selects, oldest first.
+func (s *SQLite) List(ctx context.Context, f Filter) ([]*Entry, error) {
+	var where []string
+	var args []any
+	if len(f.IDs) > 0 {
+		ph := strings.TrimSuffix(strings.Repeat("?,", len(f.IDs)), ",")
+		where = append(where, "id IN ("+ph+")")
+		for _, id := range f.IDs {
+			args = append(args, id)
+		}
+	}
+	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
+	if f.Workflow != "" {
+		add("workflow = ?", f.Workflow)
+	}
+	if f.Class != "" {
+		add("last_class = ?", f.Class)
+	}
+	if f.Reason != "" {
+		add("reason = ?", f.Reason)
+	}
+	if !f.Since.IsZero() {
+		add("created_at >= ?", f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		add("created_at < ?", f.Until.UnixNano())
+	}
+	q := "SELECT " + entryColumns + " FROM dead_letters"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Count returns the number of entries (the queue's depth).
+func (s *SQLite) Count(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM dead_letters").Scan(&n)
+	return n, err
+}
+
+// Delete removes an entry.
+func (s *SQLite) Delete(ctx context.Context, id int64) error {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM dead_letters WHERE id = ?", id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// MarkReplayed records a failed replay.
+func (s *SQLite) MarkReplayed(ctx context.Context, id int64, attempts int, last ErrorInfo) error {
+	now := time.Now().UnixNano()
+	res, err := s.db.ExecContext(ctx, `UPDATE dead_letters SET attempts = attempts + ?, last_class = ?, last_message = ?,
+		replays = replays + 1, replayed_at = ?, updated_at = ? WHERE id = ?`, attempts, last.Class, last.Message, now, now, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Begin writes an invocation ahead.
+func (s *SQLite) Begin(ctx context.Context, in *Inflight) error {
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO inflight (idempotency_key, workflow, params, request_id, started_at)
+		VALUES (?, ?, ?, ?, ?)`, in.IdempotencyKey, in.Workflow, []byte(in.Params), in.RequestID, time.Now().UnixNano())
+	return err
+}
+
+// Complete records a success.
+func (s *SQLite) Complete(ctx context.Context, key string, result json.RawMessage) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM inflight WHERE idempotency_key = ?", key); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO completed (idempotency_key, result, completed_at) VALUES (?, ?, ?)",
+			key, []byte(result), time.Now().UnixNano())
+		return err
+	})
+}
+
+// End forgets an in-flight invocation, storing e as a dead letter when
+// given.
+func (s *SQLite) End(ctx context.Context, key string, e *Entry) (int64, error) {
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM inflight WHERE idempotency_key = ?", key); err != nil {
+			return err
+		}
+		if e == nil {
+			return nil
+		}
+		var err error
+		id, err = insertEntry(ctx, tx, e)
+		return err
+	})
+	return id, err
+}
+
+// Completed returns the recorded result of a key that succeeded within
+// the retention.
+func (s *SQLite) Completed(ctx context.Context, key string) (json.RawMessage, bool, error) {
+	var result []byte
+	err := s.db.QueryRowContext(ctx, "SELECT result FROM completed WHERE idempotency_key = ? AND completed_at >= ?",
+		key, time.Now().Add(-s.retention).UnixNano()).Scan(&result)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	return json.RawMessage(result), true, nil
+}
+
+// Purge deletes the entries f selects and returns how many.
+func (s *SQLite) Purge(ctx context.Context, f Filter) (int, error) {
+	entries, err := s.List(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if err := s.Delete(ctx, e.ID); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
