@@ -81,7 +81,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", def, "configuration file (env N8N_INVOKER_CONFIG)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
 	root.AddCommand(newRunCmd(g, stdin, stdout, stderr), newBatchCmd(g, stdin, stdout, stderr),
-		newWorkflowsCmd(g, stdout, stderr), newExecutionsCmd(g, stdout, stderr))
+		newWorkflowsCmd(g, stdout, stderr), newExecutionsCmd(g, stdout, stderr), newDLQCmd(g, stdout, stderr))
 	return root
 }
 

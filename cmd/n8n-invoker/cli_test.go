@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -260,5 +261,66 @@ func TestAPICommandsAgainstRealN8N(t *testing.T) {
 	}
 	if code, _, errOut := cli("executions", "get", "999999999"); code != 1 || !strings.Contains(errOut, "404") {
 		t.Errorf("unknown execution: exit %d %s", code, errOut)
+	}
+}
+
+func TestDLQCommands(t *testing.T) {
+	t.Parallel()
+	var up atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			w.WriteHeader(503)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"ok":true}`)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`n8n: {base_url: %q, timeout: 5}
+invokers: {http: {max_retries: 1, backoff_factor: 0.01}}
+workflows: {echo: {path: echo}}
+dlq: {enabled: true, path: dlq.db}
+`, srv.URL)), 0o600)
+	cli := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append(args, "-c", cfg), nil, &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	for i := range 3 {
+		if code, _, errOut := cli("run", "echo", "-p", "i="+strconv.Itoa(i)); code != 3 || !strings.Contains(errOut, "dead-letter queue as entry") {
+			t.Fatalf("run while down: exit %d %s", code, errOut)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "dlq.db")); err != nil {
+		t.Fatalf("dlq.path is not relative to the config file: %v", err)
+	}
+	code, out, _ := cli("dlq", "list")
+	if code != 0 || strings.Count(out, "exhausted") != 3 {
+		t.Fatalf("dlq list: %d\n%s", code, out)
+	}
+	code, out, _ = cli("dlq", "list", "-o", "json", "--class", "transient", "--limit", "2")
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, `"idempotency_key"`) {
+		t.Fatalf("dlq list json: %d\n%s", code, out)
+	}
+	if code, out, _ := cli("dlq", "show", "1"); code != 0 || !strings.Contains(out, `"workflow": "echo"`) {
+		t.Errorf("dlq show: %d %s", code, out)
+	}
+	if code, _, _ := cli("dlq", "show", "99"); code != 1 {
+		t.Errorf("dlq show unknown: %d", code)
+	}
+	if code, _, errOut := cli("dlq", "replay", "1"); code != 1 || !strings.Contains(errOut, "1 failed again") {
+		t.Errorf("replay while down: %d %s", code, errOut)
+	}
+	up.Store(true)
+	if code, _, errOut := cli("dlq", "replay", "1", "2"); code != 0 || !strings.Contains(errOut, "2 succeeded") {
+		t.Errorf("replay: %d %s", code, errOut)
+	}
+	if code, _, errOut := cli("dlq", "purge"); code != 2 || !strings.Contains(errOut, "--all") {
+		t.Errorf("bare purge: %d %s", code, errOut)
+	}
+	if code, out, _ := cli("dlq", "purge", "--all"); code != 0 || out != "purged 1\n" {
+		t.Errorf("purge: %d %q", code, out)
 	}
 }
