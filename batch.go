@@ -222,7 +222,9 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		mu.Lock()
 		prog.InFlight++
 		mu.Unlock()
+		m.tel.BatchInFlight(ctx, 1)
 		wg.Go(func() {
+			defer m.tel.BatchInFlight(ctx, -1)
 			start := time.Now()
 			res, err := m.execute(ctx, Request{Workflow: it.ID, Params: it.Params, IdempotencyKey: it.IdempotencyKey}, nil)
 			rtt := time.Since(start)

@@ -17,6 +17,8 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/policy"
+	"github.com/n8n-invoker/n8n-invoker/telemetry"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Manager runs workflows through an Invoker and calls the hooks around
@@ -30,6 +32,9 @@ type Manager struct {
 	guard      *policy.Guard
 	api        *n8napi.Client
 	dlq        DeadLetters
+	tel        *telemetry.Telemetry
+	telOpts    []telemetry.Option
+	tracers    []telemetry.Tracer
 	ownDLQ     interface{ Close() error }
 	resolver   *n8napi.Resolver
 	bulkhead   *policy.Bulkhead
@@ -104,6 +109,25 @@ func WithBreakerStateChange(f func(endpoint string, from, to policy.State)) Opti
 	return func(m *Manager) error { m.onBreaker = f; return nil }
 }
 
+// WithTelemetry passes options (tracer and meter providers, propagator)
+// to the manager's OpenTelemetry instrumentation. By default it reads the
+// global providers; it never sets them. tracing.enabled: false in the
+// configuration turns spans off.
+func WithTelemetry(opts ...telemetry.Option) Option {
+	return func(m *Manager) error { m.telOpts = append(m.telOpts, opts...); return nil }
+}
+
+// WithTracer adds a custom tracer fed with a record of every execution.
+func WithTracer(t telemetry.Tracer) Option {
+	return func(m *Manager) error {
+		if t == nil {
+			return errors.New("nil tracer")
+		}
+		m.tracers = append(m.tracers, t)
+		return nil
+	}
+}
+
 // WithAPIClient sets the n8n API client (default: one built from
 // n8n.base_url and n8n.api_key).
 func WithAPIClient(c *n8napi.Client) Option {
@@ -149,6 +173,16 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 	if m.fallbackOn == nil {
 		m.fallbackOn = IsDegraded
 	}
+	m.log = slog.New(telemetry.RedactHandler(m.log.Handler(), cfg.SecretValues()...))
+	telOpts := m.telOpts
+	if !cfg.Tracing.Enabled || cfg.Tracing.Backend == "none" {
+		telOpts = append(telOpts, telemetry.WithTracingDisabled())
+	}
+	tel, err := telemetry.New(telOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("invoker: telemetry: %w", err)
+	}
+	m.tel = tel
 	h := &cfg.Invokers.HTTP
 	if h.Bulkhead.MaxInFlight > 0 {
 		m.bulkhead = policy.NewBulkhead(h.Bulkhead.MaxInFlight, h.Bulkhead.MaxWait.D())
@@ -174,6 +208,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		opts := []httpinvoker.Option{
 			httpinvoker.WithGate(guard),
 			httpinvoker.WithResolver(httpinvoker.Chain{httpinvoker.ResolverFromConfig(cfg), byID}),
+			httpinvoker.WithRoundTripper(tel.RoundTripper),
 		}
 		opts = append(opts, m.httpOpts...)
 		inv, err := httpinvoker.FromConfig(cfg, opts...)
@@ -184,6 +219,18 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 	}
 	if err := m.openDLQ(); err != nil {
 		return nil, err
+	}
+	if err := m.tel.ObserveBreakers(m.BreakerStates); err != nil {
+		return nil, err
+	}
+	if m.dlq != nil {
+		if c, ok := m.dlq.(interface {
+			Count(context.Context) (int, error)
+		}); ok {
+			if err := m.tel.ObserveDLQ(c.Count); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for stage, refs := range map[Stage][]config.HookRef{
 		StagePreExecution: cfg.Hooks.PreExecution, StagePostExecution: cfg.Hooks.PostExecution, StageError: cfg.Hooks.Error,
@@ -288,6 +335,12 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 		Workflow: req.Workflow, Params: req.Params, RequestID: req.RequestID,
 		IdempotencyKey: req.IdempotencyKey, StartedAt: time.Now(),
 	}
+	ctx, span := m.tel.StartExecution(ctx, req.Workflow, req.RequestID)
+	var (
+		res *Result
+		err error
+	)
+	defer func() { m.record(ctx, span, ec, res, err) }()
 	if len(pre) > 0 && req.Body == nil {
 		// Pre hooks may change the parameters: give them a copy, never the
 		// caller's map.
@@ -296,7 +349,8 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 			ec.Params = map[string]any{}
 		}
 	}
-	fail := func(err error) (*Result, error) {
+	fail := func(e error) (*Result, error) {
+		err = e
 		ec.Err, ec.Duration = err, time.Since(ec.StartedAt)
 		if !IsCanceled(err) {
 			for _, h := range onErr {
@@ -320,10 +374,6 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 		}
 		return res, err
 	}
-	var (
-		res *Result
-		err error
-	)
 	if m.dlq != nil {
 		var replayOf int64
 		if o != nil {
@@ -371,6 +421,35 @@ func (m *Manager) invoke(ctx context.Context, req *Request) (*Result, error) {
 	}
 	res.Degraded = true
 	return res, nil
+}
+
+// record ends the execution's span and feeds the metrics and tracers.
+func (m *Manager) record(ctx context.Context, span trace.Span, ec *ExecutionContext, res *Result, err error) {
+	r := &telemetry.Record{
+		Workflow: ec.Workflow, RequestID: ec.RequestID, Outcome: telemetry.OutcomeOf(err),
+		Started: ec.StartedAt, Duration: time.Since(ec.StartedAt), Err: err, Attempts: AttemptsOf(err),
+	}
+	if res != nil {
+		r.WorkflowID, r.ExecutionID, r.Attempts = res.WorkflowID, res.ExecutionID, res.Attempts
+	}
+	var fe *ExecutionFailedError
+	if errors.As(err, &fe) {
+		r.ExecutionID = fe.ExecutionID
+	}
+	if r.Outcome == "failure" {
+		r.Class = ClassOf(err).String()
+	}
+	m.tel.EndExecution(ctx, span, r)
+	for _, t := range m.tracers {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					m.log.ErrorContext(ctx, "tracer panicked", "workflow", ec.Workflow, "panic", fmt.Sprint(p))
+				}
+			}()
+			t.TrackExecution(ctx, r)
+		}()
+	}
 }
 
 func (m *Manager) runPre(ctx context.Context, h ExecutionHook, ec *ExecutionContext) (err error) {

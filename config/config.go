@@ -645,3 +645,24 @@ func (c *Config) validateDLQ(add func(*Error)) {
 		d.Path = filepath.Join(filepath.Dir(c.file), d.Path)
 	}
 }
+
+// SecretValues returns every secret value in the configuration (API key,
+// webhook and credential secrets), for log redaction backstops.
+func (c *Config) SecretValues() []string {
+	var out []string
+	add := func(s Secret) {
+		if !s.IsZero() {
+			out = append(out, s.Reveal())
+		}
+	}
+	add(c.N8N.APIKey)
+	for _, w := range c.Workflows {
+		add(w.Auth.Value)
+		add(w.Auth.Password)
+	}
+	for _, a := range c.Credentials {
+		add(a.Value)
+		add(a.Password)
+	}
+	return out
+}

@@ -63,7 +63,7 @@ type Invoker struct {
 	maxBody     int64
 	classifiers policy.Chain
 	gate        Gate
-	wrap        func(http.RoundTripper) http.RoundTripper
+	wrap        []func(http.RoundTripper) http.RoundTripper
 	poolConns   int
 	poolMax     int
 	tlsConfig   *tls.Config
@@ -194,8 +194,9 @@ func WithJitter(f func(cap time.Duration) time.Duration) Option {
 
 // WithRoundTripper wraps the invoker's transport, e.g. to add tracing or
 // to inject faults in tests. The wrapper handles single attempts only.
+// Wrappers compose: each one given wraps those given before it.
 func WithRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) Option {
-	return func(i *Invoker) error { i.wrap = wrap; return nil }
+	return func(i *Invoker) error { i.wrap = append(i.wrap, wrap); return nil }
 }
 
 // WithStartupGrace sets how long after n8n last looked unavailable a 404
@@ -262,8 +263,8 @@ func New(baseURL string, opts ...Option) (*Invoker, error) {
 		TLSClientConfig:        tlsConf,
 	}
 	var rt http.RoundTripper = i.transport
-	if i.wrap != nil {
-		rt = i.wrap(rt)
+	for _, w := range i.wrap {
+		rt = w(rt)
 	}
 	i.client = &http.Client{
 		Transport: rt,
@@ -464,6 +465,23 @@ func (i *Invoker) prepare(req *core.Request, ep *Endpoint) (*call, error) {
 	return c, nil
 }
 
+// AttemptInfo is what the context of one attempt's request tells a
+// RoundTripper (tracing, logging).
+type AttemptInfo struct {
+	// Workflow is the workflow name the caller gave.
+	Workflow string
+	// Attempt is 1 for the first attempt, 2 for the first retry, ...
+	Attempt int
+}
+
+type attemptKey struct{}
+
+// AttemptFromContext returns the attempt a request belongs to.
+func AttemptFromContext(ctx context.Context) (AttemptInfo, bool) {
+	a, ok := ctx.Value(attemptKey{}).(AttemptInfo)
+	return a, ok
+}
+
 // attempt makes one attempt.
 func (i *Invoker) attempt(ctx context.Context, c *call) (*core.Result, error) {
 	timeout := i.timeout
@@ -472,6 +490,7 @@ func (i *Invoker) attempt(ctx context.Context, c *call) (*core.Result, error) {
 	}
 	actx, cancel := context.WithTimeoutCause(ctx, timeout, errAttemptTimeout)
 	defer cancel()
+	actx = context.WithValue(actx, attemptKey{}, AttemptInfo{Workflow: c.req.Workflow, Attempt: c.attempts})
 
 	var body io.Reader
 	if c.body != nil {

@@ -1,0 +1,271 @@
+// Package telemetry traces and measures n8n-invoker through the
+// OpenTelemetry API. It never sets OpenTelemetry globals: providers and
+// the propagator are options, the globals are only read as defaults.
+//
+// Spans: one per execution ("n8n.execute", with n8n.workflow,
+// n8n.workflow.id, n8n.execution.id, n8n.request.id and error.type), and
+// one client span per HTTP attempt ("POST webhook", with
+// http.request.resend_count), whose W3C traceparent goes to n8n, so that
+// n8n's own workflow span (n8n 2.19 and later, with its OpenTelemetry
+// module on) continues the trace.
+//
+// Metrics (low-cardinality attributes only: workflow name, outcome,
+// class, endpoint): n8n_invoker.invocations, n8n_invoker.attempts,
+// n8n_invoker.retries, n8n_invoker.duration (s), n8n_invoker.breaker.state
+// (0 closed, 1 half-open, 2 open), n8n_invoker.dlq.depth and
+// n8n_invoker.batch.in_flight.
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/policy"
+)
+
+// ScopeName is the instrumentation scope of spans and metrics.
+const ScopeName = "github.com/n8n-invoker/n8n-invoker"
+
+// Attribute keys.
+const (
+	AttrWorkflow    = attribute.Key("n8n.workflow")
+	AttrWorkflowID  = attribute.Key("n8n.workflow.id")
+	AttrExecutionID = attribute.Key("n8n.execution.id")
+	AttrRequestID   = attribute.Key("n8n.request.id")
+	AttrOutcome     = attribute.Key("n8n.outcome")
+	AttrClass       = attribute.Key("error.type")
+	AttrEndpoint    = attribute.Key("n8n.endpoint")
+	AttrResendCount = attribute.Key("http.request.resend_count")
+)
+
+// Record is what a custom Tracer gets of one execution.
+type Record struct {
+	Workflow    string
+	WorkflowID  string
+	RequestID   string
+	ExecutionID string
+	// Outcome is success, failure or canceled.
+	Outcome string
+	// Class is the error's class, empty on success.
+	Class    string
+	Attempts int
+	Started  time.Time
+	Duration time.Duration
+	Err      error
+}
+
+// Tracer receives a record of every execution, like the design's
+// DatabaseTracer. It is called synchronously at the end of each
+// execution: keep it quick or hand off.
+type Tracer interface {
+	TrackExecution(ctx context.Context, r *Record)
+}
+
+// Telemetry holds the tracer, the instruments and the propagator.
+type Telemetry struct {
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+	meter  metric.Meter
+
+	invocations metric.Int64Counter
+	attempts    metric.Int64Counter
+	retries     metric.Int64Counter
+	duration    metric.Float64Histogram
+	inFlight    metric.Int64UpDownCounter
+}
+
+type options struct {
+	tp      trace.TracerProvider
+	mp      metric.MeterProvider
+	prop    propagation.TextMapPropagator
+	tracing bool
+}
+
+// Option configures Telemetry.
+type Option func(*options)
+
+// WithTracerProvider sets the tracer provider (default: the global one).
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options) { o.tp = tp } }
+
+// WithMeterProvider sets the meter provider (default: the global one).
+func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.mp = mp } }
+
+// WithPropagator sets the propagator (default: the global one).
+func WithPropagator(p propagation.TextMapPropagator) Option { return func(o *options) { o.prop = p } }
+
+// WithTracingDisabled makes no spans (the configuration's
+// tracing.enabled: false); metrics stay.
+func WithTracingDisabled() Option { return func(o *options) { o.tracing = false } }
+
+// New returns Telemetry for the given providers.
+func New(opts ...Option) (*Telemetry, error) {
+	o := &options{tracing: true}
+	for _, f := range opts {
+		f(o)
+	}
+	if o.tp == nil {
+		o.tp = otel.GetTracerProvider()
+	}
+	if !o.tracing {
+		o.tp = noop.NewTracerProvider()
+	}
+	if o.mp == nil {
+		o.mp = otel.GetMeterProvider()
+	}
+	if o.prop == nil {
+		o.prop = otel.GetTextMapPropagator()
+	}
+	t := &Telemetry{tracer: o.tp.Tracer(ScopeName), prop: o.prop, meter: o.mp.Meter(ScopeName)}
+	var err error
+	if t.invocations, err = t.meter.Int64Counter("n8n_invoker.invocations",
+		metric.WithDescription("Workflow invocations by outcome.")); err != nil {
+		return nil, err
+	}
+	if t.attempts, err = t.meter.Int64Counter("n8n_invoker.attempts", metric.WithDescription("HTTP attempts.")); err != nil {
+		return nil, err
+	}
+	if t.retries, err = t.meter.Int64Counter("n8n_invoker.retries", metric.WithDescription("Retries (attempts after the first).")); err != nil {
+		return nil, err
+	}
+	if t.duration, err = t.meter.Float64Histogram("n8n_invoker.duration", metric.WithUnit("s"),
+		metric.WithDescription("Invocation duration, retries included."),
+		metric.WithExplicitBucketBoundaries(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)); err != nil {
+		return nil, err
+	}
+	if t.inFlight, err = t.meter.Int64UpDownCounter("n8n_invoker.batch.in_flight", metric.WithDescription("Batch items in flight.")); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Meter returns the meter, for hooks that add their own instruments.
+func (t *Telemetry) Meter() metric.Meter { return t.meter }
+
+// StartExecution starts the span of one execution.
+func (t *Telemetry) StartExecution(ctx context.Context, workflow, requestID string) (context.Context, trace.Span) {
+	return t.tracer.Start(ctx, "n8n.execute", trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(AttrWorkflow.String(workflow), AttrRequestID.String(requestID)))
+}
+
+// EndExecution ends the span and records the metrics of one execution.
+func (t *Telemetry) EndExecution(ctx context.Context, span trace.Span, r *Record) {
+	attrs := []attribute.KeyValue{AttrWorkflow.String(r.Workflow), AttrOutcome.String(r.Outcome)}
+	if r.Class != "" {
+		attrs = append(attrs, AttrClass.String(r.Class))
+	}
+	set := metric.WithAttributes(attrs...)
+	t.invocations.Add(ctx, 1, set)
+	t.duration.Record(ctx, r.Duration.Seconds(), set)
+	if r.Attempts > 1 {
+		t.retries.Add(ctx, int64(r.Attempts-1), metric.WithAttributes(AttrWorkflow.String(r.Workflow)))
+	}
+	if r.WorkflowID != "" {
+		span.SetAttributes(AttrWorkflowID.String(r.WorkflowID))
+	}
+	if r.ExecutionID != "" {
+		span.SetAttributes(AttrExecutionID.String(r.ExecutionID))
+	}
+	span.SetAttributes(AttrOutcome.String(r.Outcome), attribute.Int("n8n.attempts", r.Attempts))
+	if r.Err != nil && r.Outcome == "failure" {
+		span.SetAttributes(AttrClass.String(r.Class))
+		span.RecordError(r.Err)
+		span.SetStatus(codes.Error, r.Err.Error())
+	}
+	span.End()
+}
+
+// BatchInFlight adds delta to the batch in-flight gauge.
+func (t *Telemetry) BatchInFlight(ctx context.Context, delta int64) { t.inFlight.Add(ctx, delta) }
+
+// ObserveBreakers reports the breakers' states on every collection.
+func (t *Telemetry) ObserveBreakers(states func() []policy.BreakerState) error {
+	_, err := t.meter.Int64ObservableGauge("n8n_invoker.breaker.state",
+		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for _, s := range states() {
+				o.Observe(int64(s.State), metric.WithAttributes(AttrEndpoint.String(s.Endpoint)))
+			}
+			return nil
+		}))
+	return err
+}
+
+// ObserveDLQ reports the dead-letter queue's depth on every collection.
+func (t *Telemetry) ObserveDLQ(depth func(context.Context) (int, error)) error {
+	_, err := t.meter.Int64ObservableGauge("n8n_invoker.dlq.depth",
+		metric.WithDescription("Entries in the dead-letter queue."),
+		metric.WithInt64Callback(func(ctx context.Context, o metric.Int64Observer) error {
+			n, err := depth(ctx)
+			if err != nil {
+				return err
+			}
+			o.Observe(int64(n))
+			return nil
+		}))
+	return err
+}
+
+// RoundTripper wraps next with a client span per attempt, the W3C trace
+// context injected into the request (on a clone: the caller's request is
+// not modified), and the attempts counter.
+func (t *Telemetry) RoundTripper(next http.RoundTripper) http.RoundTripper {
+	return &roundTripper{t: t, next: next}
+}
+
+type roundTripper struct {
+	t    *Telemetry
+	next http.RoundTripper
+}
+
+func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	info, _ := httpinvoker.AttemptFromContext(ctx)
+	ctx, span := rt.t.tracer.Start(ctx, req.Method+" webhook", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(
+			attribute.String("http.request.method", req.Method),
+			attribute.String("server.address", req.URL.Hostname()),
+			AttrWorkflow.String(info.Workflow),
+		))
+	if info.Attempt > 1 {
+		span.SetAttributes(AttrResendCount.Int(info.Attempt - 1))
+	}
+	rt.t.attempts.Add(ctx, 1, metric.WithAttributes(AttrWorkflow.String(info.Workflow)))
+	r := req.Clone(ctx)
+	rt.t.prop.Inject(ctx, propagation.HeaderCarrier(r.Header))
+	resp, err := rt.next.RoundTrip(r)
+	switch {
+	case err != nil:
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "transport error")
+	default:
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+		if resp.StatusCode >= 400 {
+			span.SetStatus(codes.Error, fmt.Sprintf("HTTP %d", resp.StatusCode))
+		}
+	}
+	span.End()
+	return resp, err
+}
+
+// OutcomeOf names an execution's outcome.
+func OutcomeOf(err error) string {
+	switch {
+	case err == nil:
+		return "success"
+	case core.IsCanceled(err):
+		return "canceled"
+	}
+	return "failure"
+}
