@@ -1,10 +1,26 @@
 package invoker
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/telemetry"
 )
 
 // Stage is when a hook runs.
@@ -94,9 +110,85 @@ func (e *HookError) Unwrap() error { return e.Err }
 // Class returns Permanent: the call was never made.
 func (e *HookError) Class() Class { return Permanent }
 
-// builtinHooks are the hooks the configuration can name.
-var builtinHooks = map[string]func(m *Manager) ExecutionHook{
-	"logging_hook": func(m *Manager) ExecutionHook { return &loggingHook{log: m.log} },
+// Plugin observes executions, like the design's SlackNotificationPlugin.
+// Implementations embed PluginBase, so that methods added later have a
+// default. Plugins cannot veto a call; use a pre-execution hook for that.
+type Plugin interface {
+	OnWorkflowStarted(ctx context.Context, ec *ExecutionContext)
+	OnWorkflowSucceeded(ctx context.Context, ec *ExecutionContext)
+	OnWorkflowFailed(ctx context.Context, ec *ExecutionContext)
+}
+
+// PluginBase implements every Plugin method as a no-op. Embed it.
+type PluginBase struct{}
+
+// OnWorkflowStarted does nothing.
+func (PluginBase) OnWorkflowStarted(context.Context, *ExecutionContext) {}
+
+// OnWorkflowSucceeded does nothing.
+func (PluginBase) OnWorkflowSucceeded(context.Context, *ExecutionContext) {}
+
+// OnWorkflowFailed does nothing.
+func (PluginBase) OnWorkflowFailed(context.Context, *ExecutionContext) {}
+
+// pluginHook runs a plugin at every stage.
+type pluginHook struct{ p Plugin }
+
+func (h pluginHook) PreExecution(ctx context.Context, ec *ExecutionContext) error {
+	h.p.OnWorkflowStarted(ctx, ec)
+	return nil
+}
+func (h pluginHook) PostExecution(ctx context.Context, ec *ExecutionContext) {
+	h.p.OnWorkflowSucceeded(ctx, ec)
+}
+func (h pluginHook) OnError(ctx context.Context, ec *ExecutionContext) { h.p.OnWorkflowFailed(ctx, ec) }
+
+// RegisterPlugin adds a plugin, called at every stage after the hooks
+// already registered.
+func (m *Manager) RegisterPlugin(p Plugin) error {
+	if p == nil {
+		return errors.New("invoker: nil plugin")
+	}
+	for _, st := range []Stage{StagePreExecution, StagePostExecution, StageError} {
+		if err := m.RegisterHook(st, pluginHook{p}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HookFactory makes a named hook for a manager; ref is where the
+// configuration named it, for errors.
+type HookFactory func(m *Manager, ref config.HookRef) (ExecutionHook, error)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]HookFactory{
+		"logging_hook":      func(m *Manager, _ config.HookRef) (ExecutionHook, error) { return &loggingHook{log: m.log}, nil },
+		"metrics_hook":      newMetricsHook,
+		"cleanup_hook":      newCleanupHook,
+		"notification_hook": newNotificationHook,
+	}
+)
+
+// RegisterNamedHook makes a hook available by name to the configuration's
+// hooks lists (call it before FromConfig, e.g. in an init function). It
+// fails for a name already taken.
+func RegisterNamedHook(name string, f HookFactory) error {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, ok := registry[name]; ok {
+		return fmt.Errorf("invoker: hook %q is already registered", name)
+	}
+	registry[name] = f
+	return nil
+}
+
+func namedHook(name string) (HookFactory, []string, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	f, ok := registry[name]
+	return f, slices.Sorted(maps.Keys(registry)), ok
 }
 
 // loggingHook logs executions to the manager's logger.
@@ -119,4 +211,117 @@ func (h *loggingHook) PostExecution(ctx context.Context, ec *ExecutionContext) {
 func (h *loggingHook) OnError(ctx context.Context, ec *ExecutionContext) {
 	h.log.WarnContext(ctx, "workflow failed", "workflow", ec.Workflow, "request_id", ec.RequestID,
 		"class", ClassOf(ec.Err).String(), "attempts", AttemptsOf(ec.Err), "duration", ec.Duration, "error", ec.Err.Error())
+}
+
+// metricsHook counts the stages it sees per workflow
+// (n8n_invoker.hook.stage).
+type metricsHook struct{ counter metric.Int64Counter }
+
+func newMetricsHook(m *Manager, _ config.HookRef) (ExecutionHook, error) {
+	c, err := m.tel.Meter().Int64Counter("n8n_invoker.hook.stage", metric.WithDescription("Executions seen by metrics_hook, by stage."))
+	if err != nil {
+		return nil, err
+	}
+	return &metricsHook{counter: c}, nil
+}
+
+func (h *metricsHook) add(ctx context.Context, ec *ExecutionContext, stage Stage) {
+	h.counter.Add(ctx, 1, metric.WithAttributes(telemetry.AttrWorkflow.String(ec.Workflow), attribute.String("stage", string(stage))))
+}
+
+func (h *metricsHook) PreExecution(ctx context.Context, ec *ExecutionContext) error {
+	h.add(ctx, ec, StagePreExecution)
+	return nil
+}
+func (h *metricsHook) PostExecution(ctx context.Context, ec *ExecutionContext) {
+	h.add(ctx, ec, StagePostExecution)
+}
+func (h *metricsHook) OnError(ctx context.Context, ec *ExecutionContext) { h.add(ctx, ec, StageError) }
+
+// cleanupHook deletes a successful execution's record from n8n, for
+// high-volume workflows that should not fill n8n's database.
+type cleanupHook struct {
+	HookBase
+	m *Manager
+}
+
+func newCleanupHook(m *Manager, ref config.HookRef) (ExecutionHook, error) {
+	if m.api == nil {
+		return nil, &config.Error{Pos: ref.Pos, Msg: "cleanup_hook deletes executions through n8n's API: set n8n.api_key"}
+	}
+	return &cleanupHook{m: m}, nil
+}
+
+func (h *cleanupHook) PostExecution(ctx context.Context, ec *ExecutionContext) {
+	if ec.Result == nil || ec.Result.ExecutionID == "" || !ec.Result.Completed {
+		return
+	}
+	if _, err := h.m.api.Executions.Delete(ctx, ec.Result.ExecutionID); err != nil && !n8napi.IsNotFound(err) {
+		h.m.log.WarnContext(ctx, "cleanup_hook: deleting the execution failed", "workflow", ec.Workflow,
+			"execution_id", ec.Result.ExecutionID, "error", err.Error())
+	}
+}
+
+// notificationHook posts failures to a Slack-compatible or plain webhook.
+type notificationHook struct {
+	HookBase
+	m      *Manager
+	url    config.Secret
+	format string
+	client *http.Client
+}
+
+func newNotificationHook(m *Manager, ref config.HookRef) (ExecutionHook, error) {
+	n := m.cfg.Hooks.Notification
+	if n.URL.IsZero() {
+		return nil, &config.Error{Pos: ref.Pos, Msg: "notification_hook needs hooks.notification.url"}
+	}
+	return &notificationHook{m: m, url: n.URL, format: n.Format, client: &http.Client{Timeout: n.Timeout.D(),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
+}
+
+// notification is the json format's body.
+type notification struct {
+	Workflow    string `json:"workflow"`
+	RequestID   string `json:"request_id"`
+	ExecutionID string `json:"execution_id,omitempty"`
+	Class       string `json:"class"`
+	Attempts    int    `json:"attempts"`
+	Error       string `json:"error"`
+	DurationMS  int64  `json:"duration_ms"`
+}
+
+func (h *notificationHook) OnError(ctx context.Context, ec *ExecutionContext) {
+	n := notification{Workflow: ec.Workflow, RequestID: ec.RequestID, Class: ClassOf(ec.Err).String(),
+		Attempts: AttemptsOf(ec.Err), Error: ec.Err.Error(), DurationMS: ec.Duration.Milliseconds()}
+	var fe *ExecutionFailedError
+	if errors.As(ec.Err, &fe) {
+		n.ExecutionID = fe.ExecutionID
+	}
+	var body any = n
+	if h.format == "slack" {
+		text := fmt.Sprintf("n8n-invoker: workflow *%s* failed (%s, %d attempts, request %s): %s",
+			n.Workflow, n.Class, n.Attempts, n.RequestID, n.Error)
+		body = map[string]string{"text": text}
+	}
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url.Reveal(), bytes.NewReader(b))
+	if err != nil {
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message repeats the secret URL
+		}
+		h.m.log.WarnContext(ctx, "notification_hook: post failed", "workflow", ec.Workflow, "error", err.Error())
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		h.m.log.WarnContext(ctx, "notification_hook: post refused", "workflow", ec.Workflow, "status", resp.StatusCode)
+	}
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -24,23 +24,24 @@ import (
 // Manager runs workflows through an Invoker and calls the hooks around
 // them. It is safe for concurrent use.
 type Manager struct {
-	cfg        *config.Config
-	inv        Invoker
-	httpOpts   []httpinvoker.Option
-	log        *slog.Logger
-	newID      func() string
-	guard      *policy.Guard
-	api        *n8napi.Client
-	dlq        DeadLetters
-	tel        *telemetry.Telemetry
-	telOpts    []telemetry.Option
-	tracers    []telemetry.Tracer
-	ownDLQ     interface{ Close() error }
-	resolver   *n8napi.Resolver
-	bulkhead   *policy.Bulkhead
-	fallback   Fallback
-	fallbackOn func(error) bool
-	onBreaker  func(endpoint string, from, to policy.State)
+	cfg          *config.Config
+	inv          Invoker
+	httpOpts     []httpinvoker.Option
+	log          *slog.Logger
+	newID        func() string
+	guard        *policy.Guard
+	api          *n8napi.Client
+	dlq          DeadLetters
+	tel          *telemetry.Telemetry
+	telOpts      []telemetry.Option
+	tracers      []telemetry.Tracer
+	healthClient *http.Client
+	ownDLQ       interface{ Close() error }
+	resolver     *n8napi.Resolver
+	bulkhead     *policy.Bulkhead
+	fallback     Fallback
+	fallbackOn   func(error) bool
+	onBreaker    func(endpoint string, from, to policy.State)
 
 	mu     sync.RWMutex
 	hooks  map[Stage][]ExecutionHook
@@ -183,6 +184,8 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		return nil, fmt.Errorf("invoker: telemetry: %w", err)
 	}
 	m.tel = tel
+	m.healthClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	h := &cfg.Invokers.HTTP
 	if h.Bulkhead.MaxInFlight > 0 {
 		m.bulkhead = policy.NewBulkhead(h.Bulkhead.MaxInFlight, h.Bulkhead.MaxWait.D())
@@ -232,20 +235,11 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 			}
 		}
 	}
-	for stage, refs := range map[Stage][]config.HookRef{
-		StagePreExecution: cfg.Hooks.PreExecution, StagePostExecution: cfg.Hooks.PostExecution, StageError: cfg.Hooks.Error,
-	} {
-		for i, r := range refs {
-			mk, ok := builtinHooks[r.Name]
-			if !ok {
-				if m.ownDLQ != nil {
-					_ = m.ownDLQ.Close()
-				}
-				return nil, &config.Error{Pos: r.Pos, Field: fmt.Sprintf("hooks.%s[%d]", stage, i),
-					Msg: fmt.Sprintf("unknown hook %q (available: %s)", r.Name, strings.Join(slices.Sorted(maps.Keys(builtinHooks)), ", "))}
-			}
-			m.hooks[stage] = append(m.hooks[stage], mk(m))
+	if err := m.namedHooks(); err != nil {
+		if m.ownDLQ != nil {
+			_ = m.ownDLQ.Close()
 		}
+		return nil, err
 	}
 	return m, nil
 }
@@ -265,6 +259,33 @@ func (m *Manager) BreakerStates() []policy.BreakerState {
 		return nil
 	}
 	return m.guard.Breakers.States()
+}
+
+// namedHooks registers the hooks the configuration names, in its order.
+func (m *Manager) namedHooks() error {
+	for _, st := range []struct {
+		stage Stage
+		refs  []config.HookRef
+	}{{StagePreExecution, m.cfg.Hooks.PreExecution}, {StagePostExecution, m.cfg.Hooks.PostExecution}, {StageError, m.cfg.Hooks.Error}} {
+		for i, r := range st.refs {
+			field := fmt.Sprintf("hooks.%s[%d]", st.stage, i)
+			mk, known, ok := namedHook(r.Name)
+			if !ok {
+				return &config.Error{Pos: r.Pos, Field: field, Msg: fmt.Sprintf("unknown hook %q (available: %s)", r.Name, strings.Join(known, ", "))}
+			}
+			h, err := mk(m, r)
+			if err != nil {
+				var ce *config.Error
+				if errors.As(err, &ce) {
+					ce.Field = field
+					return ce
+				}
+				return &config.Error{Pos: r.Pos, Field: field, Msg: err.Error()}
+			}
+			m.hooks[st.stage] = append(m.hooks[st.stage], h)
+		}
+	}
+	return nil
 }
 
 // Config returns the manager's configuration. Do not modify it.
@@ -452,23 +473,51 @@ func (m *Manager) record(ctx context.Context, span trace.Span, ec *ExecutionCont
 	}
 }
 
-func (m *Manager) runPre(ctx context.Context, h ExecutionHook, ec *ExecutionContext) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("hook panicked: %v", p)
+// runPre runs a pre-execution hook on a copy of ec, isolated: an error
+// vetoes the call; a panic or a timeout is reported and ignored (the call
+// goes on with the parameters as they were).
+func (m *Manager) runPre(ctx context.Context, h ExecutionHook, ec *ExecutionContext) error {
+	cp := *ec
+	cp.Params = maps.Clone(ec.Params)
+	var err error
+	if m.isolate(ctx, StagePreExecution, ec.Workflow, func(hctx context.Context) { err = h.PreExecution(hctx, &cp) }) {
+		if err == nil {
+			ec.Params = cp.Params
 		}
-	}()
-	return h.PreExecution(ctx, ec)
+		return err
+	}
+	return nil
 }
 
-// safely runs a post or error hook; a panic is logged, never propagated.
+// safely runs a post or error hook, isolated.
 func (m *Manager) safely(ctx context.Context, stage Stage, ec *ExecutionContext, f func(context.Context, *ExecutionContext)) {
-	defer func() {
-		if p := recover(); p != nil {
-			m.log.ErrorContext(ctx, "hook panicked", "stage", string(stage), "workflow", ec.Workflow, "panic", fmt.Sprint(p))
-		}
+	cp := *ec
+	m.isolate(ctx, stage, ec.Workflow, func(hctx context.Context) { f(hctx, &cp) })
+}
+
+// isolate runs f with the hook timeout. It reports whether f returned in
+// time without panicking; a panic or a timeout is logged and counted
+// (n8n_invoker.hook.failures), never propagated.
+func (m *Manager) isolate(ctx context.Context, stage Stage, workflow string, f func(context.Context)) bool {
+	hctx, cancel := context.WithTimeout(ctx, m.cfg.Hooks.Timeout.D())
+	defer cancel()
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		f(hctx)
 	}()
-	f(ctx, ec)
+	select {
+	case p := <-done:
+		if p == nil {
+			return true
+		}
+		m.log.ErrorContext(ctx, "hook panicked", "stage", string(stage), "workflow", workflow, "panic", fmt.Sprint(p))
+		m.tel.HookFailure(ctx, string(stage), "panic")
+	case <-hctx.Done():
+		m.log.ErrorContext(ctx, "hook timed out", "stage", string(stage), "workflow", workflow, "timeout", m.cfg.Hooks.Timeout.D())
+		m.tel.HookFailure(ctx, string(stage), "timeout")
+	}
+	return false
 }
 
 // Close stops accepting work, waits until the work in flight ends or ctx

@@ -35,6 +35,7 @@ const (
 	DefaultMinCalls         = 10
 	DefaultOpenTimeout      = 30 * time.Second
 	DefaultHalfOpenProbes   = 1
+	DefaultHookTimeout      = 5 * time.Second
 )
 
 // Response modes of an n8n webhook node.
@@ -208,6 +209,22 @@ type Hooks struct {
 	PreExecution  []HookRef `yaml:"pre_execution"`
 	PostExecution []HookRef `yaml:"post_execution"`
 	Error         []HookRef `yaml:"error"`
+	// Timeout bounds one hook call (default 5 s); a hook that takes longer
+	// is reported and no longer waited for.
+	Timeout Duration `yaml:"timeout"`
+	// Notification configures notification_hook.
+	Notification Notification `yaml:"notification"`
+}
+
+// Notification is where notification_hook posts failures.
+type Notification struct {
+	// URL is a Slack-compatible incoming webhook or any URL taking a JSON
+	// POST. It is a secret: such URLs carry their token.
+	URL Secret `yaml:"url"`
+	// Format is slack ({"text": ...}, default) or json (the full record).
+	Format string `yaml:"format"`
+	// Timeout bounds one post (default 5 s).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // HookRef is a hook named in the file, with where it was named.
@@ -417,6 +434,28 @@ func (c *Config) Validate() error {
 		add(c.errorf("tracing.sample_rate", "must be between 0 and 1, got %v", t.SampleRate))
 	}
 
+	switch {
+	case c.Hooks.Timeout < 0:
+		add(c.errorf("hooks.timeout", "must not be negative, got %s", c.Hooks.Timeout.D()))
+	case c.Hooks.Timeout == 0:
+		c.Hooks.Timeout = Duration(DefaultHookTimeout)
+	}
+	n := &c.Hooks.Notification
+	switch n.Format {
+	case "":
+		n.Format = "slack"
+	case "slack", "json":
+	default:
+		add(c.errorf("hooks.notification.format", "must be slack or json, got %q", n.Format))
+	}
+	if n.Timeout <= 0 {
+		n.Timeout = Duration(DefaultHookTimeout)
+	}
+	if !n.URL.IsZero() {
+		if u, err := url.Parse(n.URL.Reveal()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(c.errorf("hooks.notification.url", "must be an http(s) URL"))
+		}
+	}
 	for stage, refs := range map[string][]HookRef{
 		"pre_execution": c.Hooks.PreExecution, "post_execution": c.Hooks.PostExecution, "error": c.Hooks.Error,
 	} {
@@ -656,6 +695,7 @@ func (c *Config) SecretValues() []string {
 		}
 	}
 	add(c.N8N.APIKey)
+	add(c.Hooks.Notification.URL)
 	for _, w := range c.Workflows {
 		add(w.Auth.Value)
 		add(w.Auth.Password)

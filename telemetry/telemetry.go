@@ -84,6 +84,7 @@ type Telemetry struct {
 	retries     metric.Int64Counter
 	duration    metric.Float64Histogram
 	inFlight    metric.Int64UpDownCounter
+	hookFails   metric.Int64Counter
 }
 
 type options struct {
@@ -147,7 +148,15 @@ func New(opts ...Option) (*Telemetry, error) {
 	if t.inFlight, err = t.meter.Int64UpDownCounter("n8n_invoker.batch.in_flight", metric.WithDescription("Batch items in flight.")); err != nil {
 		return nil, err
 	}
+	if t.hookFails, err = t.meter.Int64Counter("n8n_invoker.hook.failures", metric.WithDescription("Hooks that panicked or timed out.")); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// HookFailure counts a hook that panicked or timed out.
+func (t *Telemetry) HookFailure(ctx context.Context, stage, reason string) {
+	t.hookFails.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", stage), attribute.String("reason", reason)))
 }
 
 // Meter returns the meter, for hooks that add their own instruments.
