@@ -80,17 +80,19 @@ type Private struct {
 	*Instance
 	state string
 	repo  string
+	env   []string
 	t     testing.TB
 }
 
 // StartPrivate starts a private n8n (about 10-25 s) and stops it when the
 // test ends. It skips or fails as Require does when the shared n8n is not
-// available (the install is the same).
-func StartPrivate(t testing.TB) *Private {
+// available (the install is the same). env adds n8n settings
+// (NAME=value).
+func StartPrivate(t testing.TB, env ...string) *Private {
 	t.Helper()
 	Require(t)
 	repo := filepath.Dir(filepath.Dir(EnvFile()))
-	p := &Private{state: t.TempDir(), repo: repo, t: t}
+	p := &Private{state: t.TempDir(), repo: repo, t: t, env: env}
 	p.run("start")
 	t.Cleanup(func() { p.run("stop") })
 	return p
@@ -99,7 +101,7 @@ func StartPrivate(t testing.TB) *Private {
 func (p *Private) run(cmd string) {
 	p.t.Helper()
 	c := exec.Command(filepath.Join(p.repo, "scripts", "n8n"), cmd)
-	c.Env = append(os.Environ(), "N8N_INVOKER_STATE="+p.state)
+	c.Env = append(os.Environ(), "N8N_INVOKER_STATE="+p.state, "N8N_INVOKER_EXTRA_ENV="+strings.Join(p.env, " "))
 	c.Dir = p.repo
 	out, err := c.CombinedOutput()
 	if err != nil {
