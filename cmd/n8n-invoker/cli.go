@@ -43,9 +43,12 @@ func usageErr(format string, args ...any) error {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := newRoot(stdin, stdout, stderr)
+	root, g := newRoot(stdin, stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	if g.otel != nil {
+		g.otel.close() // flush traces, stop the metrics server
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -58,11 +61,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 type globals struct {
-	configPath string
-	logLevel   string
+	configPath  string
+	logLevel    string
+	metricsAddr string
+	otel        *otelSetup
 }
 
-func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:           "n8n-invoker",
@@ -80,9 +85,11 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", def, "configuration file (env N8N_INVOKER_CONFIG)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464) while running")
 	root.AddCommand(newRunCmd(g, stdin, stdout, stderr), newBatchCmd(g, stdin, stdout, stderr),
-		newWorkflowsCmd(g, stdout, stderr), newExecutionsCmd(g, stdout, stderr), newDLQCmd(g, stdout, stderr))
-	return root
+		newWorkflowsCmd(g, stdout, stderr), newExecutionsCmd(g, stdout, stderr), newDLQCmd(g, stdout, stderr),
+		newHealthCmd(g, stdout, stderr))
+	return root, g
 }
 
 func (g *globals) manager(stderr io.Writer) (*invoker.Manager, error) {
@@ -91,7 +98,16 @@ func (g *globals) manager(stderr io.Writer) (*invoker.Manager, error) {
 		return nil, usageErr("--log-level: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	m, err := invoker.FromConfig(g.configPath, invoker.WithLogger(logger))
+	cfg, err := config.Load(g.configPath)
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	if g.otel == nil {
+		if g.otel, err = newOtelSetup(context.Background(), cfg, g.metricsAddr, stderr); err != nil {
+			return nil, &exitError{code: exitUsage, err: err}
+		}
+	}
+	m, err := invoker.New(cfg, append([]invoker.Option{invoker.WithLogger(logger)}, g.otel.opts...)...)
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: err}
 	}
@@ -242,3 +258,30 @@ func exitCode(ctx context.Context, err error) int {
 }
 
 func writeJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
+
+func newHealthCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "health",
+		Short: "Probe n8n and report breakers and the dead-letter queue; exit 0 when healthy, 1 otherwise",
+		Long: `Probe n8n's /healthz and /healthz/readiness and report the circuit
+breakers and the dead-letter queue's depth as JSON. Exit 0 when n8n is live
+and ready and no breaker is open, 1 otherwise, 2 on a configuration error: fit
+for a container probe.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := g.manager(stderr)
+			if err != nil {
+				return err
+			}
+			defer m.Close(context.Background())
+			h := m.Health(cmd.Context())
+			if err := writeJSON(stdout, h); err != nil {
+				return err
+			}
+			if !h.Healthy {
+				return &exitError{code: exitFailed, err: errors.New("unhealthy")}
+			}
+			return nil
+		},
+	}
+}

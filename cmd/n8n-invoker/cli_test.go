@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,10 +11,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 )
@@ -322,5 +325,73 @@ dlq: {enabled: true, path: dlq.db}
 	}
 	if code, out, _ := cli("dlq", "purge", "--all"); code != 0 || out != "purged 1\n" {
 		t.Errorf("purge: %d %q", code, out)
+	}
+}
+
+func TestHealthCommand(t *testing.T) {
+	t.Parallel()
+	n8n := n8ntest.Require(t)
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"health", "-c", writeConfig(t, n8n.BaseURL)}, nil, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), `"healthy": true`) {
+		t.Errorf("healthy n8n: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"health", "-c", writeConfig(t, "http://127.0.0.1:1")}, nil, &out, &errOut); code != 1 ||
+		!strings.Contains(out.String(), "connection refused") {
+		t.Errorf("n8n down: exit %d\n%s", code, out.String())
+	}
+}
+
+var inFlight3 = regexp.MustCompile(`(?m)^n8n_invoker_batch_in_flight\{[^}]*\} 3$`)
+
+func TestMetricsScrapeableDuringRun(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{}`)
+	}))
+	defer srv.Close()
+	cfg := writeConfig(t, srv.URL)
+	items := filepath.Join(t.TempDir(), "items.jsonl")
+	_ = os.WriteFile(items, []byte(strings.Repeat(`{"id":"echo"}`+"\n", 6)), 0o600)
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		var out bytes.Buffer
+		done <- run(context.Background(), []string{"batch", "-f", items, "--concurrency", "3", "--metrics-addr", "127.0.0.1:0", "-c", cfg}, nil, &out, pw)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	var addr string
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "n8n-invoker: serving metrics on "); ok {
+			addr = a
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	// The batch is blocked in the stub: scrape while it runs.
+	var body string
+	for range 100 {
+		resp, err := http.Get(addr)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			if inFlight3.MatchString(body) && strings.Contains(body, "n8n_invoker_attempts_total") {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(release)
+	if code := <-done; code != 0 {
+		t.Errorf("batch exit %d", code)
+	}
+	if !inFlight3.MatchString(body) || !strings.Contains(body, "n8n_invoker_attempts_total") {
+		t.Errorf("metrics during the run:\n%s", body)
 	}
 }
