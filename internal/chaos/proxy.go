@@ -129,6 +129,7 @@ func (p *Proxy) Close() error {
 		err = p.srv.Close()
 	}
 	p.holds.Wait()
+	p.rp.Transport.(*http.Transport).CloseIdleConnections()
 	return err
 }
 
@@ -192,6 +193,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case Blackhole:
 		p.holds.Add(1)
 		defer p.holds.Done()
+		// Read the body: only then does the server watch the connection
+		// and cancel the request's context when the client gives up.
+		_, _ = io.Copy(io.Discard, r.Body)
 		select {
 		case <-r.Context().Done():
 		case <-p.stop:
