@@ -61,6 +61,7 @@ type batchOptions struct {
 	failFast bool
 	progress func(Progress)
 	adaptive bool
+	pack     *PackOptions
 }
 
 // BatchOption changes how a batch runs.
@@ -95,6 +96,13 @@ func (m *Manager) ExecuteBatch(ctx context.Context, items []BatchItem, maxConcur
 	}
 	defer m.wg.Done()
 	results := make([]BatchResult, len(items))
+	if o.pack == nil {
+		o.pack = m.configuredPacking(items)
+	}
+	if o.pack != nil {
+		m.executePacked(ctx, items, o, results)
+		return results, nil
+	}
 	m.dispatch(ctx, slices.Values(items), len(items), maxConcurrent, o, nil, func(r BatchResult) { results[r.Index] = r })
 	return results, nil
 }
@@ -108,6 +116,9 @@ func (m *Manager) ExecuteStream(ctx context.Context, items iter.Seq[BatchItem], 
 	o, err := batchSetup(&maxConcurrent, opts)
 	if err != nil {
 		return nil, err
+	}
+	if o.pack != nil {
+		return nil, fmt.Errorf("invoker: packing needs the whole batch: use ExecuteBatch")
 	}
 	return func(yield func(BatchResult) bool) {
 		if !m.enter() {
@@ -246,4 +257,20 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		})
 	}
 	wg.Wait()
+}
+
+// configuredPacking returns the packing the configuration asks for when
+// every item's workflow is set to pack, nil otherwise.
+func (m *Manager) configuredPacking(items []BatchItem) *PackOptions {
+	var p *PackOptions
+	for _, it := range items {
+		w, ok := m.cfg.Workflows[it.ID]
+		if !ok || !w.Pack.Enabled {
+			return nil
+		}
+		if p == nil {
+			p = &PackOptions{MaxItems: w.Pack.MaxItems, MaxBytes: w.Pack.MaxBytes, InFlight: w.Pack.InFlight}
+		}
+	}
+	return p
 }

@@ -250,6 +250,18 @@ type Workflow struct {
 	// ID is the n8n workflow id, optional: it spares a lookup when an
 	// execution is tracked through the API.
 	ID string `yaml:"id"`
+	// Pack sends batches of this workflow many items per call (the
+	// workflow must be built for it: see templates/packed-items.json).
+	Pack Pack `yaml:"pack"`
+}
+
+// Pack configures item packing for a workflow; zero values mean the
+// defaults (200 items, 8 MiB, 2 packs in flight).
+type Pack struct {
+	Enabled  bool `yaml:"enabled"`
+	MaxItems int  `yaml:"max_items"`
+	MaxBytes int  `yaml:"max_bytes"`
+	InFlight int  `yaml:"in_flight"`
 }
 
 // Auth is a webhook's authentication.
@@ -510,6 +522,12 @@ func (c *Config) Validate() error {
 		}
 		if w.Timeout < 0 {
 			add(c.errorf(f+".timeout", "must be positive, got %s", w.Timeout.D()))
+		}
+		if w.Pack.MaxItems < 0 || w.Pack.MaxBytes < 0 || w.Pack.InFlight < 0 {
+			add(c.errorf(f+".pack", "values must not be negative"))
+		}
+		if w.Pack.MaxBytes > 16<<20 {
+			add(c.errorf(f+".pack.max_bytes", "must be at most 16 MiB (n8n's body limit), got %d", w.Pack.MaxBytes))
 		}
 		a := &w.Auth
 		switch a.Type {

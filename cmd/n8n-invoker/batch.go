@@ -8,6 +8,7 @@ import (
 	"io"
 	"iter"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,7 @@ func newBatchCmd(g *globals, stdin io.Reader, stdout, stderr io.Writer) *cobra.C
 	var (
 		file, output, concurrency string
 		failFast                  bool
+		pack                      int
 	)
 	cmd := &cobra.Command{
 		Use:   "batch --file items.jsonl [--concurrency N|auto]",
@@ -96,8 +98,20 @@ Exit codes: 0 every item succeeded; 1 some item failed or was canceled;
 			if failFast {
 				opts = append(opts, invoker.WithFailFast())
 			}
-			seq, err := m.ExecuteStream(ctx, items, maxC, opts...)
-			if err != nil {
+			var seq iter.Seq[invoker.BatchResult]
+			if pack > 0 {
+				// Packing cuts the whole batch: read it first.
+				var all []invoker.BatchItem
+				for it := range items {
+					all = append(all, it)
+				}
+				opts = append(opts, invoker.WithPacking(invoker.PackOptions{MaxItems: pack}))
+				res, err := m.ExecuteBatch(ctx, all, maxC, opts...)
+				if err != nil {
+					return usageErr("%v", err)
+				}
+				seq = slices.Values(res)
+			} else if seq, err = m.ExecuteStream(ctx, items, maxC, opts...); err != nil {
 				return usageErr("%v", err)
 			}
 			enc := json.NewEncoder(out)
@@ -143,6 +157,7 @@ Exit codes: 0 every item succeeded; 1 some item failed or was canceled;
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write results here instead of stdout")
 	cmd.Flags().StringVar(&concurrency, "concurrency", "5", "items in flight: a number, or auto to adapt (up to 32)")
 	cmd.Flags().BoolVar(&failFast, "fail-fast", false, "stop at the first failed item")
+	cmd.Flags().IntVar(&pack, "pack", 0, "send N items per call to a packed workflow (see templates/packed-items.json)")
 	return cmd
 }
 

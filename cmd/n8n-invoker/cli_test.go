@@ -395,3 +395,39 @@ func TestMetricsScrapeableDuringRun(t *testing.T) {
 		t.Errorf("metrics during the run:\n%s", body)
 	}
 }
+
+func TestBatchPackAgainstRealN8N(t *testing.T) {
+	t.Parallel()
+	n8n := n8ntest.Require(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("n8n: {base_url: %q}\nworkflows: {packed: {path: invoker-packed}}\n", n8n.BaseURL)), 0o600)
+	var lines strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&lines, `{"id":"packed","params":{"n":%d}}`+"\n", i)
+	}
+	items := filepath.Join(t.TempDir(), "items.jsonl")
+	_ = os.WriteFile(items, []byte(lines.String()), 0o600)
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"batch", "-f", items, "--pack", "100", "-c", cfg}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var bl struct {
+			Index  int
+			OK     bool
+			Result struct {
+				Output struct {
+					Doubled float64 `json:"doubled"`
+				} `json:"output"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(l), &bl); err != nil || !bl.OK || bl.Result.Output.Doubled != float64(2*bl.Index) {
+			t.Fatalf("line %q", l)
+		}
+		n++
+	}
+	if n != 500 || !strings.Contains(errOut.String(), "500 succeeded") {
+		t.Errorf("%d lines; %s", n, errOut.String())
+	}
+}
