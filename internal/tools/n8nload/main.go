@@ -22,6 +22,8 @@ func main() {
 	envFile := flag.String("env", ".n8n/env", "env file written by scripts/n8n")
 	items := flag.Int("items", 150, "items per level")
 	levels := flag.String("levels", "1,8,32,auto", "concurrency levels")
+	packMode := flag.Bool("pack", false, "compare one item per call with packed calls of 200 and 1,000 items")
+	packItems := flag.Int("pack-items", 20000, "items per packed run")
 	flag.Parse()
 	vars := map[string]string{}
 	data, err := os.ReadFile(*envFile)
@@ -36,7 +38,7 @@ func main() {
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 n8n: {base_url: %q, timeout: 120}
 invokers: {http: {max_retries: 3, backoff_factor: 0.2, pool_maxsize: 64}}
-workflows: {echo: {path: invoker-echo}}
+workflows: {echo: {path: invoker-echo}, packed: {path: invoker-packed}}
 `, vars["N8N_BASE_URL"])), "n8nload.yaml")
 	if err != nil {
 		fail(err)
@@ -46,6 +48,10 @@ workflows: {echo: {path: invoker-echo}}
 		fail(err)
 	}
 	defer m.Close(context.Background())
+	if *packMode {
+		runPack(m, *items, *packItems)
+		return
+	}
 	fmt.Println("| concurrency | items | items/s | p50 | p99 | failed | final limit |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, lv := range strings.Split(*levels, ",") {
@@ -100,4 +106,57 @@ func pct(d []time.Duration, p int) string {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "n8nload:", err)
 	os.Exit(1)
+}
+
+// runPack compares one item per call (adaptive concurrency, its best
+// here) with packs of 200 and 1,000 items, in one run.
+func runPack(m *invoker.Manager, single, packed int) {
+	fmt.Println("| mode | items | calls | items/s | ratio | p50 per call | p99 per call | failed |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	var base float64
+	for _, mode := range []int{1, 200, 1000} {
+		n := packed
+		if mode == 1 {
+			n = single
+		}
+		batch := make([]invoker.BatchItem, n)
+		for i := range batch {
+			batch[i] = invoker.BatchItem{ID: "packed", Params: map[string]any{"n": i}}
+		}
+		var opts []invoker.BatchOption
+		if mode > 1 {
+			opts = append(opts, invoker.WithPacking(invoker.PackOptions{MaxItems: mode}))
+		} else {
+			opts = append(opts, invoker.WithAdaptiveConcurrency())
+		}
+		start := time.Now()
+		res, err := m.ExecuteBatch(context.Background(), batch, 32, opts...)
+		if err != nil {
+			fail(err)
+		}
+		el := time.Since(start)
+		calls := map[string]time.Duration{}
+		failed := 0
+		for _, r := range res {
+			if r.Err != nil {
+				failed++
+				continue
+			}
+			calls[r.Result.RequestID] = r.Result.Duration
+		}
+		var lat []time.Duration
+		for _, d := range calls {
+			lat = append(lat, d)
+		}
+		slices.Sort(lat)
+		rate := float64(n) / el.Seconds()
+		if mode == 1 {
+			base = rate
+		}
+		name := "one item per call (adaptive, max 32)"
+		if mode > 1 {
+			name = fmt.Sprintf("packed, %d per call", mode)
+		}
+		fmt.Printf("| %s | %d | %d | %.0f | %.0fx | %s | %s | %d |\n", name, n, len(calls), rate, rate/base, pct(lat, 50), pct(lat, 99), failed)
+	}
 }
