@@ -1,0 +1,158 @@
+package n8napi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
+)
+
+// setup returns a client bound to a test server behind a non-empty base
+// path, as go-github's tests do.
+func setup(t *testing.T) (*Client, *http.ServeMux) {
+	t.Helper()
+	mux := http.NewServeMux()
+	api := http.NewServeMux()
+	api.Handle("/n8n/api/v1/", http.StripPrefix("/n8n/api/v1", mux))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(HeaderAPIKey) != "test-key" {
+			w.WriteHeader(401)
+			fmt.Fprint(w, `{"message":"Unauthorized"}`)
+			return
+		}
+		api.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := NewClient(srv.URL+"/n8n/", config.NewSecret("test-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, mux
+}
+
+func TestIDAcceptsStringsAndNumbers(t *testing.T) {
+	t.Parallel()
+	var e Execution
+	if err := json.Unmarshal([]byte(`{"id":"12","workflowId":"abc","retryOf":7,"retrySuccessId":null,"status":"success","extra":{"x":1}}`), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.ID != "12" || e.RetryOf != "7" || e.RetrySuccessID != "" || !e.Terminal() {
+		t.Errorf("%+v", e)
+	}
+}
+
+func TestPagingIterator(t *testing.T) {
+	t.Parallel()
+	c, mux := setup(t)
+	mux.HandleFunc("GET /executions", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("workflowId") != "wf1" || r.URL.Query().Get("includeData") != "true" {
+			t.Errorf("query %s", r.URL.RawQuery)
+		}
+		switch r.URL.Query().Get("cursor") {
+		case "":
+			fmt.Fprint(w, `{"data":[{"id":"3","status":"success"},{"id":"2","status":"error"}],"nextCursor":"c2"}`)
+		case "c2":
+			fmt.Fprint(w, `{"data":[{"id":1,"status":"crashed"}],"nextCursor":null}`)
+		}
+	})
+	var ids []string
+	for e, err := range c.Executions.All(context.Background(), &ExecutionListOptions{WorkflowID: "wf1", IncludeData: true}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID.String())
+	}
+	if strings.Join(ids, ",") != "3,2,1" {
+		t.Errorf("ids %v", ids)
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	t.Parallel()
+	c, mux := setup(t)
+	mux.HandleFunc("GET /workflows/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(404)
+		fmt.Fprint(w, `{"message":"Not Found"}`)
+	})
+	_, _, err := c.Workflows.Get(context.Background(), "nope")
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.StatusCode != 404 || ae.Message != "Not Found" || !IsNotFound(err) || ae.Class() != core.Permanent {
+		t.Errorf("err %v", err)
+	}
+	bad, _ := NewClient(strings.TrimSuffix(c.base.String(), "api/v1/"), config.NewSecret("wrong"))
+	defer bad.Close()
+	_, _, err = bad.Workflows.Get(context.Background(), "x")
+	if !errors.As(err, &ae) || ae.StatusCode != 401 || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("bad key: %v", err)
+	}
+	if _, err := NewClient("http://x", config.Secret{}); err == nil {
+		t.Error("a client without key")
+	}
+}
+
+func TestResolverFindsTheWebhook(t *testing.T) {
+	t.Parallel()
+	c, mux := setup(t)
+	calls := 0
+	wf := func(active bool, nodes string) string {
+		return fmt.Sprintf(`{"id":"W1","name":"Onboarding","active":%v,"nodes":[],"activeVersion":{"nodes":%s}}`, active, nodes)
+	}
+	answers := map[string]string{
+		"W1": wf(true, `[{"name":"Webhook","type":"n8n-nodes-base.webhook","webhookId":"uuid-1","parameters":{"path":"onboard","httpMethod":"POST","responseMode":"responseNode","authentication":"headerAuth"},"credentials":{"httpHeaderAuth":{"id":"c1","name":"Onboarding token"}}}]`),
+		"W2": wf(false, `[]`),
+		"W3": wf(true, `[{"name":"Cron","type":"n8n-nodes-base.scheduleTrigger","parameters":{}}]`),
+		"W4": wf(true, `[{"name":"Webhook","type":"n8n-nodes-base.webhook","webhookId":"uuid-4","parameters":{"path":"orders/:id"}}]`),
+	}
+	mux.HandleFunc("GET /workflows/{id}", func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		if a, ok := answers[r.PathValue("id")]; ok {
+			fmt.Fprint(w, a)
+			return
+		}
+		w.WriteHeader(404)
+		fmt.Fprint(w, `{"message":"Not Found"}`)
+	})
+	mux.HandleFunc("GET /workflows", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"data":[],"nextCursor":null}`)
+	})
+	creds := map[string]config.Auth{"Onboarding token": {Type: config.AuthHeader, Name: "X-T", Value: config.NewSecret("s")}}
+	r := NewResolver(c, 0, creds)
+	ctx := context.Background()
+	ep, err := r.Resolve(ctx, "W1")
+	if err != nil || ep.Path != "onboard" || ep.Method != "POST" || ep.ResponseMode != "responseNode" || ep.Auth.Name != "X-T" || ep.ID != "W1" {
+		t.Fatalf("W1: %+v %v", ep, err)
+	}
+	for range 5 {
+		_, _ = r.Resolve(ctx, "W1")
+	}
+	if calls != 1 || r.Lookups() != 1 {
+		t.Errorf("%d API calls for 6 resolutions of a cached workflow", calls)
+	}
+	r.Invalidate("W1")
+	_, _ = r.Resolve(ctx, "W1")
+	if calls != 2 {
+		t.Errorf("invalidation did not force a lookup")
+	}
+	ep, err = r.Resolve(ctx, "W4")
+	if err != nil || ep.Path != "uuid-4/orders/:id" || ep.Method != "GET" || ep.ResponseMode != "onReceived" {
+		t.Errorf("W4: %+v %v", ep, err)
+	}
+	for id, want := range map[string]string{"W2": "not active", "W3": "no Webhook trigger", "missing": "no workflow with this id"} {
+		_, err := r.Resolve(ctx, id)
+		var re *ResolveError
+		if !errors.As(err, &re) || !strings.Contains(err.Error(), want) || core.ClassOf(err) != core.Permanent {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+	if _, err := NewResolver(c, 0, nil).Resolve(ctx, "W1"); err == nil || !strings.Contains(err.Error(), `credentials."Onboarding token"`) {
+		t.Errorf("auth without secret: %v", err)
+	}
+}
