@@ -36,6 +36,7 @@ type Manager struct {
 	telOpts      []telemetry.Option
 	tracers      []telemetry.Tracer
 	healthClient *http.Client
+	keys         config.SecretProvider
 	ownDLQ       interface{ Close() error }
 	resolver     *n8napi.Resolver
 	bulkhead     *policy.Bulkhead
@@ -129,6 +130,32 @@ func WithTracer(t telemetry.Tracer) Option {
 	}
 }
 
+// WithSecretProvider takes the n8n API key from p (a secrets manager, a
+// file...) instead of n8n.api_key or n8n.api_key_file.
+func WithSecretProvider(p config.SecretProvider) Option {
+	return func(m *Manager) error { m.keys = p; return nil }
+}
+
+// ReloadSecrets re-reads the API key from its source (the CLI calls it
+// on SIGHUP). Calls in flight finish with the old key.
+func (m *Manager) ReloadSecrets(ctx context.Context) (changed bool, err error) {
+	if r, ok := m.keys.(config.Reloader); ok {
+		return r.Reload(ctx)
+	}
+	return false, nil
+}
+
+func keySourceFromConfig(cfg *config.Config) (config.SecretProvider, error) {
+	if cfg.N8N.APIKeyFile != "" {
+		f, err := config.NewFileSecret(cfg.N8N.APIKeyFile)
+		if err != nil {
+			return nil, &config.Error{Pos: cfg.PositionOf("n8n.api_key_file"), Field: "n8n.api_key_file", Msg: err.Error()}
+		}
+		return f, nil
+	}
+	return config.StaticSecret(cfg.N8N.APIKey), nil
+}
+
 // WithAPIClient sets the n8n API client (default: one built from
 // n8n.base_url and n8n.api_key).
 func WithAPIClient(c *n8napi.Client) Option {
@@ -190,10 +217,23 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 	if h.Bulkhead.MaxInFlight > 0 {
 		m.bulkhead = policy.NewBulkhead(h.Bulkhead.MaxInFlight, h.Bulkhead.MaxWait.D())
 	}
+	tlsConf, err := httpinvoker.TLSFromConfig(cfg.N8N.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.N8N.TLS.InsecureSkipVerify {
+		m.log.Warn("TLS certificate verification of n8n is OFF (n8n.tls.insecure_skip_verify): anyone on the path can read and change the traffic")
+	}
+	m.healthClient.Transport.(*http.Transport).TLSClientConfig = tlsConf.Clone()
 	var byID httpinvoker.Resolver = noAPI{}
-	if !cfg.N8N.APIKey.IsZero() {
+	if !cfg.N8N.APIKey.IsZero() || cfg.N8N.APIKeyFile != "" || m.keys != nil {
 		if m.api == nil {
-			api, err := n8napi.NewClient(cfg.N8N.BaseURL, cfg.N8N.APIKey)
+			if m.keys == nil {
+				if m.keys, err = keySourceFromConfig(cfg); err != nil {
+					return nil, err
+				}
+			}
+			api, err := n8napi.NewClient(cfg.N8N.BaseURL, config.Secret{}, n8napi.WithKeySource(m.keys), n8napi.WithTLSConfig(tlsConf))
 			if err != nil {
 				return nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -81,6 +82,27 @@ type N8N struct {
 	APIKey Secret `yaml:"api_key"`
 	// Timeout bounds one attempt. Zero means DefaultTimeout.
 	Timeout Duration `yaml:"timeout"`
+	// APIKeyFile reads the API key from a file (a container or Kubernetes
+	// secret) instead of api_key, and again whenever the file changes.
+	APIKeyFile string `yaml:"api_key_file"`
+	// TLS configures the connection to n8n.
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS configures TLS to n8n. Verification is always on unless
+// InsecureSkipVerify, which logs a warning at start.
+type TLS struct {
+	// CAFile is a PEM bundle of CAs to trust, added to the system's.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate (mTLS).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// MinVersion is 1.2 (default) or 1.3.
+	MinVersion string `yaml:"min_version"`
+	// ServerName overrides the name verified in n8n's certificate.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify turns verification off. Never in production.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // DLQ configures the durable dead-letter queue.
@@ -400,6 +422,7 @@ func (c *Config) Validate() error {
 	} else if u.RawQuery != "" || u.Fragment != "" {
 		add(c.errorf("n8n.base_url", "must not have a query or fragment"))
 	}
+	c.validateTLS(add)
 	switch {
 	case c.N8N.Timeout < 0:
 		add(c.errorf("n8n.timeout", "must be positive, got %s", c.N8N.Timeout.D()))
@@ -723,4 +746,38 @@ func (c *Config) SecretValues() []string {
 		add(a.Password)
 	}
 	return out
+}
+
+func (c *Config) validateTLS(add func(*Error)) {
+	t := &c.N8N.TLS
+	rel := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) && c.file != "" {
+			*p = filepath.Join(filepath.Dir(c.file), *p)
+		}
+	}
+	rel(&t.CAFile)
+	rel(&t.CertFile)
+	rel(&t.KeyFile)
+	rel(&c.N8N.APIKeyFile)
+	switch t.MinVersion {
+	case "":
+		t.MinVersion = "1.2"
+	case "1.2", "1.3":
+	default:
+		add(c.errorf("n8n.tls.min_version", "must be 1.2 or 1.3, got %q", t.MinVersion))
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		add(c.errorf("n8n.tls", "cert_file and key_file go together"))
+	}
+	for f, p := range map[string]string{"n8n.tls.ca_file": t.CAFile, "n8n.tls.cert_file": t.CertFile, "n8n.tls.key_file": t.KeyFile, "n8n.api_key_file": c.N8N.APIKeyFile} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			add(c.errorf(f, "%v", err))
+		}
+	}
+	if c.N8N.APIKeyFile != "" && !c.N8N.APIKey.IsZero() {
+		add(c.errorf("n8n.api_key_file", "set api_key or api_key_file, not both"))
+	}
 }

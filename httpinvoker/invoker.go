@@ -281,7 +281,12 @@ func New(baseURL string, opts ...Option) (*Invoker, error) {
 // are the caller's to add with WithGate (the Manager does).
 func FromConfig(cfg *config.Config, opts ...Option) (*Invoker, error) {
 	h := &cfg.Invokers.HTTP
+	tlsConf, err := TLSFromConfig(cfg.N8N.TLS)
+	if err != nil {
+		return nil, err
+	}
 	base := []Option{
+		WithTLSConfig(tlsConf),
 		WithResolver(ResolverFromConfig(cfg)),
 		WithTimeout(cfg.N8N.Timeout.D()),
 		WithRetryPolicy(policy.RetryFromConfig(h)),

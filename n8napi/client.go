@@ -3,6 +3,7 @@ package n8napi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,9 +28,10 @@ const DefaultMaxResponseBytes = 64 << 20
 // Client talks to n8n's public API. It is safe for concurrent use.
 type Client struct {
 	base    *url.URL // ends in /api/v1/
-	key     config.Secret
+	keys    config.SecretProvider
 	hc      *http.Client
 	maxBody int64
+	tls     *tls.Config
 
 	Workflows   *WorkflowsService
 	Executions  *ExecutionsService
@@ -54,6 +56,25 @@ func WithHTTPClient(hc *http.Client) Option {
 	}
 }
 
+// WithKeySource takes the API key from p (a file that is reloaded when
+// it changes, a secrets manager...) instead of a fixed value. After a
+// 401, a p that is a config.Reloader is reloaded and the call retried
+// once with the new key.
+func WithKeySource(p config.SecretProvider) Option {
+	return func(c *Client) error {
+		if p == nil {
+			return errors.New("nil key source")
+		}
+		c.keys = p
+		return nil
+	}
+}
+
+// WithTLSConfig sets the TLS configuration of the default HTTP client.
+func WithTLSConfig(t *tls.Config) Option {
+	return func(c *Client) error { c.tls = t.Clone(); return nil }
+}
+
 // WithMaxResponseBytes limits a response body.
 func WithMaxResponseBytes(n int64) Option {
 	return func(c *Client) error {
@@ -72,25 +93,33 @@ func NewClient(baseURL string, apiKey config.Secret, opts ...Option) (*Client, e
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("n8napi: base URL must be http(s)://host[/path], got %q", baseURL)
 	}
-	if apiKey.IsZero() {
-		return nil, errors.New("n8napi: no API key (set n8n.api_key)")
-	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/v1/"
-	c := &Client{base: u, key: apiKey, maxBody: DefaultMaxResponseBytes}
+	c := &Client{base: u, maxBody: DefaultMaxResponseBytes}
+	if !apiKey.IsZero() {
+		c.keys = config.StaticSecret(apiKey)
+	}
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, fmt.Errorf("n8napi: %w", err)
 		}
 	}
+	if c.keys == nil {
+		return nil, errors.New("n8napi: no API key (set n8n.api_key or n8n.api_key_file)")
+	}
+	if c.tls == nil {
+		c.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
 	if c.hc == nil {
 		c.hc = &http.Client{
 			Timeout: 30 * time.Second,
 			Transport: &http.Transport{
-				Proxy:               http.ProxyFromEnvironment,
-				DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-				MaxIdleConnsPerHost: 16,
-				IdleConnTimeout:     90 * time.Second,
-				TLSHandshakeTimeout: 10 * time.Second,
+				Proxy:                  http.ProxyFromEnvironment,
+				DialContext:            (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConnsPerHost:    16,
+				IdleConnTimeout:        90 * time.Second,
+				TLSHandshakeTimeout:    10 * time.Second,
+				TLSClientConfig:        c.tls,
+				MaxResponseHeaderBytes: 1 << 20,
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
@@ -164,7 +193,11 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, query url.
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set(HeaderAPIKey, c.key.Reveal())
+	key, err := c.keys.Secret(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("n8napi: API key: %w", err)
+	}
+	req.Header.Set(HeaderAPIKey, key.Reveal())
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -220,13 +253,26 @@ func messageOf(b []byte) string {
 	return s
 }
 
-// call is NewRequest plus Do.
+// call is NewRequest plus Do; after a 401 it reloads a reloadable key
+// and tries once more.
 func (c *Client) call(ctx context.Context, method, path string, query url.Values, body, v any) (*Response, error) {
 	req, err := c.NewRequest(ctx, method, path, query, body)
 	if err != nil {
 		return nil, err
 	}
-	return c.Do(req, v)
+	resp, err := c.Do(req, v)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusUnauthorized {
+		if r, ok := c.keys.(config.Reloader); ok {
+			if changed, rerr := r.Reload(ctx); rerr == nil && changed {
+				if req, err = c.NewRequest(ctx, method, path, query, body); err != nil {
+					return nil, err
+				}
+				return c.Do(req, v)
+			}
+		}
+	}
+	return resp, err
 }
 
 // page is a list answer.

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"strings"
@@ -96,6 +98,15 @@ func classifyTransport(o *Outcome) core.Class {
 	}
 	var dnsErr *net.DNSError
 	if errors.As(o.Err, &dnsErr) && dnsErr.IsNotFound {
+		return core.Permanent
+	}
+	// A certificate n8n's address does not prove will not prove it on a
+	// retry either.
+	var verr *tls.CertificateVerificationError
+	var uaErr x509.UnknownAuthorityError
+	var hnErr x509.HostnameError
+	var ciErr x509.CertificateInvalidError
+	if errors.As(o.Err, &verr) || errors.As(o.Err, &uaErr) || errors.As(o.Err, &hnErr) || errors.As(o.Err, &ciErr) {
 		return core.Permanent
 	}
 	// Refused, reset, EOF: transient. When the request may already have

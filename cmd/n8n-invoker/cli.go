@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -49,6 +51,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if g.otel != nil {
 		g.otel.close() // flush traces, stop the metrics server
 	}
+	for _, f := range g.cleanup {
+		f()
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -65,6 +70,7 @@ type globals struct {
 	logLevel    string
 	metricsAddr string
 	otel        *otelSetup
+	cleanup     []func()
 }
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *globals) {
@@ -111,6 +117,21 @@ func (g *globals) manager(stderr io.Writer) (*invoker.Manager, error) {
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: err}
 	}
+	// SIGHUP re-reads the API key file: rotation without restart.
+	hup, done := make(chan os.Signal, 1), make(chan struct{})
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				changed, err := m.ReloadSecrets(context.Background())
+				logger.Info("SIGHUP: secrets reloaded", "changed", changed, "error", err)
+			case <-done:
+				return
+			}
+		}
+	}()
+	g.cleanup = append(g.cleanup, func() { signal.Stop(hup); close(done) })
 	return m, nil
 }
 
