@@ -19,6 +19,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/internal/testcerts"
 )
@@ -195,5 +196,54 @@ func TestAPIKeyFileRotation(t *testing.T) {
 	_, err = config.Parse([]byte(fmt.Sprintf("n8n: {base_url: %q, api_key: x, api_key_file: %q}\n", api.URL, keyFile)), "k.yaml")
 	if !errors.As(err, &ce) {
 		t.Errorf("both api_key and api_key_file: %v", err)
+	}
+}
+
+// TestSignedWebhooksAgainstRealN8N sends HMAC-signed requests to the
+// template workflow that verifies them, and JWT-authenticated requests to
+// a webhook with n8n's own JWT auth.
+func TestSignedWebhooksAgainstRealN8N(t *testing.T) {
+	t.Parallel()
+	n8n := n8ntest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	good, _ := realManager(t, nil)
+	res, err := good.ExecuteWorkflow(ctx, n8ntest.Signed, map[string]any{"order": 7})
+	if err != nil || !strings.Contains(string(res.Output), `"verified":true`) || !strings.Contains(string(res.Output), `"order":7`) {
+		t.Fatalf("signed: %v %v", res, err)
+	}
+	res, err = good.ExecuteWorkflow(ctx, n8ntest.JWTAuth, map[string]any{"x": 1})
+	if err != nil || !strings.Contains(string(res.Output), `"jwtPayload"`) {
+		t.Fatalf("jwt: %v %v", res, err)
+	}
+	wrong := config.NewSecret("not-the-right-secret-0123")
+	bad, _ := realManager(t, func(c *config.Config) {
+		for _, n := range []string{n8ntest.Signed, n8ntest.JWTAuth} {
+			w := c.Workflows[n]
+			w.Auth.Secret = wrong
+			c.Workflows[n] = w
+		}
+	})
+	if _, err := bad.ExecuteWorkflow(ctx, n8ntest.Signed, nil); !errors.Is(err, invoker.ErrWorkflowFailed) || invoker.AttemptsOf(err) != 1 {
+		t.Errorf("bad HMAC secret: %v", err)
+	}
+	var he *invoker.HTTPError
+	if _, err := bad.ExecuteWorkflow(ctx, n8ntest.JWTAuth, nil); !errors.As(err, &he) || he.StatusCode != 403 || he.ErrClass != invoker.Permanent {
+		t.Errorf("bad JWT secret: %v", err)
+	}
+	// A replayed (stale) signature is rejected by the template workflow.
+	body := []byte(`{"order":8}`)
+	ts, sig := httpinvoker.Sign(config.NewSecret(n8n.HMACSecret), time.Now().Add(-10*time.Minute), body)
+	req, _ := http.NewRequestWithContext(ctx, "POST", n8n.BaseURL+"/webhook/invoker-signed", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(httpinvoker.HeaderTimestamp, ts)
+	req.Header.Set(httpinvoker.HeaderSignature, sig)
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 500 {
+		t.Errorf("stale signature answered %d", resp.StatusCode)
 	}
 }

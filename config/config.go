@@ -51,6 +51,12 @@ const (
 	AuthNone   = "none"
 	AuthHeader = "header"
 	AuthBasic  = "basic"
+	// AuthHMAC signs each request: X-Invoker-Timestamp and
+	// X-Invoker-Signature: v1=hex(HMAC-SHA256(secret, timestamp "." body)).
+	AuthHMAC = "hmac"
+	// AuthJWT sends n8n's JWT webhook auth: Authorization: Bearer <an HS256
+	// token made per request with the secret, valid 60 s>.
+	AuthJWT = "jwt"
 )
 
 // Config is the whole configuration. Start from Default (or Load a file):
@@ -298,6 +304,8 @@ type Auth struct {
 	Username string `yaml:"username"`
 	// Password is the password for basic auth.
 	Password Secret `yaml:"password"`
+	// Secret is the key of hmac and jwt auth.
+	Secret Secret `yaml:"secret"`
 }
 
 // Duration is a time.Duration read from YAML as seconds (30, 1.5) or as a
@@ -570,8 +578,12 @@ func (c *Config) Validate() error {
 			if a.Password.IsZero() {
 				add(c.errorf(f+".auth.password", "is required for basic auth"))
 			}
+		case AuthHMAC, AuthJWT:
+			if len(a.Secret.Reveal()) < 16 {
+				add(c.errorf(f+".auth.secret", "%s auth needs a secret of at least 16 characters", a.Type))
+			}
 		default:
-			add(c.errorf(f+".auth.type", "must be none, header or basic, got %q", a.Type))
+			add(c.errorf(f+".auth.type", "must be none, header, basic, hmac or jwt, got %q", a.Type))
 		}
 		c.Workflows[name] = w
 	}
@@ -740,6 +752,7 @@ func (c *Config) SecretValues() []string {
 	for _, w := range c.Workflows {
 		add(w.Auth.Value)
 		add(w.Auth.Password)
+		add(w.Auth.Secret)
 	}
 	for _, a := range c.Credentials {
 		add(a.Value)

@@ -202,7 +202,7 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"workflow bad mode", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    response_mode: whenDone\n", 5, "workflows.a.response_mode", "onReceived"},
 		{"workflow bad method", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    method: FETCH\n", 5, "workflows.a.method", "must be one of"},
 		{"header auth no value", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    auth:\n      type: header\n      name: X-K\n", 0, "workflows.a.auth.value", "required"},
-		{"auth type", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    auth:\n      type: oauth\n", 6, "workflows.a.auth.type", "none, header or basic"},
+		{"auth type", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    auth:\n      type: oauth\n", 6, "workflows.a.auth.type", "none, header, basic, hmac or jwt"},
 		{"duplicate key", "n8n:\n  base_url: http://x\n  base_url: http://y\n", 3, "n8n.base_url", "duplicate"},
 		{"syntax", "n8n:\n  base_url: [http://x\n", 1, "", "YAML syntax"},
 		{"list for scalar", "n8n:\n  base_url: [a, b]\n", 2, "n8n.base_url", "single value"},

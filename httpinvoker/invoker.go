@@ -522,6 +522,12 @@ func (i *Invoker) attempt(ctx context.Context, c *call) (*core.Result, error) {
 		h.Set(a.Name, a.Value.Reveal())
 	case config.AuthBasic:
 		hreq.SetBasicAuth(a.Username, a.Password.Reveal())
+	case config.AuthHMAC:
+		ts, sig := Sign(a.Secret, time.Now(), c.body)
+		h[HeaderTimestamp] = []string{ts}
+		h[HeaderSignature] = []string{sig}
+	case config.AuthJWT:
+		h["Authorization"] = []string{"Bearer " + JWT(a.Secret, time.Now(), c.req.RequestID)}
 	}
 
 	resp, err := i.client.Do(hreq)

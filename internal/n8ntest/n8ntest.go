@@ -29,6 +29,9 @@ type Instance struct {
 	BasicPassword string
 	// OpenAPISpec is the path of the OpenAPI spec the n8n package ships.
 	OpenAPISpec string
+	// JWTSecret and HMACSecret are the secrets of the jwt-auth and signed
+	// fixtures.
+	JWTSecret, HMACSecret string
 }
 
 // EnvFile returns the env file scripts/n8n writes: $N8N_INVOKER_ENV, or
@@ -76,6 +79,7 @@ func load() (*Instance, error) {
 		HeaderName: vars["N8N_INVOKER_HEADER_AUTH_NAME"], HeaderValue: vars["N8N_INVOKER_HEADER_AUTH_VALUE"],
 		BasicUser: vars["N8N_INVOKER_BASIC_USER"], BasicPassword: vars["N8N_INVOKER_BASIC_PASSWORD"],
 		OpenAPISpec: vars["N8N_INVOKER_OPENAPI"],
+		JWTSecret:   vars["N8N_INVOKER_JWT_SECRET"], HMACSecret: vars["N8N_INVOKER_HMAC_SECRET"],
 	}
 	if inst.BaseURL == "" {
 		return nil, fmt.Errorf("%s has no N8N_BASE_URL", f)
@@ -120,6 +124,8 @@ const (
 	BasicAuth  = "basic-auth"
 	OnReceived = "on-received"
 	Missing    = "missing"
+	Signed     = "signed"
+	JWTAuth    = "jwt-auth"
 )
 
 // ConfigYAML returns a configuration for the instance that maps the
@@ -146,8 +152,14 @@ workflows:
     auth: {type: basic, username: %q, password: %q}
   %s: {path: invoker-on-received, response_mode: onReceived}
   %s: {path: invoker-no-such-webhook}
+  %s:
+    path: invoker-signed
+    auth: {type: hmac, secret: %q}
+  %s:
+    path: invoker-jwt-auth
+    auth: {type: jwt, secret: %q}
 `, i.BaseURL, i.APIKey, Onboarding, Echo, EchoGet, Fail, HeaderAuth, i.HeaderName, i.HeaderValue,
-		BasicAuth, i.BasicUser, i.BasicPassword, OnReceived, Missing)
+		BasicAuth, i.BasicUser, i.BasicPassword, OnReceived, Missing, Signed, i.HMACSecret, JWTAuth, i.JWTSecret)
 }
 
 // Config parses ConfigYAML.

@@ -36,6 +36,8 @@ type state struct {
 	HeaderValue string            `json:"header_value"`
 	BasicUser   string            `json:"basic_user"`
 	BasicPass   string            `json:"basic_password"`
+	JWTSecret   string            `json:"jwt_secret"`
+	HMACSecret  string            `json:"hmac_secret"`
 }
 
 type boot struct {
@@ -89,8 +91,8 @@ func run(ctx context.Context, base, dir, wfDir, envFile string, pid int) error {
 	if err := b.waitWebhooks(ctx, hooks); err != nil {
 		return err
 	}
-	env := fmt.Sprintf("N8N_BASE_URL=%s\nN8N_API_KEY=%s\nN8N_PID=%d\nN8N_INVOKER_HEADER_AUTH_NAME=%s\nN8N_INVOKER_HEADER_AUTH_VALUE=%s\nN8N_INVOKER_BASIC_USER=%s\nN8N_INVOKER_BASIC_PASSWORD=%s\n",
-		b.base, b.st.APIKey, pid, b.st.HeaderName, b.st.HeaderValue, b.st.BasicUser, b.st.BasicPass)
+	env := fmt.Sprintf("N8N_BASE_URL=%s\nN8N_API_KEY=%s\nN8N_PID=%d\nN8N_INVOKER_HEADER_AUTH_NAME=%s\nN8N_INVOKER_HEADER_AUTH_VALUE=%s\nN8N_INVOKER_BASIC_USER=%s\nN8N_INVOKER_BASIC_PASSWORD=%s\nN8N_INVOKER_JWT_SECRET=%s\nN8N_INVOKER_HMAC_SECRET=%s\n",
+		b.base, b.st.APIKey, pid, b.st.HeaderName, b.st.HeaderValue, b.st.BasicUser, b.st.BasicPass, b.st.JWTSecret, b.st.HMACSecret)
 	return writeFile(envFile, []byte(env))
 }
 
@@ -252,9 +254,13 @@ func (b *boot) ensureCredentials(ctx context.Context) error {
 		b.st.HeaderName, b.st.HeaderValue = "X-Invoker-Token", randHex(16)
 		b.st.BasicUser, b.st.BasicPass = "invoker", randHex(16)
 	}
+	if b.st.JWTSecret == "" {
+		b.st.JWTSecret, b.st.HMACSecret = randHex(24), randHex(24)
+	}
 	creds := map[string]map[string]string{
 		"httpHeaderAuth": {"name": b.st.HeaderName, "value": b.st.HeaderValue},
 		"httpBasicAuth":  {"user": b.st.BasicUser, "password": b.st.BasicPass},
+		"jwtAuth":        {"keyType": "passphrase", "secret": b.st.JWTSecret, "algorithm": "HS256"},
 	}
 	for typ, data := range creds {
 		if b.st.Credentials[typ] != "" {
@@ -319,6 +325,7 @@ func (b *boot) loadWorkflows(ctx context.Context, dir string) ([]webhookRef, err
 		for typ, id := range b.st.Credentials {
 			data = bytes.ReplaceAll(data, []byte(`"@cred:`+typ+`"`), []byte(`"`+id+`"`))
 		}
+		data = bytes.ReplaceAll(data, []byte(`@secret:hmac`), []byte(b.st.HMACSecret))
 		var wf struct {
 			Name        string            `json:"name"`
 			Nodes       []json.RawMessage `json:"nodes"`
