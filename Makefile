@@ -1,3 +1,6 @@
+# The approved Go toolchain (fixes stdlib vulnerabilities of 1.26.8); the go command fetches it.
+export GOTOOLCHAIN := go1.27.3
+
 # n8n-invoker: `make demo` runs a workflow on a local real n8n;
 # `make test` runs every test against it. Both install what they need.
 

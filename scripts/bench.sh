@@ -8,6 +8,7 @@
 # Every comparison is a ratio measured in the same run. Raw `go test -bench`
 # output is kept in bench/out/ for benchstat.
 set -euo pipefail
+export GOTOOLCHAIN=go1.27.3 # the approved Go (fixes stdlib vulnerabilities of 1.26.8); fetched by the go command
 cd "$(dirname "$0")/.."
 what=${1:-all}
 mkdir -p bench/out

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the project's whole test run, as `make test` and CI run it.
-# Installs and starts a real n8n (cached), then runs go vet, staticcheck and
-# the unit and integration tests with -race. Integration tests may not skip.
+# Installs and starts a real n8n (cached), then runs gofmt, go vet, staticcheck,
+# govulncheck (local database), the unit and integration tests with -race
+# (integration tests may not skip), and a short fuzz pass over every target.
 set -euo pipefail
+export GOTOOLCHAIN=go1.27.3 # the approved Go (fixes stdlib vulnerabilities of 1.26.8); fetched by the go command
 cd "$(dirname "$0")/.."
 export N8N_INVOKER_REQUIRE_N8N=1
 
@@ -18,6 +20,15 @@ echo "== go vet"
 go vet ./...
 echo "== staticcheck"
 go tool staticcheck ./...
+echo "== govulncheck (local database)"
+scripts/vulncheck.sh
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+echo "== short fuzz pass (${N8N_INVOKER_FUZZTIME:-10s} per target)"
+for target in config:FuzzParse config:FuzzExpand policy:FuzzParseRetryAfter httpinvoker:FuzzDecode httpinvoker:FuzzMessageOf n8napi:FuzzExecution; do
+  pkg=${target%%:*} name=${target##*:}
+  go test -run='^$' -fuzz="^$name\$" -fuzztime="${N8N_INVOKER_FUZZTIME:-10s}" "./$pkg" 2>&1 |
+    awk -v t="$target" '/execs:/ {last=$0} /^(ok|FAIL|---)/ {print} END {print "   " t ": " last}'
+  [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+done
 echo "== all tests passed in $(( $(date +%s) - t0 )) s"

@@ -1,0 +1,58 @@
+package httpinvoker
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
+)
+
+// FuzzDecode: whatever n8n answers (status, content type, body), the
+// invoker returns a result whose Output is valid JSON, or a typed error;
+// never a panic.
+func FuzzDecode(f *testing.F) {
+	f.Add(200, "application/json", `{"executionId":"1","a":[1,2]}`)
+	f.Add(200, "text/html", "<b>ok</b>")
+	f.Add(200, "", `[{"key":"a","ok":true}]`)
+	f.Add(500, "application/json", `{"message":"Error in workflow"}`)
+	f.Add(404, "text/html", "<!DOCTYPE html>")
+	f.Add(200, "application/json", `{"executionId":`)
+	f.Add(429, "", "")
+	f.Fuzz(func(t *testing.T, status int, ctype, body string) {
+		if status < 100 || status > 599 {
+			return
+		}
+		s := &script{answers: []answer{{status: status, body: body, header: map[string]string{"Content-Type": ctype}}}}
+		inv := newScripted(t, s, WithRetries(0, 0), WithMaxResponseBytes(1<<16))
+		res, err := inv.Invoke(t.Context(), req("wf"))
+		if err != nil {
+			var (
+				he *core.HTTPError
+				re *core.ResponseError
+			)
+			if !errors.As(err, &he) && !errors.As(err, &re) {
+				t.Fatalf("untyped error %T: %v", err, err)
+			}
+			return
+		}
+		if !json.Valid(res.Output) {
+			t.Fatalf("invalid JSON output %q", res.Output)
+		}
+	})
+}
+
+// FuzzMessageOf: n8n's error bodies never break message extraction.
+func FuzzMessageOf(f *testing.F) {
+	f.Add([]byte(`{"message":"x"}`))
+	f.Add([]byte("Authorization data is wrong!"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = messageOf(b)
+		_ = executionIDOf(b)
+		resp := &http.Response{Body: io.NopCloser(strings.NewReader(string(b)))}
+		_ = resp.Body.Close()
+	})
+}
