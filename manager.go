@@ -251,7 +251,9 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		opts := []httpinvoker.Option{
 			httpinvoker.WithGate(guard),
 			httpinvoker.WithResolver(httpinvoker.Chain{httpinvoker.ResolverFromConfig(cfg), byID}),
-			httpinvoker.WithRoundTripper(tel.RoundTripper),
+		}
+		if tel.Tracing() { // the attempt spans; without tracing, no wrapper in the hot path
+			opts = append(opts, httpinvoker.WithRoundTripper(tel.RoundTripper))
 		}
 		opts = append(opts, m.httpOpts...)
 		inv, err := httpinvoker.FromConfig(cfg, opts...)

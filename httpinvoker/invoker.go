@@ -431,6 +431,7 @@ func (i *Invoker) prepare(req *core.Request, ep *Endpoint) (*call, error) {
 	u := *i.base
 	u.Path = i.base.Path + "/webhook/" + strings.TrimPrefix(ep.Path, "/")
 	c.url = u.String()
+	c.full = c.url
 	switch c.method {
 	case http.MethodGet, http.MethodHead:
 		if len(req.Body) > 0 {
@@ -449,6 +450,7 @@ func (i *Invoker) prepare(req *core.Request, ep *Endpoint) (*call, error) {
 			}
 		}
 		u.RawQuery = q.Encode()
+		c.full = u.String()
 	default:
 		switch {
 		case len(req.Body) > 0:
@@ -466,7 +468,6 @@ func (i *Invoker) prepare(req *core.Request, ep *Endpoint) (*call, error) {
 			c.body = b
 		}
 	}
-	c.full = u.String()
 	return c, nil
 }
 
@@ -495,7 +496,9 @@ func (i *Invoker) attempt(ctx context.Context, c *call) (*core.Result, error) {
 	}
 	actx, cancel := context.WithTimeoutCause(ctx, timeout, errAttemptTimeout)
 	defer cancel()
-	actx = context.WithValue(actx, attemptKey{}, AttemptInfo{Workflow: c.req.Workflow, Attempt: c.attempts})
+	if len(i.wrap) > 0 { // only wrappers read it
+		actx = context.WithValue(actx, attemptKey{}, AttemptInfo{Workflow: c.req.Workflow, Attempt: c.attempts})
+	}
 
 	var body io.Reader
 	if c.body != nil {
@@ -507,10 +510,10 @@ func (i *Invoker) attempt(ctx context.Context, c *call) (*core.Result, error) {
 	}
 	h := hreq.Header
 	if c.body != nil {
-		h["Content-Type"] = []string{"application/json"}
+		h["Content-Type"] = contentTypeJSON
 	}
-	h["Accept"] = []string{"application/json, text/plain;q=0.9, */*;q=0.5"}
-	h["User-Agent"] = []string{userAgent}
+	h["Accept"] = acceptHeader
+	h["User-Agent"] = userAgentHeader
 	if c.req.RequestID != "" {
 		h[HeaderRequestID] = []string{c.req.RequestID}
 	}
@@ -564,6 +567,13 @@ func (i *Invoker) attempt(ctx context.Context, c *call) (*core.Result, error) {
 }
 
 var errAttemptTimeout = errors.New("attempt timeout")
+
+// Constant header values, shared read-only by every request.
+var (
+	contentTypeJSON = []string{"application/json"}
+	acceptHeader    = []string{"application/json, text/plain;q=0.9, */*;q=0.5"}
+	userAgentHeader = []string{userAgent}
+)
 
 // cleanURLError drops the *url.Error wrapper, whose message repeats the
 // URL with its query.
@@ -641,17 +651,14 @@ func (i *Invoker) decode(c *call, resp *http.Response) (*core.Result, error) {
 	if resp.ContentLength > i.maxBody {
 		return nil, invalid(fmt.Sprintf("body of %d bytes exceeds the limit of %d", resp.ContentLength, i.maxBody), nil)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, i.maxBody+1))
+	b, err := readBody(resp, i.maxBody)
 	if err != nil {
 		return nil, invalid("reading body", err)
 	}
 	if int64(len(b)) > i.maxBody {
 		return nil, invalid(fmt.Sprintf("body exceeds the limit of %d bytes", i.maxBody), nil)
 	}
-	mt := ""
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		mt, _, _ = mime.ParseMediaType(ct)
-	}
+	mt := mediaType(resp.Header.Get("Content-Type"))
 	res.ContentType = mt
 	switch {
 	case len(bytes.TrimSpace(b)) == 0:
@@ -701,4 +708,30 @@ func executionIDOf(out json.RawMessage) string {
 		return n.String()
 	}
 	return ""
+}
+
+// readBody reads at most limit+1 bytes, in one allocation when the
+// length is announced.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= limit {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, limit+1))
+}
+
+// mediaType returns the media type of a Content-Type, parsing only what
+// is not the common JSON case.
+func mediaType(ct string) string {
+	switch ct {
+	case "":
+		return ""
+	case "application/json", "application/json; charset=utf-8":
+		return "application/json"
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt
 }

@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -75,9 +76,12 @@ type Tracer interface {
 
 // Telemetry holds the tracer, the instruments and the propagator.
 type Telemetry struct {
-	tracer trace.Tracer
-	prop   propagation.TextMapPropagator
-	meter  metric.Meter
+	tracer  trace.Tracer
+	tracing bool
+	prop    propagation.TextMapPropagator
+	meter   metric.Meter
+	setsMu  sync.RWMutex
+	sets    map[setKey]metric.MeasurementOption // attribute sets, built once
 
 	invocations metric.Int64Counter
 	attempts    metric.Int64Counter
@@ -128,7 +132,8 @@ func New(opts ...Option) (*Telemetry, error) {
 	if o.prop == nil {
 		o.prop = otel.GetTextMapPropagator()
 	}
-	t := &Telemetry{tracer: o.tp.Tracer(ScopeName), prop: o.prop, meter: o.mp.Meter(ScopeName)}
+	t := &Telemetry{tracer: o.tp.Tracer(ScopeName), tracing: o.tracing, prop: o.prop, meter: o.mp.Meter(ScopeName),
+		sets: map[setKey]metric.MeasurementOption{}}
 	var err error
 	if t.invocations, err = t.meter.Int64Counter("n8n_invoker.invocations",
 		metric.WithDescription("Workflow invocations by outcome.")); err != nil {
@@ -162,23 +167,60 @@ func (t *Telemetry) HookFailure(ctx context.Context, stage, reason string) {
 // Meter returns the meter, for hooks that add their own instruments.
 func (t *Telemetry) Meter() metric.Meter { return t.meter }
 
+// Tracing reports whether spans are made.
+func (t *Telemetry) Tracing() bool { return t.tracing }
+
+var noopSpan = noop.Span{}
+
 // StartExecution starts the span of one execution.
 func (t *Telemetry) StartExecution(ctx context.Context, workflow, requestID string) (context.Context, trace.Span) {
+	if !t.tracing {
+		return ctx, noopSpan
+	}
 	return t.tracer.Start(ctx, "n8n.execute", trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(AttrWorkflow.String(workflow), AttrRequestID.String(requestID)))
 }
 
+// attrSet returns the cached attribute set of workflow, outcome and
+// class (all low-cardinality), so that recording allocates nothing.
+type setKey struct{ workflow, outcome, class string }
+
+func (t *Telemetry) attrSet(workflow, outcome, class string) metric.MeasurementOption {
+	key := setKey{workflow, outcome, class}
+	t.setsMu.RLock()
+	v, ok := t.sets[key]
+	t.setsMu.RUnlock()
+	if ok {
+		return v
+	}
+	attrs := []attribute.KeyValue{AttrWorkflow.String(workflow)}
+	if outcome != "" {
+		attrs = append(attrs, AttrOutcome.String(outcome))
+	}
+	if class != "" {
+		attrs = append(attrs, AttrClass.String(class))
+	}
+	v = metric.WithAttributeSet(attribute.NewSet(attrs...))
+	t.setsMu.Lock()
+	t.sets[key] = v
+	t.setsMu.Unlock()
+	return v
+}
+
 // EndExecution ends the span and records the metrics of one execution.
 func (t *Telemetry) EndExecution(ctx context.Context, span trace.Span, r *Record) {
-	attrs := []attribute.KeyValue{AttrWorkflow.String(r.Workflow), AttrOutcome.String(r.Outcome)}
-	if r.Class != "" {
-		attrs = append(attrs, AttrClass.String(r.Class))
-	}
-	set := metric.WithAttributes(attrs...)
+	set := t.attrSet(r.Workflow, r.Outcome, r.Class)
 	t.invocations.Add(ctx, 1, set)
 	t.duration.Record(ctx, r.Duration.Seconds(), set)
+	if r.Attempts > 0 && !t.tracing {
+		// With tracing on, the attempt RoundTripper counts attempts.
+		t.attempts.Add(ctx, int64(r.Attempts), t.attrSet(r.Workflow, "", ""))
+	}
 	if r.Attempts > 1 {
-		t.retries.Add(ctx, int64(r.Attempts-1), metric.WithAttributes(AttrWorkflow.String(r.Workflow)))
+		t.retries.Add(ctx, int64(r.Attempts-1), t.attrSet(r.Workflow, "", ""))
+	}
+	if !t.tracing {
+		return
 	}
 	if r.WorkflowID != "" {
 		span.SetAttributes(AttrWorkflowID.String(r.WorkflowID))
@@ -250,7 +292,7 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if info.Attempt > 1 {
 		span.SetAttributes(AttrResendCount.Int(info.Attempt - 1))
 	}
-	rt.t.attempts.Add(ctx, 1, metric.WithAttributes(AttrWorkflow.String(info.Workflow)))
+	rt.t.attempts.Add(ctx, 1, rt.t.attrSet(info.Workflow, "", ""))
 	r := req.Clone(ctx)
 	rt.t.prop.Inject(ctx, propagation.HeaderCarrier(r.Header))
 	resp, err := rt.next.RoundTrip(r)

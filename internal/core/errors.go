@@ -282,6 +282,9 @@ func (e *UnknownWorkflowError) Is(target error) bool {
 
 // AttemptsOf returns the number of attempts recorded on err, 0 when none.
 func AttemptsOf(err error) int {
+	if err == nil {
+		return 0
+	}
 	var (
 		h *HTTPError
 		t *TransportError
