@@ -156,3 +156,28 @@ func TestResolverFindsTheWebhook(t *testing.T) {
 		t.Errorf("auth without secret: %v", err)
 	}
 }
+
+// BenchmarkResolverWarm is the warm path of run-by-id: a cached webhook,
+// no API call.
+func BenchmarkResolverWarm(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"id":"W1","name":"x","active":true,"nodes":[{"name":"Webhook","type":"n8n-nodes-base.webhook","parameters":{"path":"p","httpMethod":"POST"}}]}`)
+	}))
+	defer srv.Close()
+	c, _ := NewClient(srv.URL, config.NewSecret("k"))
+	defer c.Close()
+	r := NewResolver(c, 0, nil)
+	ctx := context.Background()
+	if _, err := r.Resolve(ctx, "W1"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Resolve(ctx, "W1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if r.Lookups() != 1 {
+		b.Fatalf("%d lookups", r.Lookups())
+	}
+}

@@ -8,7 +8,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +59,7 @@ workflows: {echo: {path: invoker-echo}, packed: {path: invoker-packed}}
 	}
 	fmt.Println("| concurrency | items | items/s | p50 | p99 | failed | final limit |")
 	fmt.Println("|---|---|---|---|---|---|---|")
+	rawBaseline(vars["N8N_BASE_URL"], *items, 8)
 	for _, lv := range strings.Split(*levels, ",") {
 		c, adaptive := 32, lv == "auto"
 		if !adaptive {
@@ -159,4 +165,37 @@ func runPack(m *invoker.Manager, single, packed int) {
 		}
 		fmt.Printf("| %s | %d | %d | %.0f | %.0fx | %s | %s | %d |\n", name, n, len(calls), rate, rate/base, pct(lat, 50), pct(lat, 99), failed)
 	}
+}
+
+// rawBaseline is the same load through plain net/http at concurrency c:
+// the baseline next to ExecuteBatch.
+func rawBaseline(base string, n, c int) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	lat := make([]time.Duration, n)
+	var failed atomic.Int64
+	var g errgroup.Group
+	g.SetLimit(c)
+	start := time.Now()
+	for i := range n {
+		g.Go(func() error {
+			t0 := time.Now()
+			resp, err := client.Post(base+"/webhook/invoker-echo", "application/json", strings.NewReader(fmt.Sprintf(`{"i":%d,"level":"raw"}`, i)))
+			if err != nil {
+				failed.Add(1)
+				return nil
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				failed.Add(1)
+			}
+			lat[i] = time.Since(t0)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	el := time.Since(start)
+	slices.Sort(lat)
+	fmt.Printf("| raw net/http baseline, %d | %d | %.1f | %s | %s | %d | - |\n", c, n, float64(n)/el.Seconds(), pct(lat, 50), pct(lat, 99), failed.Load())
 }
