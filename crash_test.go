@@ -140,7 +140,7 @@ func TestCrashSafety(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("crash: %d items, child SIGKILLed after %d; on restart %d in flight recovered into the queue, %d deduplicated by their idempotency record (not fired), replay: %+v; lost %d, duplicates fired %d (all explained by in-flight records)",
+	t.Logf("crash: %d items, child SIGKILLed after %d; on restart %d in flight recovered into the queue, %d deduplicated by their idempotency record or by n8n's executions (not fired), replay: %+v; lost %d, duplicates fired %d (all explained by in-flight records)",
 		crashItems, done, len(recovered), dedup, struct{ Selected, Succeeded, AlreadyDone, Failed int }{rep.Selected, rep.Succeeded, rep.AlreadyDone, rep.Failed}, lost, dup)
 }
 

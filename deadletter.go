@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/n8n-invoker/n8n-invoker/dlq"
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
 )
 
 // DeadLetters is what the manager needs of a dead-letter queue: the store
@@ -71,6 +72,11 @@ func (m *Manager) journaled(ctx context.Context, req *Request, explicitKey bool,
 				_ = m.dlq.Delete(ctx, replayOf)
 			}
 			return &res, nil
+		}
+	}
+	if explicitKey || replayOf != 0 {
+		if res, ok := m.reconcile(ctx, req); ok {
+			return res, nil
 		}
 	}
 	params, err := m.encodeParams(req)
@@ -206,4 +212,49 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter) (*ReplayR
 		rep.Results = append(rep.Results, rr)
 	}
 	return rep, nil
+}
+
+// reconcile looks, for a key a crash left in flight (a dead letter with
+// reason "interrupted"), whether n8n ran it after all: its executions
+// carry the Idempotency-Key header. If one succeeded, the key is recorded
+// as completed with that execution's output, the dead letters of the key
+// are removed, and n8n is not called again. It needs the API; without
+// it, or when nothing is found, the call goes ahead (at least once).
+func (m *Manager) reconcile(ctx context.Context, req *Request) (*Result, bool) {
+	if m.api == nil {
+		return nil, false
+	}
+	entries, err := m.dlq.List(ctx, dlq.Filter{Key: req.IdempotencyKey, Reason: "interrupted"})
+	if err != nil || len(entries) == 0 {
+		return nil, false
+	}
+	wfID, err := m.workflowID(ctx, req.Workflow)
+	if err != nil {
+		return nil, false
+	}
+	execID, calls, err := m.api.Correlate(ctx, wfID, "idempotency-key", req.IdempotencyKey, 0)
+	if err != nil || execID == "" {
+		return nil, false
+	}
+	e, _, err := m.api.Executions.Get(ctx, execID, true)
+	if err != nil || e.Status != n8napi.StatusSuccess {
+		return nil, false
+	}
+	res := &Result{Workflow: req.Workflow, WorkflowID: wfID, RequestID: req.RequestID, ExecutionID: execID,
+		Status: e.Status, Completed: true, Deduplicated: true, APICalls: calls + 1, Output: json.RawMessage("null")}
+	if out := e.Data.LastOutput(); out != nil {
+		if b, err := json.Marshal(out); err == nil {
+			res.Output, res.ContentType = b, "application/json"
+		}
+	}
+	raw, _ := json.Marshal(res)
+	if err := m.dlq.Complete(ctx, req.IdempotencyKey, raw); err != nil {
+		return nil, false
+	}
+	for _, en := range entries {
+		_ = m.dlq.Delete(ctx, en.ID)
+	}
+	m.log.InfoContext(ctx, "dead-letter queue: an interrupted invocation had run in n8n; recorded, not sent again",
+		"workflow", req.Workflow, "idempotency_key", req.IdempotencyKey, "execution_id", execID)
+	return res, true
 }

@@ -51,6 +51,8 @@ type Entry struct {
 type Filter struct {
 	IDs      []int64
 	Workflow string
+	// Key matches the idempotency key.
+	Key string
 	// Class matches the last error's class.
 	Class  string
 	Reason string

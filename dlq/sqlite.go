@@ -273,6 +273,9 @@ func (s *SQLite) List(ctx context.Context, f Filter) ([]*Entry, error) {
 	if f.Workflow != "" {
 		add("workflow = ?", f.Workflow)
 	}
+	if f.Key != "" {
+		add("idempotency_key = ?", f.Key)
+	}
 	if f.Class != "" {
 		add("last_class = ?", f.Class)
 	}
