@@ -379,7 +379,7 @@ func (i *Invoker) Invoke(ctx context.Context, req *core.Request) (*core.Result, 
 		if i.retry.MaxElapsed > 0 && time.Since(start)+wait > i.retry.MaxElapsed {
 			return nil, i.exhausted(c, err)
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := core.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -407,20 +407,6 @@ func (i *Invoker) refused(ctx context.Context, c *call, err, last error) error {
 		return &core.BudgetExhaustedError{Workflow: c.req.Workflow, Attempts: c.attempts, Last: last}
 	}
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func (i *Invoker) prepare(req *core.Request, ep *Endpoint) (*call, error) {

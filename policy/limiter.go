@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/n8n-invoker/n8n-invoker/internal/core"
 )
 
 // RateLimiter keeps calls under a rate (golang.org/x/time/rate) and backs
@@ -39,14 +41,14 @@ func (r *RateLimiter) Wait(ctx context.Context) error {
 	r.mu.Lock()
 	pause := time.Until(r.pausedUntil)
 	r.mu.Unlock()
-	if err := sleep(ctx, pause); err != nil {
+	if err := core.Sleep(ctx, pause); err != nil {
 		return err
 	}
 	res := r.lim.Reserve()
 	if !res.OK() {
 		return fmt.Errorf("policy: rate limiter cannot grant a call")
 	}
-	if err := sleep(ctx, res.Delay()); err != nil {
+	if err := core.Sleep(ctx, res.Delay()); err != nil {
 		res.Cancel()
 		return err
 	}
@@ -73,17 +75,3 @@ func (r *RateLimiter) Succeeded() {
 
 // Limit returns the current rate in calls per second.
 func (r *RateLimiter) Limit() float64 { return float64(r.lim.Limit()) }
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

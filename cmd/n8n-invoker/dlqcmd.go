@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 )
 
@@ -48,6 +49,19 @@ func (f *dlqFlags) filter(ids []string) (dlq.Filter, error) {
 	return flt, nil
 }
 
+// dlqManager returns a manager with a dead-letter queue, or a usage error.
+func (g *globals) dlqManager(stderr io.Writer) (*invoker.Manager, error) {
+	m, err := g.manager(stderr)
+	if err != nil {
+		return nil, err
+	}
+	if m.DLQ() == nil {
+		_ = m.Close(context.Background())
+		return nil, usageErr("no dead-letter queue: set dlq.enabled in the configuration")
+	}
+	return m, nil
+}
+
 func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "dlq", Short: "List, show, replay and purge the dead-letter queue"}
 	var lf, rf, pf dlqFlags
@@ -60,14 +74,11 @@ func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := g.manager(stderr)
+			m, err := g.dlqManager(stderr)
 			if err != nil {
 				return err
 			}
 			defer m.Close(context.Background())
-			if m.DLQ() == nil {
-				return usageErr("no dead-letter queue: set dlq.enabled in the configuration")
-			}
 			entries, err := m.DLQ().List(cmd.Context(), flt)
 			if err != nil {
 				return &exitError{code: exitFailed, err: err}
@@ -103,14 +114,11 @@ func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return usageErr("entry id %q is not a number", args[0])
 			}
-			m, err := g.manager(stderr)
+			m, err := g.dlqManager(stderr)
 			if err != nil {
 				return err
 			}
 			defer m.Close(context.Background())
-			if m.DLQ() == nil {
-				return usageErr("no dead-letter queue: set dlq.enabled in the configuration")
-			}
 			e, err := m.DLQ().Get(cmd.Context(), id)
 			if err != nil {
 				return &exitError{code: exitFailed, err: err}
@@ -159,14 +167,14 @@ func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 			if !all && len(args) == 0 && pf.workflow == "" && pf.class == "" && pf.reason == "" && pf.since == 0 {
 				return usageErr("purge needs entry ids, a filter, or --all")
 			}
-			m, err := g.manager(stderr)
+			m, err := g.dlqManager(stderr)
 			if err != nil {
 				return err
 			}
 			defer m.Close(context.Background())
 			s, ok := m.DLQ().(*dlq.SQLite)
 			if !ok {
-				return usageErr("no dead-letter queue: set dlq.enabled in the configuration")
+				return usageErr("purge needs the SQLite dead-letter queue")
 			}
 			n, err := s.Purge(cmd.Context(), flt)
 			if err != nil {

@@ -78,3 +78,19 @@ type Result struct {
 func (r *Result) Decode(v any) error {
 	return json.Unmarshal(r.Output, v)
 }
+
+// Sleep waits d or until ctx ends, returning ctx's error then. A d of
+// zero or less returns ctx's error at once (nil when it is live).
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
