@@ -381,7 +381,7 @@ func TestMetricsScrapeableDuringRun(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			body = string(b)
-			if inFlight3.MatchString(body) && strings.Contains(body, "n8n_invoker_attempts_total") {
+			if inFlight3.MatchString(body) && strings.Contains(body, "n8n_invoker_breaker_state") {
 				break
 			}
 		}
@@ -391,7 +391,7 @@ func TestMetricsScrapeableDuringRun(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Errorf("batch exit %d", code)
 	}
-	if !inFlight3.MatchString(body) || !strings.Contains(body, "n8n_invoker_attempts_total") {
+	if !inFlight3.MatchString(body) || !strings.Contains(body, "n8n_invoker_breaker_state") {
 		t.Errorf("metrics during the run:\n%s", body)
 	}
 }
