@@ -208,6 +208,13 @@ func TestRealN8NContractOfAPIClient(t *testing.T) {
 	if _, _, err := api.Workflows.Get(ctx, echoID); err != nil {
 		t.Fatal(err)
 	}
+	// Make sure the echo workflow has an execution (a fresh n8n has none).
+	resp, err := http.Post(n8n.BaseURL+"/webhook/invoker-echo", "application/json", strings.NewReader(`{"contract":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
 	execs, _, err := api.Executions.List(ctx, &n8napi.ExecutionListOptions{WorkflowID: echoID, Limit: 3, IncludeData: true})
 	if err != nil || len(execs) == 0 {
 		t.Fatalf("executions: %v", err)
