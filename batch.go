@@ -249,11 +249,14 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 			case o.failFast:
 				cancel(ErrBatchAborted)
 			}
-			lim.Release(rtt, err != nil && !IsCanceled(err) && ClassOf(err) != Permanent)
 			mu.Lock()
 			prog.InFlight--
 			mu.Unlock()
 			end(BatchResult{Index: idx, Item: it, Result: res, Err: err})
+			// Free the slot only once the result is handed over: a slow
+			// stream consumer then holds the dispatcher back, and memory
+			// stays bounded by the concurrency.
+			lim.Release(rtt, err != nil && !IsCanceled(err) && ClassOf(err) != Permanent)
 		})
 	}
 	wg.Wait()
