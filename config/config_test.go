@@ -208,6 +208,7 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"list for scalar", "n8n:\n  base_url: [a, b]\n", 2, "n8n.base_url", "single value"},
 		{"empty hook", "n8n: {base_url: 'http://x'}\nhooks:\n  error: ['']\n", 3, "hooks.error[0]", "empty hook name"},
 		{"empty file", "", 1, "", "empty configuration"},
+		{"empty key (found by fuzzing)", "n8n: {base_url: 'http://x'}\n\"\": 1\n", 2, "", "unknown field"},
 		{"credential type", "n8n: {base_url: 'http://x'}\ncredentials:\n  my cred:\n    type: jwt\n", 4, "credentials.my cred.type", "header or basic"},
 		{"breaker rate", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    circuit_breaker:\n      failure_rate: 2\n", 5, "invokers.http.circuit_breaker.failure_rate", "(0, 1]"},
 		{"breaker unknown key", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    circuit_breaker:\n      treshold: 2\n", 5, "invokers.http.circuit_breaker.treshold", "unknown field"},
