@@ -2,6 +2,9 @@ package invoker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,9 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
@@ -162,6 +164,31 @@ func WithAPIClient(c *n8napi.Client) Option {
 	return func(m *Manager) error { m.api = c; return nil }
 }
 
+// newIDGenerator returns a generator of request ids that are unique
+// across processes without a random read per call: a random 96-bit
+// prefix drawn once, then a counter (formatted as a UUID-shaped string).
+func newIDGenerator() func() string {
+	var prefix [12]byte
+	_, _ = rand.Read(prefix[:])
+	var n atomic.Uint64
+	return func() string {
+		var b [16]byte
+		copy(b[:], prefix[:])
+		binary.BigEndian.PutUint32(b[12:], uint32(n.Add(1)))
+		var out [36]byte
+		hex.Encode(out[0:8], b[0:4])
+		out[8] = '-'
+		hex.Encode(out[9:13], b[4:6])
+		out[13] = '-'
+		hex.Encode(out[14:18], b[6:8])
+		out[18] = '-'
+		hex.Encode(out[19:23], b[8:10])
+		out[23] = '-'
+		hex.Encode(out[24:36], b[10:16])
+		return string(out[:])
+	}
+}
+
 // WithIDGenerator sets the function that makes request ids (default: a
 // random UUID).
 func WithIDGenerator(f func() string) Option {
@@ -190,7 +217,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 	m := &Manager{
 		cfg:   cfg,
 		log:   slog.New(slog.DiscardHandler),
-		newID: uuid.NewString,
+		newID: newIDGenerator(),
 		hooks: map[Stage][]ExecutionHook{},
 	}
 	for _, o := range opts {
