@@ -100,6 +100,7 @@ type HookError struct {
 	Err      error
 }
 
+// Error returns the message.
 func (e *HookError) Error() string {
 	return fmt.Sprintf("workflow %q: %s hook: %v", e.Workflow, e.Stage, e.Err)
 }

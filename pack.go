@@ -51,6 +51,7 @@ type PackError struct {
 	Reason   string
 }
 
+// Error returns the message.
 func (e *PackError) Error() string {
 	return fmt.Sprintf("workflow %q: packed answer for %d items rejected: %s", e.Workflow, e.Items, e.Reason)
 }
@@ -67,6 +68,7 @@ type ItemError struct {
 	ExecutionID string
 }
 
+// Error returns the message.
 func (e *ItemError) Error() string {
 	return fmt.Sprintf("workflow %q: item %q failed in execution %s: %s", e.Workflow, e.Key, e.ExecutionID, e.Message)
 }

@@ -322,6 +322,7 @@ type Position struct {
 	Column int
 }
 
+// String returns the position as file:line:column.
 func (p Position) String() string {
 	switch {
 	case p.File == "":
@@ -342,6 +343,7 @@ type Error struct {
 	Msg   string
 }
 
+// Error returns the message.
 func (e *Error) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("%s: %s", e.Pos, e.Msg)
@@ -608,6 +610,7 @@ func joinErrors(errs []error) error {
 // Errors is several configuration errors, each an *Error.
 type Errors struct{ List []error }
 
+// Error returns the message.
 func (e *Errors) Error() string {
 	msgs := make([]string, len(e.List))
 	for i, err := range e.List {

@@ -149,6 +149,7 @@ type APIError struct {
 	Message string
 }
 
+// Error returns the message.
 func (e *APIError) Error() string {
 	return fmt.Sprintf("n8n API: %s %s: HTTP %d: %s", e.Method, e.URL, e.StatusCode, e.Message)
 }

@@ -27,6 +27,7 @@ type ResolveError struct {
 	NotFound bool
 }
 
+// Error returns the message.
 func (e *ResolveError) Error() string {
 	return fmt.Sprintf("workflow %q: %s", e.Workflow, e.Reason)
 }

@@ -170,6 +170,7 @@ func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(code int)        { d.status = code }
 
+// ServeHTTP applies the next fault to the request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := p.pick()
 	rec := Record{Key: r.Header.Get("Idempotency-Key"), Fault: f}

@@ -123,6 +123,7 @@ type HTTPError struct {
 	HasRetryAfter bool
 }
 
+// Error returns the message.
 func (e *HTTPError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "workflow %q: %s %s: HTTP %d", e.Workflow, e.Method, e.URL, e.StatusCode)
@@ -166,6 +167,7 @@ type TransportError struct {
 	Err      error
 }
 
+// Error returns the message.
 func (e *TransportError) Error() string {
 	return fmt.Sprintf("workflow %q: %s %s: %v (%s, %d attempt%s)",
 		e.Workflow, e.Method, e.URL, e.Err, e.ErrClass, e.Attempts, plural(e.Attempts))
@@ -191,6 +193,7 @@ type ResponseError struct {
 	Err        error
 }
 
+// Error returns the message.
 func (e *ResponseError) Error() string {
 	s := fmt.Sprintf("workflow %q: invalid response (HTTP %d): %s", e.Workflow, e.StatusCode, e.Reason)
 	if e.Err != nil {
@@ -221,6 +224,7 @@ type RetryAfterError struct {
 	Err error
 }
 
+// Error returns the message.
 func (e *RetryAfterError) Error() string {
 	return fmt.Sprintf("workflow %q: server asked to retry after %s, more than allowed (%d attempt%s): %v",
 		e.Workflow, e.Wait, e.Attempts, plural(e.Attempts), e.Err)
@@ -241,6 +245,7 @@ type AttemptsExhaustedError struct {
 	Last error
 }
 
+// Error returns the message.
 func (e *AttemptsExhaustedError) Error() string {
 	return fmt.Sprintf("workflow %q: gave up after %d attempt%s: %v", e.Workflow, e.Attempts, plural(e.Attempts), e.Last)
 }
@@ -261,6 +266,7 @@ type UnknownWorkflowError struct {
 	Hint string
 }
 
+// Error returns the message.
 func (e *UnknownWorkflowError) Error() string {
 	s := fmt.Sprintf("unknown workflow %q: no workflows are configured", e.Workflow)
 	if len(e.Known) > 0 {
@@ -341,6 +347,7 @@ type CircuitOpenError struct {
 	Last error
 }
 
+// Error returns the message.
 func (e *CircuitOpenError) Error() string {
 	s := fmt.Sprintf("workflow %q: circuit breaker %s is %s, retry in %s (%d attempt%s)",
 		e.Workflow, e.Endpoint, e.State, e.RetryIn.Round(time.Millisecond), e.Attempts, plural(e.Attempts))
@@ -367,6 +374,7 @@ type BudgetExhaustedError struct {
 	Last     error
 }
 
+// Error returns the message.
 func (e *BudgetExhaustedError) Error() string {
 	return fmt.Sprintf("workflow %q: retry budget exhausted after %d attempt%s: %v", e.Workflow, e.Attempts, plural(e.Attempts), e.Last)
 }
@@ -387,6 +395,7 @@ type BulkheadError struct {
 	MaxInFlight int
 }
 
+// Error returns the message.
 func (e *BulkheadError) Error() string {
 	return fmt.Sprintf("workflow %q: %d calls already in flight (bulkhead full)", e.Workflow, e.MaxInFlight)
 }
@@ -412,6 +421,7 @@ type ExecutionFailedError struct {
 	Attempts int
 }
 
+// Error returns the message.
 func (e *ExecutionFailedError) Error() string {
 	s := fmt.Sprintf("workflow %q: execution %s %s", e.Workflow, e.ExecutionID, e.Status)
 	if e.Node != "" {
@@ -443,6 +453,7 @@ type DeadLetteredError struct {
 	Err error
 }
 
+// Error returns the message.
 func (e *DeadLetteredError) Error() string {
 	return fmt.Sprintf("%v (stored in the dead-letter queue as entry %d)", e.Err, e.EntryID)
 }
