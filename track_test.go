@@ -238,3 +238,33 @@ func TestRealN8NContractOfAPIClient(t *testing.T) {
 	checked := contract.Check(t)
 	t.Logf("contract: operations checked against n8n's OpenAPI spec: %v", checked)
 }
+
+// TestRealN8NStopOnCancel cancels a caller waiting on a slow workflow and
+// checks that the opt-in stop ended the execution in n8n.
+func TestRealN8NStopOnCancel(t *testing.T) {
+	t.Parallel()
+	m, n8n, _ := apiManager(t, false)
+	slowID := n8n.WorkflowID(t, "n8n-invoker slow")
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	_, err := m.ExecuteWorkflow(ctx, slowID, map[string]any{"stop": true}, invoker.WaitOptions(n8napi.AwaitOptions{StopOnCancel: true}))
+	if !invoker.IsCanceled(err) {
+		t.Fatalf("err = %v, want the context's", err)
+	}
+	// The execution of this call is the newest one of the workflow.
+	bg, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel2()
+	var last *n8napi.Execution
+	for range 20 {
+		execs, _, err := m.API().Executions.List(bg, &n8napi.ExecutionListOptions{WorkflowID: slowID, Limit: 1})
+		if err == nil && len(execs) > 0 && execs[0].Status == n8napi.StatusCanceled && execs[0].StartedAt != nil && time.Since(*execs[0].StartedAt) < time.Minute {
+			last = execs[0]
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if last == nil {
+		t.Fatal("no canceled execution of the slow workflow in the last minute")
+	}
+	t.Logf("stop on cancel: execution %s is %s", last.ID, last.Status)
+}
