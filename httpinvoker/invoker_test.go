@@ -553,3 +553,22 @@ func TestUnknownWorkflow(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestHeaderSizeLimit(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Huge", strings.Repeat("a", 2<<20))
+		fmt.Fprint(w, "{}")
+	}))
+	defer srv.Close()
+	inv, err := New(srv.URL, WithResolver(testEndpoints), WithRetries(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.Close()
+	_, err = inv.Invoke(t.Context(), req("wf"))
+	var te *core.TransportError
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), "header") {
+		t.Fatalf("a 2 MiB header was accepted: %v", err)
+	}
+}
