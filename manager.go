@@ -253,7 +253,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 	}
 	m.healthClient.Transport.(*http.Transport).TLSClientConfig = tlsConf.Clone()
 	var byID httpinvoker.Resolver = noAPI{}
-	if !cfg.N8N.APIKey.IsZero() || cfg.N8N.APIKeyFile != "" || m.keys != nil {
+	if !cfg.N8N.APIKey.IsZero() || cfg.N8N.APIKeyFile != "" || m.keys != nil || m.api != nil {
 		if m.api == nil {
 			if m.keys == nil {
 				if m.keys, err = keySourceFromConfig(cfg); err != nil {

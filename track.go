@@ -114,10 +114,13 @@ func (m *Manager) await(ctx context.Context, req *Request, res *Result, failed e
 // workflow whose webhook serves the configured path, or the name itself
 // resolved through the API.
 func (m *Manager) workflowID(ctx context.Context, name string) (string, error) {
+	if w, ok := m.cfg.Workflows[name]; ok && w.ID != "" {
+		return w.ID, nil
+	}
+	if m.resolver == nil {
+		return "", errors.New("no n8n API client: set n8n.api_key")
+	}
 	if w, ok := m.cfg.Workflows[name]; ok {
-		if w.ID != "" {
-			return w.ID, nil
-		}
 		return m.resolver.IDForPath(ctx, w.Method, w.Path)
 	}
 	return m.resolver.WorkflowID(ctx, name)
