@@ -455,23 +455,16 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 		}
 	}
 	req.Params = ec.Params
-	call := func() (*Result, error) {
-		res, err := m.invoke(ctx, &req)
-		if o != nil && o.wait && (err == nil || errors.Is(err, ErrWorkflowFailed)) && (res == nil || !res.Degraded) {
-			if res, err = m.await(ctx, &req, res, err, o); err == nil {
-				res.Duration = time.Since(ec.StartedAt)
-			}
-		}
-		return res, err
-	}
 	if m.dlq != nil {
 		var replayOf int64
 		if o != nil {
 			replayOf = o.replayOf
 		}
-		res, err = m.journaled(ctx, &req, explicitKey, replayOf, call)
+		res, err = m.journaled(ctx, &req, explicitKey, replayOf, func() (*Result, error) {
+			return m.call(ctx, &req, o, ec.StartedAt)
+		})
 	} else {
-		res, err = call()
+		res, err = m.call(ctx, &req, o, ec.StartedAt)
 	}
 	if err != nil {
 		return fail(err)
@@ -481,6 +474,17 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 		m.safely(ctx, StagePostExecution, ec, h.PostExecution)
 	}
 	return res, nil
+}
+
+// call invokes req and, with Wait, follows the execution to its end.
+func (m *Manager) call(ctx context.Context, req *Request, o *callOptions, started time.Time) (*Result, error) {
+	res, err := m.invoke(ctx, req)
+	if o != nil && o.wait && (err == nil || errors.Is(err, ErrWorkflowFailed)) && (res == nil || !res.Degraded) {
+		if res, err = m.await(ctx, req, res, err, o); err == nil {
+			res.Duration = time.Since(started)
+		}
+	}
+	return res, err
 }
 
 // invoke calls the invoker inside the bulkhead and runs the fallback for
