@@ -50,7 +50,7 @@ func FuzzMessageOf(f *testing.F) {
 	f.Add([]byte(`{"message":"x"}`))
 	f.Add([]byte("Authorization data is wrong!"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = messageOf(b)
+		_ = core.MessageOf(b)
 		_ = executionIDOf(b)
 		resp := &http.Response{Body: io.NopCloser(strings.NewReader(string(b)))}
 		_ = resp.Body.Close()

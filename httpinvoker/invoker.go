@@ -574,7 +574,7 @@ func cleanURLError(err error) error {
 func (i *Invoker) httpError(c *call, resp *http.Response) *core.HTTPError {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain) // let the connection be reused
-	msg := messageOf(b)
+	msg := core.MessageOf(b)
 	e := &core.HTTPError{
 		Workflow: c.req.Workflow, Method: c.method, URL: c.url, StatusCode: resp.StatusCode,
 		Message: msg, Body: b, Header: resp.Header, Attempts: c.attempts,
@@ -597,24 +597,6 @@ func (i *Invoker) httpError(c *call, resp *http.Response) *core.HTTPError {
 		e.Message = "redirect to " + redactURL(resp.Header.Get("Location")) + " not followed; configure n8n.base_url to the final address"
 	}
 	return e
-}
-
-// messageOf returns n8n's "message" field, or the start of a text body.
-func messageOf(b []byte) string {
-	var m struct {
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(b, &m) == nil && m.Message != "" {
-		return m.Message
-	}
-	s := strings.TrimSpace(string(b))
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
-	if !utf8.ValidString(s) {
-		return ""
-	}
-	return s
 }
 
 func redactURL(s string) string {

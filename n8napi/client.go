@@ -229,7 +229,7 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 		return r, fmt.Errorf("n8n API: %s %s: body exceeds %d bytes", req.Method, req.URL.Path, c.maxBody)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return r, &APIError{Method: req.Method, URL: req.URL.RequestURI(), StatusCode: resp.StatusCode, Message: messageOf(b)}
+		return r, &APIError{Method: req.Method, URL: req.URL.RequestURI(), StatusCode: resp.StatusCode, Message: core.MessageOf(b)}
 	}
 	if v == nil || len(bytes.TrimSpace(b)) == 0 {
 		return r, nil
@@ -238,20 +238,6 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 		return r, fmt.Errorf("n8n API: %s %s: decoding answer: %w", req.Method, req.URL.Path, err)
 	}
 	return r, nil
-}
-
-func messageOf(b []byte) string {
-	var m struct {
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(b, &m) == nil && m.Message != "" {
-		return m.Message
-	}
-	s := strings.TrimSpace(string(b))
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
-	return s
 }
 
 // call is NewRequest plus Do; after a 401 it reloads a reloadable key

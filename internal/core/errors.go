@@ -2,11 +2,13 @@ package core
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Class says whether an error is worth retrying.
@@ -463,3 +465,23 @@ func (e *DeadLetteredError) Unwrap() error { return e.Err }
 
 // Is matches ErrDeadLettered.
 func (e *DeadLetteredError) Is(target error) bool { return target == ErrDeadLettered }
+
+// MessageOf returns an error body's "message" field (n8n's JSON errors),
+// else the start of the body as text (at most 200 bytes, "" when it is
+// not valid UTF-8).
+func MessageOf(b []byte) string {
+	var m struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(b, &m) == nil && m.Message != "" {
+		return m.Message
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	if !utf8.ValidString(s) {
+		return ""
+	}
+	return s
+}

@@ -74,13 +74,7 @@ func load() (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{
-		BaseURL: vars["N8N_BASE_URL"], APIKey: vars["N8N_API_KEY"],
-		HeaderName: vars["N8N_INVOKER_HEADER_AUTH_NAME"], HeaderValue: vars["N8N_INVOKER_HEADER_AUTH_VALUE"],
-		BasicUser: vars["N8N_INVOKER_BASIC_USER"], BasicPassword: vars["N8N_INVOKER_BASIC_PASSWORD"],
-		OpenAPISpec: vars["N8N_INVOKER_OPENAPI"],
-		JWTSecret:   vars["N8N_INVOKER_JWT_SECRET"], HMACSecret: vars["N8N_INVOKER_HMAC_SECRET"],
-	}
+	inst := instanceFrom(vars)
 	if inst.BaseURL == "" {
 		return nil, fmt.Errorf("%s has no N8N_BASE_URL", f)
 	}
@@ -170,4 +164,15 @@ func (i *Instance) Config(t testing.TB) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// instanceFrom maps the variables of an env file written by scripts/n8n.
+func instanceFrom(vars map[string]string) *Instance {
+	return &Instance{
+		BaseURL: vars["N8N_BASE_URL"], APIKey: vars["N8N_API_KEY"],
+		HeaderName: vars["N8N_INVOKER_HEADER_AUTH_NAME"], HeaderValue: vars["N8N_INVOKER_HEADER_AUTH_VALUE"],
+		BasicUser: vars["N8N_INVOKER_BASIC_USER"], BasicPassword: vars["N8N_INVOKER_BASIC_PASSWORD"],
+		OpenAPISpec: vars["N8N_INVOKER_OPENAPI"],
+		JWTSecret:   vars["N8N_INVOKER_JWT_SECRET"], HMACSecret: vars["N8N_INVOKER_HMAC_SECRET"],
+	}
 }

@@ -112,13 +112,7 @@ func (p *Private) run(cmd string) {
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		p.Instance = &Instance{
-			BaseURL: vars["N8N_BASE_URL"], APIKey: vars["N8N_API_KEY"],
-			HeaderName: vars["N8N_INVOKER_HEADER_AUTH_NAME"], HeaderValue: vars["N8N_INVOKER_HEADER_AUTH_VALUE"],
-			BasicUser: vars["N8N_INVOKER_BASIC_USER"], BasicPassword: vars["N8N_INVOKER_BASIC_PASSWORD"],
-			OpenAPISpec: vars["N8N_INVOKER_OPENAPI"],
-			JWTSecret:   vars["N8N_INVOKER_JWT_SECRET"], HMACSecret: vars["N8N_INVOKER_HMAC_SECRET"],
-		}
+		p.Instance = instanceFrom(vars)
 	}
 }
 
