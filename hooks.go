@@ -20,6 +20,7 @@ import (
 
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 	"github.com/n8n-invoker/n8n-invoker/telemetry"
 )
 
@@ -267,7 +268,7 @@ func (h *cleanupHook) PostExecution(ctx context.Context, ec *ExecutionContext) {
 type notificationHook struct {
 	HookBase
 	m      *Manager
-	url    config.Secret
+	url    secret.Secret
 	format string
 	client *http.Client
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 // countingRT counts attempts and the peak of attempts in flight.
@@ -176,7 +177,7 @@ func TestRealN8NUnknownWebhookIsPermanentAndQuick(t *testing.T) {
 
 func TestRealN8NAuth(t *testing.T) {
 	t.Parallel()
-	wrong := config.NewSecret("wrong-secret")
+	wrong := secret.New("wrong-secret")
 	tests := []struct {
 		name     string
 		workflow string

@@ -19,6 +19,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/policy"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 	"github.com/n8n-invoker/n8n-invoker/telemetry"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -38,7 +39,7 @@ type Manager struct {
 	telOpts      []telemetry.Option
 	tracers      []telemetry.Tracer
 	healthClient *http.Client
-	keys         config.SecretProvider
+	keys         secret.Provider
 	ownDLQ       interface{ Close() error }
 	resolver     *n8napi.Resolver
 	bulkhead     *policy.Bulkhead
@@ -134,28 +135,28 @@ func WithTracer(t telemetry.Tracer) Option {
 
 // WithSecretProvider takes the n8n API key from p (a secrets manager, a
 // file...) instead of n8n.api_key or n8n.api_key_file.
-func WithSecretProvider(p config.SecretProvider) Option {
+func WithSecretProvider(p secret.Provider) Option {
 	return func(m *Manager) error { m.keys = p; return nil }
 }
 
 // ReloadSecrets re-reads the API key from its source (the CLI calls it
 // on SIGHUP). Calls in flight finish with the old key.
 func (m *Manager) ReloadSecrets(ctx context.Context) (changed bool, err error) {
-	if r, ok := m.keys.(config.Reloader); ok {
+	if r, ok := m.keys.(secret.Reloader); ok {
 		return r.Reload(ctx)
 	}
 	return false, nil
 }
 
-func keySourceFromConfig(cfg *config.Config) (config.SecretProvider, error) {
+func keySourceFromConfig(cfg *config.Config) (secret.Provider, error) {
 	if cfg.N8N.APIKeyFile != "" {
-		f, err := config.NewFileSecret(cfg.N8N.APIKeyFile)
+		f, err := secret.NewFile(cfg.N8N.APIKeyFile)
 		if err != nil {
 			return nil, &config.Error{Pos: cfg.PositionOf("n8n.api_key_file"), Field: "n8n.api_key_file", Msg: err.Error()}
 		}
 		return f, nil
 	}
-	return config.StaticSecret(cfg.N8N.APIKey), nil
+	return secret.Static(cfg.N8N.APIKey), nil
 }
 
 // WithAPIClient sets the n8n API client (default: one built from
@@ -260,7 +261,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 					return nil, err
 				}
 			}
-			api, err := n8napi.NewClient(cfg.N8N.BaseURL, config.Secret{}, n8napi.WithKeySource(m.keys), n8napi.WithTLSConfig(tlsConf))
+			api, err := n8napi.NewClient(cfg.N8N.BaseURL, secret.Secret{}, n8napi.WithKeySource(m.keys), n8napi.WithTLSConfig(tlsConf))
 			if err != nil {
 				return nil, err
 			}

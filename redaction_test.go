@@ -21,6 +21,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 // TestRedactionEverywhere runs calls that succeed and fail against the
@@ -44,7 +45,7 @@ func TestRedactionEverywhere(t *testing.T) {
 	cfg.Hooks.PreExecution = []config.HookRef{{Name: "logging_hook"}}
 	cfg.Hooks.PostExecution = []config.HookRef{{Name: "logging_hook"}}
 	cfg.Hooks.Error = []config.HookRef{{Name: "logging_hook"}, {Name: "notification_hook"}}
-	cfg.Hooks.Notification = config.Notification{URL: config.NewSecret(recv.URL + "/hooks/" + notifyToken), Format: "json"}
+	cfg.Hooks.Notification = config.Notification{URL: secret.New(recv.URL + "/hooks/" + notifyToken), Format: "json"}
 	cfg.Tracing.Enabled = true
 	cfg.DLQ = config.DLQ{Enabled: true, Path: filepath.Join(t.TempDir(), "dlq.db"), On: []string{"transient", "unknown", "permanent"}}
 	cfg.Invokers.HTTP.MaxRetries = 1
@@ -82,10 +83,10 @@ func TestRedactionEverywhere(t *testing.T) {
 	// Wrong secrets everywhere.
 	bad := n8n.Config(t)
 	for name, w := range bad.Workflows {
-		w.Auth.Value, w.Auth.Password, w.Auth.Secret = config.NewSecret("wrong-"+n8n.HeaderValue), config.NewSecret("wrong-"+n8n.BasicPassword), config.NewSecret("wrong-"+n8n.HMACSecret)
+		w.Auth.Value, w.Auth.Password, w.Auth.Secret = secret.New("wrong-"+n8n.HeaderValue), secret.New("wrong-"+n8n.BasicPassword), secret.New("wrong-"+n8n.HMACSecret)
 		bad.Workflows[name] = w
 	}
-	bad.N8N.APIKey = config.NewSecret("wrong-" + n8n.APIKey)
+	bad.N8N.APIKey = secret.New("wrong-" + n8n.APIKey)
 	mb, err := invoker.New(bad, fx.options(), invoker.WithLogger(slog.New(slog.NewJSONHandler(lockedWriter{&logs, &lmu}, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	if err != nil {
 		t.Fatal(err)

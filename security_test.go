@@ -22,6 +22,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/internal/testcerts"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 func tlsStub(t *testing.T, certs *testcerts.Set, mTLS bool) *httptest.Server {
@@ -216,7 +217,7 @@ func TestSignedWebhooksAgainstRealN8N(t *testing.T) {
 	if err != nil || !strings.Contains(string(res.Output), `"jwtPayload"`) {
 		t.Fatalf("jwt: %v %v", res, err)
 	}
-	wrong := config.NewSecret("not-the-right-secret-0123")
+	wrong := secret.New("not-the-right-secret-0123")
 	bad, _ := realManager(t, func(c *config.Config) {
 		for _, n := range []string{n8ntest.Signed, n8ntest.JWTAuth} {
 			w := c.Workflows[n]
@@ -233,7 +234,7 @@ func TestSignedWebhooksAgainstRealN8N(t *testing.T) {
 	}
 	// A replayed (stale) signature is rejected by the template workflow.
 	body := []byte(`{"order":8}`)
-	ts, sig := httpinvoker.Sign(config.NewSecret(n8n.HMACSecret), time.Now().Add(-10*time.Minute), body)
+	ts, sig := httpinvoker.Sign(secret.New(n8n.HMACSecret), time.Now().Add(-10*time.Minute), body)
 	req, _ := http.NewRequestWithContext(ctx, "POST", n8n.BaseURL+"/webhook/invoker-signed", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(httpinvoker.HeaderTimestamp, ts)

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
-	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 // apiManager returns a manager with no workflow aliases and an API client
@@ -86,7 +86,7 @@ func TestRealN8NRunByIDErrors(t *testing.T) {
 	}
 
 	noKey := n8ntest.Require(t).Config(t)
-	noKey.N8N.APIKey = config.Secret{}
+	noKey.N8N.APIKey = secret.Secret{}
 	m2, err := invoker.New(noKey)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 // Defaults of the configuration, applied to keys the file leaves out.
@@ -85,7 +87,7 @@ type N8N struct {
 	// are served under BaseURL/webhook/.
 	BaseURL string `yaml:"base_url"`
 	// APIKey is the public API key (header X-N8N-API-KEY).
-	APIKey Secret `yaml:"api_key"`
+	APIKey secret.Secret `yaml:"api_key"`
 	// Timeout bounds one attempt. Zero means DefaultTimeout.
 	Timeout Duration `yaml:"timeout"`
 	// APIKeyFile reads the API key from a file (a container or Kubernetes
@@ -248,7 +250,7 @@ type Hooks struct {
 type Notification struct {
 	// URL is a Slack-compatible incoming webhook or any URL taking a JSON
 	// POST. It is a secret: such URLs carry their token.
-	URL Secret `yaml:"url"`
+	URL secret.Secret `yaml:"url"`
 	// Format is slack ({"text": ...}, default) or json (the full record).
 	Format string `yaml:"format"`
 	// Timeout bounds one post (default 5 s).
@@ -299,13 +301,13 @@ type Auth struct {
 	// Name is the header name for header auth.
 	Name string `yaml:"name"`
 	// Value is the header value for header auth.
-	Value Secret `yaml:"value"`
+	Value secret.Secret `yaml:"value"`
 	// Username is the user for basic auth.
 	Username string `yaml:"username"`
 	// Password is the password for basic auth.
-	Password Secret `yaml:"password"`
+	Password secret.Secret `yaml:"password"`
 	// Secret is the key of hmac and jwt auth.
-	Secret Secret `yaml:"secret"`
+	Secret secret.Secret `yaml:"secret"`
 }
 
 // Duration is a time.Duration read from YAML as seconds (30, 1.5) or as a
@@ -745,7 +747,7 @@ func (c *Config) validateDLQ(add func(*Error)) {
 // webhook and credential secrets), for log redaction backstops.
 func (c *Config) SecretValues() []string {
 	var out []string
-	add := func(s Secret) {
+	add := func(s secret.Secret) {
 		if !s.IsZero() {
 			out = append(out, s.Reveal())
 		}

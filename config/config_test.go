@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 func env(m map[string]string) Option {
@@ -250,10 +252,10 @@ func TestSeveralErrorsReported(t *testing.T) {
 
 func TestSecretNeverPrints(t *testing.T) {
 	t.Parallel()
-	s := NewSecret("hunter2")
+	s := secret.New("hunter2")
 	var logged strings.Builder
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "key", s)
-	js, _ := json.Marshal(struct{ K Secret }{s})
+	js, _ := json.Marshal(struct{ K secret.Secret }{s})
 	outs := []string{
 		fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s %q %x", s, s, s, s, s, s),
 		fmt.Sprintf("%+v", N8N{APIKey: s}), fmt.Sprintf("%#v", N8N{APIKey: s}),

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/n8n-invoker/n8n-invoker/secret"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -95,7 +96,7 @@ func kindName(n *yaml.Node) string {
 
 var (
 	durationType = reflect.TypeFor[Duration]()
-	secretType   = reflect.TypeFor[Secret]()
+	secretType   = reflect.TypeFor[secret.Secret]()
 	hookRefType  = reflect.TypeFor[HookRef]()
 )
 
@@ -122,7 +123,7 @@ func (l *loader) decode(n *yaml.Node, v reflect.Value, field string) error {
 			}
 			v.Set(reflect.ValueOf(d))
 		case secretType:
-			v.Set(reflect.ValueOf(NewSecret(s)))
+			v.Set(reflect.ValueOf(secret.New(s)))
 		default:
 			v.Set(reflect.ValueOf(HookRef{Name: s, Pos: l.at(n)}))
 		}

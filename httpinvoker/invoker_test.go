@@ -18,6 +18,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/internal/core"
 	"github.com/n8n-invoker/n8n-invoker/policy"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -82,8 +83,8 @@ func (s *script) count() int {
 var testEndpoints = StaticResolver{
 	"wf":     {Path: "hook", Method: "POST", ResponseMode: config.ResponseModeLastNode},
 	"get":    {Path: "hook-get", Method: "GET", ResponseMode: config.ResponseModeLastNode},
-	"header": {Path: "h", Auth: config.Auth{Type: config.AuthHeader, Name: "X-Token", Value: config.NewSecret("tok-secret")}},
-	"basic":  {Path: "b", Auth: config.Auth{Type: config.AuthBasic, Username: "u", Password: config.NewSecret("pw-secret")}},
+	"header": {Path: "h", Auth: config.Auth{Type: config.AuthHeader, Name: "X-Token", Value: secret.New("tok-secret")}},
+	"basic":  {Path: "b", Auth: config.Auth{Type: config.AuthBasic, Username: "u", Password: secret.New("pw-secret")}},
 	"async":  {Path: "a", ResponseMode: config.ResponseModeOnReceived},
 }
 

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 // Headers of HMAC-signed webhook requests.
@@ -24,7 +24,7 @@ const (
 // recomputes it over the raw body and rejects timestamps outside its
 // replay window (templates/verify-hmac-signature.json uses 300 s). Every
 // attempt is signed afresh.
-func Sign(secret config.Secret, now time.Time, body []byte) (timestamp, signature string) {
+func Sign(secret secret.Secret, now time.Time, body []byte) (timestamp, signature string) {
 	timestamp = strconv.FormatInt(now.Unix(), 10)
 	mac := hmac.New(sha256.New, []byte(secret.Reveal()))
 	mac.Write([]byte(timestamp))
@@ -34,7 +34,7 @@ func Sign(secret config.Secret, now time.Time, body []byte) (timestamp, signatur
 }
 
 // VerifySignature checks a signature made by Sign, within window of now.
-func VerifySignature(secret config.Secret, now time.Time, window time.Duration, body []byte, timestamp, signature string) bool {
+func VerifySignature(secret secret.Secret, now time.Time, window time.Duration, body []byte, timestamp, signature string) bool {
 	ts, err := strconv.ParseInt(timestamp, 10, 64)
 	if err != nil {
 		return false
@@ -49,7 +49,7 @@ func VerifySignature(secret config.Secret, now time.Time, window time.Duration, 
 // JWT returns an HS256 token for n8n's JWT webhook authentication
 // (credential type jwtAuth, passphrase, HS256): issued now, valid 60 s,
 // with the request id as jti.
-func JWT(secret config.Secret, now time.Time, jti string) string {
+func JWT(secret secret.Secret, now time.Time, jti string) string {
 	enc := base64.RawURLEncoding
 	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 	claims := map[string]any{"iat": now.Unix(), "exp": now.Add(60 * time.Second).Unix()}

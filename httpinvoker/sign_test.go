@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 func TestSignAndVerify(t *testing.T) {
 	t.Parallel()
-	secret := config.NewSecret("0123456789abcdef-secret")
+	key := secret.New("0123456789abcdef-secret")
 	now := time.Unix(1_800_000_000, 0)
 	body := []byte(`{"email":"a@b.c"}`)
-	ts, sig := Sign(secret, now, body)
+	ts, sig := Sign(key, now, body)
 	if ts != "1800000000" || !strings.HasPrefix(sig, "v1=") || len(sig) != 3+64 {
 		t.Fatalf("ts %s sig %s", ts, sig)
 	}
@@ -27,15 +27,15 @@ func TestSignAndVerify(t *testing.T) {
 		sig    string
 		ok     bool
 	}{
-		{"valid", now.Add(10 * time.Second), string(body), secret.Reveal(), sig, true},
-		{"stale", now.Add(6 * time.Minute), string(body), secret.Reveal(), sig, false},
-		{"from the future", now.Add(-6 * time.Minute), string(body), secret.Reveal(), sig, false},
-		{"tampered body", now, `{"email":"x@b.c"}`, secret.Reveal(), sig, false},
+		{"valid", now.Add(10 * time.Second), string(body), key.Reveal(), sig, true},
+		{"stale", now.Add(6 * time.Minute), string(body), key.Reveal(), sig, false},
+		{"from the future", now.Add(-6 * time.Minute), string(body), key.Reveal(), sig, false},
+		{"tampered body", now, `{"email":"x@b.c"}`, key.Reveal(), sig, false},
 		{"wrong secret", now, string(body), "another-secret-0123", sig, false},
-		{"garbage", now, string(body), secret.Reveal(), "v1=zz", false},
+		{"garbage", now, string(body), key.Reveal(), "v1=zz", false},
 	}
 	for _, tt := range tests {
-		if got := VerifySignature(config.NewSecret(tt.secret), tt.now, 5*time.Minute, []byte(tt.body), ts, tt.sig); got != tt.ok {
+		if got := VerifySignature(secret.New(tt.secret), tt.now, 5*time.Minute, []byte(tt.body), ts, tt.sig); got != tt.ok {
 			t.Errorf("%s: %v", tt.name, got)
 		}
 	}
@@ -43,7 +43,7 @@ func TestSignAndVerify(t *testing.T) {
 
 func TestJWTShape(t *testing.T) {
 	t.Parallel()
-	tok := JWT(config.NewSecret("0123456789abcdef"), time.Unix(1_800_000_000, 0), "req-1")
+	tok := JWT(secret.New("0123456789abcdef"), time.Unix(1_800_000_000, 0), "req-1")
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
 		t.Fatalf("token %s", tok)

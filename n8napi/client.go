@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 // HeaderAPIKey is the header that carries the API key.
@@ -28,7 +28,7 @@ const DefaultMaxResponseBytes = 64 << 20
 // Client talks to n8n's public API. It is safe for concurrent use.
 type Client struct {
 	base    *url.URL // ends in /api/v1/
-	keys    config.SecretProvider
+	keys    secret.Provider
 	hc      *http.Client
 	maxBody int64
 	tls     *tls.Config
@@ -58,9 +58,9 @@ func WithHTTPClient(hc *http.Client) Option {
 
 // WithKeySource takes the API key from p (a file that is reloaded when
 // it changes, a secrets manager...) instead of a fixed value. After a
-// 401, a p that is a config.Reloader is reloaded and the call retried
+// 401, a p that is a secret.Reloader is reloaded and the call retried
 // once with the new key.
-func WithKeySource(p config.SecretProvider) Option {
+func WithKeySource(p secret.Provider) Option {
 	return func(c *Client) error {
 		if p == nil {
 			return errors.New("nil key source")
@@ -88,7 +88,7 @@ func WithMaxResponseBytes(n int64) Option {
 
 // NewClient returns a client for the n8n instance at baseURL (the
 // instance's address, without /api/v1).
-func NewClient(baseURL string, apiKey config.Secret, opts ...Option) (*Client, error) {
+func NewClient(baseURL string, apiKey secret.Secret, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("n8napi: base URL must be http(s)://host[/path], got %q", baseURL)
@@ -96,7 +96,7 @@ func NewClient(baseURL string, apiKey config.Secret, opts ...Option) (*Client, e
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/v1/"
 	c := &Client{base: u, maxBody: DefaultMaxResponseBytes}
 	if !apiKey.IsZero() {
-		c.keys = config.StaticSecret(apiKey)
+		c.keys = secret.Static(apiKey)
 	}
 	for _, o := range opts {
 		if err := o(c); err != nil {
@@ -250,7 +250,7 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 	resp, err := c.Do(req, v)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.StatusCode == http.StatusUnauthorized {
-		if r, ok := c.keys.(config.Reloader); ok {
+		if r, ok := c.keys.(secret.Reloader); ok {
 			if changed, rerr := r.Reload(ctx); rerr == nil && changed {
 				if req, err = c.NewRequest(ctx, method, path, query, body); err != nil {
 					return nil, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 // setup returns a client bound to a test server behind a non-empty base
@@ -30,7 +31,7 @@ func setup(t *testing.T) (*Client, *http.ServeMux) {
 		api.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	c, err := NewClient(srv.URL+"/n8n/", config.NewSecret("test-key"))
+	c, err := NewClient(srv.URL+"/n8n/", secret.New("test-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,13 +88,13 @@ func TestAPIErrors(t *testing.T) {
 	if !errors.As(err, &ae) || ae.StatusCode != 404 || ae.Message != "Not Found" || !IsNotFound(err) || ae.Class() != core.Permanent {
 		t.Errorf("err %v", err)
 	}
-	bad, _ := NewClient(strings.TrimSuffix(c.base.String(), "api/v1/"), config.NewSecret("wrong"))
+	bad, _ := NewClient(strings.TrimSuffix(c.base.String(), "api/v1/"), secret.New("wrong"))
 	defer bad.Close()
 	_, _, err = bad.Workflows.Get(context.Background(), "x")
 	if !errors.As(err, &ae) || ae.StatusCode != 401 || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("bad key: %v", err)
 	}
-	if _, err := NewClient("http://x", config.Secret{}); err == nil {
+	if _, err := NewClient("http://x", secret.Secret{}); err == nil {
 		t.Error("a client without key")
 	}
 }
@@ -123,7 +124,7 @@ func TestResolverFindsTheWebhook(t *testing.T) {
 	mux.HandleFunc("GET /workflows", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"data":[],"nextCursor":null}`)
 	})
-	creds := map[string]config.Auth{"Onboarding token": {Type: config.AuthHeader, Name: "X-T", Value: config.NewSecret("s")}}
+	creds := map[string]config.Auth{"Onboarding token": {Type: config.AuthHeader, Name: "X-T", Value: secret.New("s")}}
 	r := NewResolver(c, 0, creds)
 	ctx := context.Background()
 	ep, err := r.Resolve(ctx, "W1")
@@ -164,7 +165,7 @@ func BenchmarkResolverWarm(b *testing.B) {
 		fmt.Fprint(w, `{"id":"W1","name":"x","active":true,"nodes":[{"name":"Webhook","type":"n8n-nodes-base.webhook","parameters":{"path":"p","httpMethod":"POST"}}]}`)
 	}))
 	defer srv.Close()
-	c, _ := NewClient(srv.URL, config.NewSecret("k"))
+	c, _ := NewClient(srv.URL, secret.New("k"))
 	defer c.Close()
 	r := NewResolver(c, 0, nil)
 	ctx := context.Background()

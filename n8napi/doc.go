@@ -6,7 +6,7 @@
 // accept unknown fields and ids given as strings or numbers, since n8n's
 // shapes differ across versions (1.x and 2.x are both known to work).
 //
-//	client, err := n8napi.NewClient("https://n8n.example.com", config.NewSecret(key))
+//	client, err := n8napi.NewClient("https://n8n.example.com", secret.New(key))
 //	wf, _, err := client.Workflows.Get(ctx, "wT3sTaKYwzyZ6XQv")
 //	for exec, err := range client.Executions.All(ctx, &n8napi.ExecutionListOptions{WorkflowID: wf.ID}) { ... }
 package n8napi

@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 
-	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 func ExampleClient_Await() {
@@ -22,7 +22,7 @@ func ExampleClient_Await() {
 		fmt.Fprintf(w, `{"id":"42","status":%q,"data":{"resultData":{"lastNodeExecuted":"Done","runData":{"Done":[{"data":{"main":[[{"json":{"ok":true}}]]}}]}}}}`, status)
 	}))
 	defer srv.Close()
-	client, _ := n8napi.NewClient(srv.URL, config.NewSecret("key"))
+	client, _ := n8napi.NewClient(srv.URL, secret.New("key"))
 	e, calls, err := client.Await(context.Background(), "42", nil)
 	if err != nil {
 		panic(err)

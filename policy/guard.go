@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+
 	"github.com/n8n-invoker/n8n-invoker/config"
 
 	"github.com/n8n-invoker/n8n-invoker/internal/core"

@@ -3,12 +3,13 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"github.com/n8n-invoker/n8n-invoker/config"
 	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/config"
 )
 
 // Defaults of Retry.

@@ -8,7 +8,7 @@ import (
 
 // RedactHandler wraps h so that any of secrets appearing in a record's
 // message or string attributes is replaced by REDACTED: a backstop behind
-// config.Secret, which redacts itself, for secrets that reached a log as
+// secret.Secret, which redacts itself, for secrets that reached a log as
 // plain strings (inside an error message, say).
 func RedactHandler(h slog.Handler, secrets ...string) slog.Handler {
 	var keep []string

@@ -16,8 +16,8 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
-	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 // Contract is an http.RoundTripper that checks every request n8napi sends
@@ -61,7 +61,7 @@ func (i *Instance) NewContract(t testing.TB) *Contract {
 // API returns an n8napi client whose traffic the contract checks.
 func (c *Contract) API(t testing.TB, i *Instance) *n8napi.Client {
 	t.Helper()
-	api, err := n8napi.NewClient(i.BaseURL, config.NewSecret(i.APIKey), n8napi.WithHTTPClient(&http.Client{Transport: c}))
+	api, err := n8napi.NewClient(i.BaseURL, secret.New(i.APIKey), n8napi.WithHTTPClient(&http.Client{Transport: c}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,14 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 // API returns a public API client for the instance.
 func (i *Instance) API(t testing.TB) *n8napi.Client {
 	t.Helper()
-	c, err := n8napi.NewClient(i.BaseURL, config.NewSecret(i.APIKey))
+	c, err := n8napi.NewClient(i.BaseURL, secret.New(i.APIKey))
 	if err != nil {
 		t.Fatal(err)
 	}

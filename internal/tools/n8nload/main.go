@@ -13,11 +13,12 @@ import (
 	"os"
 	"sync/atomic"
 
-	"golang.org/x/sync/errgroup"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"

@@ -1,4 +1,4 @@
-package config
+package secret
 
 import (
 	"fmt"
@@ -11,8 +11,8 @@ const redacted = "REDACTED"
 // only Reveal returns the value.
 type Secret struct{ v string }
 
-// NewSecret wraps a credential.
-func NewSecret(v string) Secret { return Secret{v: v} }
+// New wraps a credential.
+func New(v string) Secret { return Secret{v: v} }
 
 // Reveal returns the credential. Call it only where the value is sent.
 func (s Secret) Reveal() string { return s.v }
@@ -29,7 +29,7 @@ func (s Secret) String() string {
 }
 
 // GoString returns REDACTED, also for %#v.
-func (s Secret) GoString() string { return `config.Secret("` + s.String() + `")` }
+func (s Secret) GoString() string { return `secret.Secret("` + s.String() + `")` }
 
 // Format prints REDACTED whatever the verb.
 func (s Secret) Format(f fmt.State, verb rune) {
