@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
@@ -33,7 +34,7 @@ type BatchResult struct {
 	// Index is the item's position in the input.
 	Index  int
 	Item   BatchItem
-	Result *Result
+	Result *invocation.Result
 	Err    error
 }
 
@@ -92,7 +93,7 @@ func (m *Manager) ExecuteBatch(ctx context.Context, items []BatchItem, maxConcur
 		return nil, err
 	}
 	if !m.enter() {
-		return nil, ErrClosed
+		return nil, invocation.ErrClosed
 	}
 	defer m.wg.Done()
 	results := make([]BatchResult, len(items))
@@ -122,7 +123,7 @@ func (m *Manager) ExecuteStream(ctx context.Context, items iter.Seq[BatchItem], 
 	}
 	return func(yield func(BatchResult) bool) {
 		if !m.enter() {
-			yield(BatchResult{Err: ErrClosed})
+			yield(BatchResult{Err: invocation.ErrClosed})
 			return
 		}
 		defer m.wg.Done()
@@ -201,11 +202,11 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		switch {
 		case r.Err == nil:
 			prog.Succeeded++
-		case IsCanceled(r.Err):
+		case invocation.IsCanceled(r.Err):
 			prog.Canceled++
 		default:
 			prog.Failed++
-			if errors.Is(r.Err, ErrDeadLettered) {
+			if errors.Is(r.Err, invocation.ErrDeadLettered) {
 				prog.DeadLettered++
 			}
 		}
@@ -237,17 +238,17 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		wg.Go(func() {
 			defer m.tel.BatchInFlight(ctx, -1)
 			start := time.Now()
-			res, err := m.execute(ctx, Request{Workflow: it.ID, Params: it.Params, IdempotencyKey: it.IdempotencyKey}, nil)
+			res, err := m.execute(ctx, invocation.Request{Workflow: it.ID, Params: it.Params, IdempotencyKey: it.IdempotencyKey}, nil)
 			rtt := time.Since(start)
 			switch {
 			case err == nil:
-			case IsCanceled(err):
+			case invocation.IsCanceled(err):
 				rtt = 0
 				if cause := context.Cause(ctx); cause != nil {
 					err = cause
 				}
 			case o.failFast:
-				cancel(ErrBatchAborted)
+				cancel(invocation.ErrBatchAborted)
 			}
 			mu.Lock()
 			prog.InFlight--
@@ -256,7 +257,7 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 			// Free the slot only once the result is handed over: a slow
 			// stream consumer then holds the dispatcher back, and memory
 			// stays bounded by the concurrency.
-			lim.Release(rtt, err != nil && !IsCanceled(err) && ClassOf(err) != Permanent)
+			lim.Release(rtt, err != nil && !invocation.IsCanceled(err) && invocation.ClassOf(err) != invocation.Permanent)
 		})
 	}
 	wg.Wait()

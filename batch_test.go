@@ -11,6 +11,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 func items(n int) []invoker.BatchItem {
@@ -23,9 +24,9 @@ func items(n int) []invoker.BatchItem {
 
 func TestFailFast(t *testing.T) {
 	t.Parallel()
-	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 		if req.Params["i"] == 5 {
-			return nil, &invoker.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invoker.Permanent, Attempts: 1}
+			return nil, &invocation.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1}
 		}
 		if req.Params["i"].(int) > 5 {
 			<-ctx.Done() // in flight when the failure happens
@@ -43,9 +44,9 @@ func TestFailFast(t *testing.T) {
 		switch {
 		case r.Err == nil:
 			ok++
-		case errors.Is(r.Err, invoker.ErrBatchAborted):
+		case errors.Is(r.Err, invocation.ErrBatchAborted):
 			aborted++
-			if !invoker.IsCanceled(r.Err) {
+			if !invocation.IsCanceled(r.Err) {
 				t.Error("an aborted item counts as a failure")
 			}
 		default:
@@ -62,9 +63,9 @@ func TestFailFast(t *testing.T) {
 
 func TestProgressReportsEveryItem(t *testing.T) {
 	t.Parallel()
-	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 		if req.Params["i"].(int)%4 == 0 {
-			return nil, &invoker.HTTPError{StatusCode: 400, ErrClass: invoker.Permanent}
+			return nil, &invocation.HTTPError{StatusCode: 400, ErrClass: invocation.Permanent}
 		}
 		return okResult(ctx, req)
 	}}
@@ -134,7 +135,7 @@ func TestStreamCanceledMarksTheRest(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	var once sync.Once
-	f := &fakeInvoker{fn: func(c context.Context, req *invoker.Request) (*invoker.Result, error) {
+	f := &fakeInvoker{fn: func(c context.Context, req *invocation.Request) (*invocation.Result, error) {
 		if req.Params["i"] == 2 {
 			once.Do(cancel)
 		}
@@ -152,7 +153,7 @@ func TestStreamCanceledMarksTheRest(t *testing.T) {
 	for r := range seq {
 		if r.Err == nil {
 			ok++
-		} else if invoker.IsCanceled(r.Err) {
+		} else if invocation.IsCanceled(r.Err) {
 			canceled++
 		}
 	}
@@ -163,7 +164,7 @@ func TestStreamCanceledMarksTheRest(t *testing.T) {
 
 func TestAdaptiveBatch(t *testing.T) {
 	t.Parallel()
-	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 		time.Sleep(time.Millisecond)
 		return okResult(ctx, req)
 	}}
@@ -190,7 +191,7 @@ func TestAdaptiveBatch(t *testing.T) {
 
 func TestFallbackOnDegradation(t *testing.T) {
 	t.Parallel()
-	open := &invoker.CircuitOpenError{Workflow: "w", State: "open"}
+	open := &invocation.CircuitOpenError{Workflow: "w", State: "open"}
 	tests := []struct {
 		name     string
 		err      error
@@ -198,13 +199,13 @@ func TestFallbackOnDegradation(t *testing.T) {
 		wantOut  string
 		wantErr  error
 	}{
-		{"substitute result", open, func(_ context.Context, req *invoker.Request, err error) (*invoker.Result, error) {
-			return &invoker.Result{Workflow: req.Workflow, Output: []byte(`"cached"`)}, nil
+		{"substitute result", open, func(_ context.Context, req *invocation.Request, err error) (*invocation.Result, error) {
+			return &invocation.Result{Workflow: req.Workflow, Output: []byte(`"cached"`)}, nil
 		}, `"cached"`, nil},
-		{"fallback error", open, func(context.Context, *invoker.Request, error) (*invoker.Result, error) {
+		{"fallback error", open, func(context.Context, *invocation.Request, error) (*invocation.Result, error) {
 			return nil, errors.New("queued for later")
 		}, "", nil},
-		{"not degraded: no fallback", &invoker.HTTPError{StatusCode: 400, ErrClass: invoker.Permanent}, func(context.Context, *invoker.Request, error) (*invoker.Result, error) {
+		{"not degraded: no fallback", &invocation.HTTPError{StatusCode: 400, ErrClass: invocation.Permanent}, func(context.Context, *invocation.Request, error) (*invocation.Result, error) {
 			t.Error("fallback ran for a permanent error")
 			return nil, nil
 		}, "", nil},
@@ -212,7 +213,7 @@ func TestFallbackOnDegradation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			m := newManager(t, &fakeInvoker{fn: func(context.Context, *invoker.Request) (*invoker.Result, error) { return nil, tt.err }},
+			m := newManager(t, &fakeInvoker{fn: func(context.Context, *invocation.Request) (*invocation.Result, error) { return nil, tt.err }},
 				invoker.WithFallback(tt.fallback))
 			res, err := m.ExecuteWorkflow(t.Context(), "w", nil)
 			switch {
@@ -234,7 +235,7 @@ func TestBulkheadFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	release := make(chan struct{})
-	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 		<-release
 		return okResult(ctx, req)
 	}}
@@ -251,7 +252,7 @@ func TestBulkheadFromConfig(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	_, err = m.ExecuteWorkflow(context.Background(), "w", nil)
-	var be *invoker.BulkheadError
+	var be *invocation.BulkheadError
 	if !errors.As(err, &be) || !invoker.IsDegraded(err) {
 		t.Errorf("third call: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/internal/chaos"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
@@ -49,16 +50,16 @@ func account(t *testing.T, results []invoker.BatchResult, keyOf func(int) string
 			degraded++
 		default:
 			var (
-				he *invoker.HTTPError
-				te *invoker.TransportError
-				ra *invoker.RetryAfterError
-				co *invoker.CircuitOpenError
-				be *invoker.BudgetExhaustedError
+				he *invocation.HTTPError
+				te *invocation.TransportError
+				ra *invocation.RetryAfterError
+				co *invocation.CircuitOpenError
+				be *invocation.BudgetExhaustedError
 			)
 			if !(errors.As(r.Err, &he) || errors.As(r.Err, &te) || errors.As(r.Err, &ra) || errors.As(r.Err, &co) || errors.As(r.Err, &be)) {
 				t.Errorf("item %d: untyped error %T: %v", i, r.Err, r.Err)
 			}
-			if invoker.AttemptsOf(r.Err) == 0 && !errors.As(r.Err, &co) {
+			if invocation.AttemptsOf(r.Err) == 0 && !errors.As(r.Err, &co) {
 				t.Errorf("item %d: error without attempt count: %v", i, r.Err)
 			}
 			failed++
@@ -216,7 +217,7 @@ func TestChaosBreakerOpensAndRecovers(t *testing.T) {
 			transitions = append(transitions, from.String()+">"+to.String())
 			mu.Unlock()
 		}),
-		invoker.WithFallback(func(_ context.Context, _ *invoker.Request, err error) (*invoker.Result, error) {
+		invoker.WithFallback(func(_ context.Context, _ *invocation.Request, err error) (*invocation.Result, error) {
 			fallbacks.Add(1)
 			return nil, fmt.Errorf("%w: %w", errFallback, err)
 		}))

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/n8n-invoker/n8n-invoker/dlq"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 )
 
@@ -48,7 +49,7 @@ func (m *Manager) openDLQ() error {
 }
 
 func (m *Manager) deadLetterClass(err error) bool {
-	return slices.Contains(m.cfg.DLQ.On, ClassOf(err).String())
+	return slices.Contains(m.cfg.DLQ.On, invocation.ClassOf(err).String())
 }
 
 // journaled runs invoke under the write-ahead journal: a key that already
@@ -56,14 +57,14 @@ func (m *Manager) deadLetterClass(err error) bool {
 // becomes a dead letter (returned as *DeadLetteredError). replayOf, when
 // not zero, is the entry being replayed: it is removed on success and
 // updated on failure instead of adding a new one.
-func (m *Manager) journaled(ctx context.Context, req *Request, explicitKey bool, replayOf int64, invoke func() (*Result, error)) (*Result, error) {
+func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explicitKey bool, replayOf int64, invoke func() (*invocation.Result, error)) (*invocation.Result, error) {
 	if explicitKey || replayOf != 0 {
 		raw, ok, err := m.dlq.Completed(ctx, req.IdempotencyKey)
 		if err != nil {
 			return nil, fmt.Errorf("invoker: reading the idempotency record: %w", err)
 		}
 		if ok {
-			var res Result
+			var res invocation.Result
 			if err := json.Unmarshal(raw, &res); err != nil {
 				return nil, fmt.Errorf("invoker: idempotency record of %q: %w", req.IdempotencyKey, err)
 			}
@@ -99,32 +100,32 @@ func (m *Manager) journaled(ctx context.Context, req *Request, explicitKey bool,
 			_ = m.dlq.Delete(bg, replayOf)
 		}
 		return res, nil
-	case IsCanceled(err) || !m.deadLetterClass(err) || replayOf != 0:
+	case invocation.IsCanceled(err) || !m.deadLetterClass(err) || replayOf != 0:
 		if _, eerr := m.dlq.End(bg, req.IdempotencyKey, nil); eerr != nil {
 			m.log.Error("dead-letter queue: clearing an in-flight record failed", "error", eerr.Error())
 		}
-		if replayOf != 0 && !IsCanceled(err) {
-			_ = m.dlq.MarkReplayed(bg, replayOf, max(1, AttemptsOf(err)), errorInfo(err))
+		if replayOf != 0 && !invocation.IsCanceled(err) {
+			_ = m.dlq.MarkReplayed(bg, replayOf, max(1, invocation.AttemptsOf(err)), errorInfo(err))
 		}
 		return nil, err
 	}
 	info := errorInfo(err)
 	reason := "exhausted"
 	switch {
-	case errors.Is(err, ErrCircuitOpen):
+	case errors.Is(err, invocation.ErrCircuitOpen):
 		reason = "circuit-open"
-	case errors.Is(err, ErrRetryBudgetExhausted):
+	case errors.Is(err, invocation.ErrRetryBudgetExhausted):
 		reason = "retry-budget"
-	case errors.Is(err, ErrBulkheadFull):
+	case errors.Is(err, invocation.ErrBulkheadFull):
 		reason = "bulkhead"
-	case ClassOf(err) == Permanent:
+	case invocation.ClassOf(err) == invocation.Permanent:
 		reason = "failed"
 	}
 	e := &dlq.Entry{
 		Workflow: req.Workflow, Params: params, IdempotencyKey: req.IdempotencyKey, RequestID: req.RequestID,
-		Attempts: AttemptsOf(err), Reason: reason, FirstError: info, LastError: info,
+		Attempts: invocation.AttemptsOf(err), Reason: reason, FirstError: info, LastError: info,
 	}
-	var fe *ExecutionFailedError
+	var fe *invocation.ExecutionFailedError
 	if errors.As(err, &fe) {
 		e.ExecutionID = fe.ExecutionID
 	}
@@ -134,14 +135,14 @@ func (m *Manager) journaled(ctx context.Context, req *Request, explicitKey bool,
 			"idempotency_key", req.IdempotencyKey, "error", derr.Error())
 		return nil, err
 	}
-	return nil, &DeadLetteredError{EntryID: id, Err: err}
+	return nil, &invocation.DeadLetteredError{EntryID: id, Err: err}
 }
 
 func errorInfo(err error) dlq.ErrorInfo {
-	return dlq.ErrorInfo{Class: ClassOf(err).String(), Message: err.Error()}
+	return dlq.ErrorInfo{Class: invocation.ClassOf(err).String(), Message: err.Error()}
 }
 
-func (m *Manager) encodeParams(req *Request) (json.RawMessage, error) {
+func (m *Manager) encodeParams(req *invocation.Request) (json.RawMessage, error) {
 	if len(req.Body) > 0 {
 		return req.Body, nil
 	}
@@ -168,10 +169,10 @@ type ReplayReport struct {
 
 // ReplayResult is the outcome of one replayed entry.
 type ReplayResult struct {
-	EntryID int64   `json:"entry_id"`
-	Result  *Result `json:"result,omitempty"`
-	Err     error   `json:"-"`
-	Error   string  `json:"error,omitempty"`
+	EntryID int64              `json:"entry_id"`
+	Result  *invocation.Result `json:"result,omitempty"`
+	Err     error              `json:"-"`
+	Error   string             `json:"error,omitempty"`
 }
 
 // ReplayDeadLetters re-invokes the entries f selects, one after another,
@@ -182,7 +183,7 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter) (*ReplayR
 		return nil, errors.New("invoker: no dead-letter queue configured (dlq.enabled)")
 	}
 	if !m.enter() {
-		return nil, ErrClosed
+		return nil, invocation.ErrClosed
 	}
 	defer m.wg.Done()
 	entries, err := m.dlq.List(ctx, f)
@@ -194,7 +195,7 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter) (*ReplayR
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		req := Request{Workflow: e.Workflow, IdempotencyKey: e.IdempotencyKey}
+		req := invocation.Request{Workflow: e.Workflow, IdempotencyKey: e.IdempotencyKey}
 		if len(e.Params) > 0 && string(e.Params) != "null" {
 			req.Body = e.Params
 		}
@@ -220,7 +221,7 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter) (*ReplayR
 // as completed with that execution's output, the dead letters of the key
 // are removed, and n8n is not called again. It needs the API; without
 // it, or when nothing is found, the call goes ahead (at least once).
-func (m *Manager) reconcile(ctx context.Context, req *Request) (*Result, bool) {
+func (m *Manager) reconcile(ctx context.Context, req *invocation.Request) (*invocation.Result, bool) {
 	if m.api == nil {
 		return nil, false
 	}
@@ -240,7 +241,7 @@ func (m *Manager) reconcile(ctx context.Context, req *Request) (*Result, bool) {
 	if err != nil || e.Status != n8napi.StatusSuccess {
 		return nil, false
 	}
-	res := &Result{Workflow: req.Workflow, WorkflowID: wfID, RequestID: req.RequestID, ExecutionID: execID,
+	res := &invocation.Result{Workflow: req.Workflow, WorkflowID: wfID, RequestID: req.RequestID, ExecutionID: execID,
 		Status: e.Status, Completed: true, Deduplicated: true, APICalls: calls + 1, Output: json.RawMessage("null")}
 	if out := e.Data.LastOutput(); out != nil {
 		if b, err := json.Marshal(out); err == nil {

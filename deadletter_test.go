@@ -13,6 +13,7 @@ import (
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/dlq"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 func dlqManager(t *testing.T, f *fakeInvoker, on ...string) (*invoker.Manager, *dlq.SQLite) {
@@ -34,10 +35,10 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	t.Parallel()
 	var down atomic.Bool
 	down.Store(true)
-	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 		if down.Load() {
-			return nil, &invoker.AttemptsExhaustedError{Workflow: req.Workflow, Attempts: 4,
-				Last: &invoker.HTTPError{StatusCode: 503, ErrClass: invoker.Transient, Attempts: 4}}
+			return nil, &invocation.AttemptsExhaustedError{Workflow: req.Workflow, Attempts: 4,
+				Last: &invocation.HTTPError{StatusCode: 503, ErrClass: invocation.Transient, Attempts: 4}}
 		}
 		return okResult(ctx, req)
 	}}
@@ -48,8 +49,8 @@ func TestDeadLetterAndReplay(t *testing.T) {
 		{ID: "w", Params: map[string]any{"i": 1}, IdempotencyKey: "key-1"},
 	}, 2)
 	for i, r := range results {
-		var de *invoker.DeadLetteredError
-		if !errors.As(r.Err, &de) || de.EntryID == 0 || invoker.ClassOf(r.Err) != invoker.Transient || invoker.AttemptsOf(r.Err) != 4 {
+		var de *invocation.DeadLetteredError
+		if !errors.As(r.Err, &de) || de.EntryID == 0 || invocation.ClassOf(r.Err) != invocation.Transient || invocation.AttemptsOf(r.Err) != 4 {
 			t.Fatalf("item %d: %v", i, r.Err)
 		}
 	}
@@ -88,7 +89,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	}
 	// The keys are now recorded: submitting one again does not call n8n.
 	before = len(f.seen)
-	res, err := m.Execute(ctx, &invoker.Request{Workflow: "w", Params: map[string]any{"i": 0}, IdempotencyKey: "key-0"})
+	res, err := m.Execute(ctx, &invocation.Request{Workflow: "w", Params: map[string]any{"i": 0}, IdempotencyKey: "key-0"})
 	if err != nil || !res.Deduplicated || len(f.seen) != before {
 		t.Errorf("repeated key: %+v %v, %d calls", res, err, len(f.seen)-before)
 	}
@@ -96,11 +97,11 @@ func TestDeadLetterAndReplay(t *testing.T) {
 
 func TestDeadLetterClasses(t *testing.T) {
 	t.Parallel()
-	permanent := &invoker.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invoker.Permanent, Attempts: 1}
-	f := &fakeInvoker{fn: func(context.Context, *invoker.Request) (*invoker.Result, error) { return nil, permanent }}
+	permanent := &invocation.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1}
+	f := &fakeInvoker{fn: func(context.Context, *invocation.Request) (*invocation.Result, error) { return nil, permanent }}
 	m, store := dlqManager(t, f)
 	_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
-	if errors.Is(err, invoker.ErrDeadLettered) {
+	if errors.Is(err, invocation.ErrDeadLettered) {
 		t.Error("a permanent failure went to the queue by default")
 	}
 	if n, _ := store.Count(t.Context()); n != 0 {
@@ -108,16 +109,18 @@ func TestDeadLetterClasses(t *testing.T) {
 	}
 	m2, store2 := dlqManager(t, f, "permanent")
 	_, err = m2.ExecuteWorkflow(t.Context(), "w", nil)
-	if !errors.Is(err, invoker.ErrDeadLettered) || !errors.Is(err, invoker.ErrWorkflowFailed) {
+	if !errors.Is(err, invocation.ErrDeadLettered) || !errors.Is(err, invocation.ErrWorkflowFailed) {
 		t.Errorf("with on: [permanent]: %v", err)
 	}
 	if l, _ := store2.List(t.Context(), dlq.Filter{}); len(l) != 1 || l[0].Reason != "failed" {
 		t.Errorf("entries %+v", l)
 	}
 	// A canceled call is not dead-lettered and leaves nothing in flight.
-	fc := &fakeInvoker{fn: func(ctx context.Context, _ *invoker.Request) (*invoker.Result, error) { return nil, context.Canceled }}
+	fc := &fakeInvoker{fn: func(ctx context.Context, _ *invocation.Request) (*invocation.Result, error) {
+		return nil, context.Canceled
+	}}
 	m3, store3 := dlqManager(t, fc)
-	if _, err := m3.ExecuteWorkflow(t.Context(), "w", nil); !invoker.IsCanceled(err) {
+	if _, err := m3.ExecuteWorkflow(t.Context(), "w", nil); !invocation.IsCanceled(err) {
 		t.Errorf("canceled: %v", err)
 	}
 	if n, _ := store3.Count(t.Context()); n != 0 {

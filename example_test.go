@@ -10,6 +10,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // fakeN8N stands in for n8n's webhooks in the examples.
@@ -63,9 +64,9 @@ func ExampleManager_ExecuteWorkflow() {
 	fmt.Println(result.StatusCode, result.ExecutionID, string(result.Output))
 
 	_, err = manager.ExecuteWorkflow(context.Background(), "broken", nil)
-	var httpErr *invoker.HTTPError
+	var httpErr *invocation.HTTPError
 	if errors.As(err, &httpErr) {
-		fmt.Println(httpErr.StatusCode, errors.Is(err, invoker.ErrWorkflowFailed), invoker.ClassOf(err), invoker.AttemptsOf(err))
+		fmt.Println(httpErr.StatusCode, errors.Is(err, invocation.ErrWorkflowFailed), invocation.ClassOf(err), invocation.AttemptsOf(err))
 	}
 	// Output:
 	// 200 101 {"received":{"email":"user@example.com","plan":"premium"}}
@@ -85,7 +86,7 @@ func ExampleManager_ExecuteBatch() {
 	}, 5)
 	for _, r := range results {
 		if r.Err != nil {
-			fmt.Println(r.Index, "failed:", invoker.ClassOf(r.Err))
+			fmt.Println(r.Index, "failed:", invocation.ClassOf(r.Err))
 			continue
 		}
 		fmt.Println(r.Index, string(r.Result.Output))

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 	"github.com/n8n-invoker/n8n-invoker/telemetry"
@@ -50,7 +51,7 @@ type ExecutionContext struct {
 	// StartedAt is when the execution started, before the pre hooks.
 	StartedAt time.Time
 	// Result is set for post-execution hooks.
-	Result *Result
+	Result *invocation.Result
 	// Err is set for error hooks.
 	Err error
 	// Duration is set for post-execution and error hooks.
@@ -110,7 +111,7 @@ func (e *HookError) Error() string {
 func (e *HookError) Unwrap() error { return e.Err }
 
 // Class returns Permanent: the call was never made.
-func (e *HookError) Class() Class { return Permanent }
+func (e *HookError) Class() invocation.Class { return invocation.Permanent }
 
 // Plugin observes executions, like the design's SlackNotificationPlugin.
 // Implementations embed PluginBase, so that methods added later have a
@@ -212,7 +213,7 @@ func (h *loggingHook) PostExecution(ctx context.Context, ec *ExecutionContext) {
 
 func (h *loggingHook) OnError(ctx context.Context, ec *ExecutionContext) {
 	h.log.WarnContext(ctx, "workflow failed", "workflow", ec.Workflow, "request_id", ec.RequestID,
-		"class", ClassOf(ec.Err).String(), "attempts", AttemptsOf(ec.Err), "duration", ec.Duration, "error", ec.Err.Error())
+		"class", invocation.ClassOf(ec.Err).String(), "attempts", invocation.AttemptsOf(ec.Err), "duration", ec.Duration, "error", ec.Err.Error())
 }
 
 // metricsHook counts the stages it sees per workflow
@@ -297,9 +298,9 @@ type notification struct {
 }
 
 func (h *notificationHook) OnError(ctx context.Context, ec *ExecutionContext) {
-	n := notification{Workflow: ec.Workflow, RequestID: ec.RequestID, Class: ClassOf(ec.Err).String(),
-		Attempts: AttemptsOf(ec.Err), Error: ec.Err.Error(), DurationMS: ec.Duration.Milliseconds()}
-	var fe *ExecutionFailedError
+	n := notification{Workflow: ec.Workflow, RequestID: ec.RequestID, Class: invocation.ClassOf(ec.Err).String(),
+		Attempts: invocation.AttemptsOf(ec.Err), Error: ec.Err.Error(), DurationMS: ec.Duration.Milliseconds()}
+	var fe *invocation.ExecutionFailedError
 	if errors.As(ec.Err, &fe) {
 		n.ExecutionID = fe.ExecutionID
 	}

@@ -18,6 +18,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 type slowHook struct {
@@ -66,15 +67,15 @@ func (p *recordingPlugin) OnWorkflowSucceeded(_ context.Context, ec *invoker.Exe
 	p.add("succeeded")
 }
 func (p *recordingPlugin) OnWorkflowFailed(_ context.Context, ec *invoker.ExecutionContext) {
-	p.add("failed " + invoker.ClassOf(ec.Err).String())
+	p.add("failed " + invocation.ClassOf(ec.Err).String())
 }
 
 func TestPlugin(t *testing.T) {
 	t.Parallel()
 	var fail atomic.Bool
-	m := newManager(t, &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+	m := newManager(t, &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 		if fail.Load() {
-			return nil, &invoker.HTTPError{StatusCode: 400, ErrClass: invoker.Permanent}
+			return nil, &invocation.HTTPError{StatusCode: 400, ErrClass: invocation.Permanent}
 		}
 		return okResult(ctx, req)
 	}})
@@ -111,8 +112,8 @@ hooks:
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := invoker.New(cfg, invoker.WithInvoker(&fakeInvoker{fn: func(context.Context, *invoker.Request) (*invoker.Result, error) {
-			return nil, &invoker.HTTPError{Workflow: "w", StatusCode: 500, WorkflowFailed: true, ErrClass: invoker.Permanent, Attempts: 1, Message: "Error in workflow"}
+		m, err := invoker.New(cfg, invoker.WithInvoker(&fakeInvoker{fn: func(context.Context, *invocation.Request) (*invocation.Result, error) {
+			return nil, &invocation.HTTPError{Workflow: "w", StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1, Message: "Error in workflow"}
 		}}))
 		if err != nil {
 			t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -65,7 +66,7 @@ func TestRealN8NLastNodeReturnsOutput(t *testing.T) {
 	m, rt := realManager(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := m.Execute(ctx, &invoker.Request{Workflow: n8ntest.Echo, Params: map[string]any{"email": "a@example.com", "n": 7}, IdempotencyKey: "key-1"})
+	res, err := m.Execute(ctx, &invocation.Request{Workflow: n8ntest.Echo, Params: map[string]any{"email": "a@example.com", "n": 7}, IdempotencyKey: "key-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,12 +138,12 @@ func TestRealN8NFailingWorkflowIsNotResent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, err := m.ExecuteWorkflow(ctx, n8ntest.Fail, map[string]any{"x": 1})
-	var herr *invoker.HTTPError
+	var herr *invocation.HTTPError
 	if !errors.As(err, &herr) {
 		t.Fatalf("err = %v (%T), want *HTTPError", err, err)
 	}
-	if herr.StatusCode != 500 || !herr.WorkflowFailed || !errors.Is(err, invoker.ErrWorkflowFailed) ||
-		invoker.ClassOf(err) != invoker.Permanent || herr.Attempts != 1 {
+	if herr.StatusCode != 500 || !herr.WorkflowFailed || !errors.Is(err, invocation.ErrWorkflowFailed) ||
+		invocation.ClassOf(err) != invocation.Permanent || herr.Attempts != 1 {
 		t.Errorf("err = %v, %+v", err, herr)
 	}
 	if rt.total.Load() != 1 {
@@ -160,7 +161,7 @@ func TestRealN8NUnknownWebhookIsPermanentAndQuick(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := m.ExecuteWorkflow(ctx, n8ntest.Missing, nil)
-	if !errors.Is(err, invoker.ErrNotRegistered) || invoker.ClassOf(err) != invoker.Permanent || invoker.AttemptsOf(err) != 1 {
+	if !errors.Is(err, invocation.ErrNotRegistered) || invocation.ClassOf(err) != invocation.Permanent || invocation.AttemptsOf(err) != 1 {
 		t.Fatalf("err = %v, want a permanent not-registered error after 1 attempt", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -170,7 +171,7 @@ func TestRealN8NUnknownWebhookIsPermanentAndQuick(t *testing.T) {
 		t.Errorf("%d attempts", rt.total.Load())
 	}
 	_, err = m.ExecuteWorkflow(ctx, "no-such-name", nil)
-	if !errors.Is(err, invoker.ErrUnknownWorkflow) || rt.total.Load() != 1 {
+	if !errors.Is(err, invocation.ErrUnknownWorkflow) || rt.total.Load() != 1 {
 		t.Errorf("unknown name: err = %v, %d requests", err, rt.total.Load())
 	}
 }
@@ -210,8 +211,8 @@ func TestRealN8NAuth(t *testing.T) {
 				}
 				return
 			}
-			var herr *invoker.HTTPError
-			if !errors.As(err, &herr) || herr.StatusCode != tt.status || herr.ErrClass != invoker.Permanent {
+			var herr *invocation.HTTPError
+			if !errors.As(err, &herr) || herr.StatusCode != tt.status || herr.ErrClass != invocation.Permanent {
 				t.Fatalf("err = %v, want HTTP %d permanent", err, tt.status)
 			}
 			if rt.total.Load() != 1 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 	"github.com/n8n-invoker/n8n-invoker/secret"
@@ -28,7 +29,7 @@ import (
 // them. It is safe for concurrent use.
 type Manager struct {
 	cfg          *config.Config
-	inv          Invoker
+	inv          invocation.Invoker
 	httpOpts     []httpinvoker.Option
 	log          *slog.Logger
 	newID        func() string
@@ -58,7 +59,7 @@ type Option func(*Manager) error
 
 // WithInvoker replaces the HTTP webhook invoker, e.g. with another
 // transport.
-func WithInvoker(inv Invoker) Option {
+func WithInvoker(inv invocation.Invoker) Option {
 	return func(m *Manager) error {
 		if inv == nil {
 			return errors.New("nil invoker")
@@ -89,7 +90,7 @@ func WithLogger(l *slog.Logger) Option {
 // Fallback produces a degraded answer for a call that failed fast: it may
 // return a substitute result (marked Degraded), or an error, such as the
 // one it was given, or that of handing the item to a dead-letter queue.
-type Fallback func(ctx context.Context, req *Request, err error) (*Result, error)
+type Fallback func(ctx context.Context, req *invocation.Request, err error) (*invocation.Result, error)
 
 // WithFallback sets the fallback run when a call fails fast because the
 // system is degraded: a *CircuitOpenError, a *BudgetExhaustedError or a
@@ -106,7 +107,7 @@ func WithFallbackFor(pred func(error) bool) Option {
 // IsDegraded reports whether err is a fail-fast refusal of a degraded
 // system: an open circuit, a spent retry budget or a full bulkhead.
 func IsDegraded(err error) bool {
-	return errors.Is(err, ErrCircuitOpen) || errors.Is(err, ErrRetryBudgetExhausted) || errors.Is(err, ErrBulkheadFull)
+	return errors.Is(err, invocation.ErrCircuitOpen) || errors.Is(err, invocation.ErrRetryBudgetExhausted) || errors.Is(err, invocation.ErrBulkheadFull)
 }
 
 // WithBreakerStateChange observes every circuit breaker transition.
@@ -379,15 +380,15 @@ func (m *Manager) RegisterHook(stage Stage, hook ExecutionHook) error {
 // workflowID is a configured name such as "user-onboarding", or, with
 // n8n.api_key set, an n8n workflow id or exact name: its webhook trigger
 // is found through the API and cached.
-func (m *Manager) ExecuteWorkflow(ctx context.Context, workflowID string, params map[string]any, opts ...CallOption) (*Result, error) {
-	return m.Execute(ctx, &Request{Workflow: workflowID, Params: params}, opts...)
+func (m *Manager) ExecuteWorkflow(ctx context.Context, workflowID string, params map[string]any, opts ...CallOption) (*invocation.Result, error) {
+	return m.Execute(ctx, &invocation.Request{Workflow: workflowID, Params: params}, opts...)
 }
 
 // Execute runs one request. An empty RequestID gets a new one; an empty
 // IdempotencyKey takes the RequestID.
-func (m *Manager) Execute(ctx context.Context, req *Request, opts ...CallOption) (*Result, error) {
+func (m *Manager) Execute(ctx context.Context, req *invocation.Request, opts ...CallOption) (*invocation.Result, error) {
 	if !m.enter() {
-		return nil, ErrClosed
+		return nil, invocation.ErrClosed
 	}
 	defer m.wg.Done()
 	var o *callOptions
@@ -410,7 +411,7 @@ func (m *Manager) enter() bool {
 	return true
 }
 
-func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Result, error) {
+func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOptions) (*invocation.Result, error) {
 	if req.RequestID == "" {
 		req.RequestID = m.newID()
 	}
@@ -428,7 +429,7 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 	}
 	ctx, span := m.tel.StartExecution(ctx, req.Workflow, req.RequestID)
 	var (
-		res *Result
+		res *invocation.Result
 		err error
 	)
 	defer func() { m.record(ctx, span, ec, res, err) }()
@@ -440,10 +441,10 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 			ec.Params = map[string]any{}
 		}
 	}
-	fail := func(e error) (*Result, error) {
+	fail := func(e error) (*invocation.Result, error) {
 		err = e
 		ec.Err, ec.Duration = err, time.Since(ec.StartedAt)
-		if !IsCanceled(err) {
+		if !invocation.IsCanceled(err) {
 			for _, h := range onErr {
 				m.safely(ctx, StageError, ec, h.OnError)
 			}
@@ -461,7 +462,7 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 		if o != nil {
 			replayOf = o.replayOf
 		}
-		res, err = m.journaled(ctx, &req, explicitKey, replayOf, func() (*Result, error) {
+		res, err = m.journaled(ctx, &req, explicitKey, replayOf, func() (*invocation.Result, error) {
 			return m.call(ctx, &req, o, ec.StartedAt)
 		})
 	} else {
@@ -478,9 +479,9 @@ func (m *Manager) execute(ctx context.Context, req Request, o *callOptions) (*Re
 }
 
 // call invokes req and, with Wait, follows the execution to its end.
-func (m *Manager) call(ctx context.Context, req *Request, o *callOptions, started time.Time) (*Result, error) {
+func (m *Manager) call(ctx context.Context, req *invocation.Request, o *callOptions, started time.Time) (*invocation.Result, error) {
 	res, err := m.invoke(ctx, req)
-	if o != nil && o.wait && (err == nil || errors.Is(err, ErrWorkflowFailed)) && (res == nil || !res.Degraded) {
+	if o != nil && o.wait && (err == nil || errors.Is(err, invocation.ErrWorkflowFailed)) && (res == nil || !res.Degraded) {
 		if res, err = m.await(ctx, req, res, err, o); err == nil {
 			res.Duration = time.Since(started)
 		}
@@ -490,9 +491,9 @@ func (m *Manager) call(ctx context.Context, req *Request, o *callOptions, starte
 
 // invoke calls the invoker inside the bulkhead and runs the fallback for
 // a degraded failure.
-func (m *Manager) invoke(ctx context.Context, req *Request) (*Result, error) {
+func (m *Manager) invoke(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 	var (
-		res *Result
+		res *invocation.Result
 		err error
 	)
 	if m.bulkhead != nil {
@@ -504,7 +505,7 @@ func (m *Manager) invoke(ctx context.Context, req *Request) (*Result, error) {
 	} else {
 		res, err = m.inv.Invoke(ctx, req)
 	}
-	if err == nil || m.fallback == nil || IsCanceled(err) || !m.fallbackOn(err) {
+	if err == nil || m.fallback == nil || invocation.IsCanceled(err) || !m.fallbackOn(err) {
 		return res, err
 	}
 	res, ferr := m.fallback(ctx, req, err)
@@ -519,20 +520,20 @@ func (m *Manager) invoke(ctx context.Context, req *Request) (*Result, error) {
 }
 
 // record ends the execution's span and feeds the metrics and tracers.
-func (m *Manager) record(ctx context.Context, span trace.Span, ec *ExecutionContext, res *Result, err error) {
+func (m *Manager) record(ctx context.Context, span trace.Span, ec *ExecutionContext, res *invocation.Result, err error) {
 	r := &telemetry.Record{
 		Workflow: ec.Workflow, RequestID: ec.RequestID, Outcome: telemetry.OutcomeOf(err),
-		Started: ec.StartedAt, Duration: time.Since(ec.StartedAt), Err: err, Attempts: AttemptsOf(err),
+		Started: ec.StartedAt, Duration: time.Since(ec.StartedAt), Err: err, Attempts: invocation.AttemptsOf(err),
 	}
 	if res != nil {
 		r.WorkflowID, r.ExecutionID, r.Attempts = res.WorkflowID, res.ExecutionID, res.Attempts
 	}
-	var fe *ExecutionFailedError
+	var fe *invocation.ExecutionFailedError
 	if errors.As(err, &fe) {
 		r.ExecutionID = fe.ExecutionID
 	}
 	if r.Outcome == "failure" {
-		r.Class = ClassOf(err).String()
+		r.Class = invocation.ClassOf(err).String()
 	}
 	m.tel.EndExecution(ctx, span, r)
 	for _, t := range m.tracers {

@@ -15,19 +15,20 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeInvoker answers from a function and records the peak concurrency.
 type fakeInvoker struct {
-	fn        func(ctx context.Context, req *invoker.Request) (*invoker.Result, error)
+	fn        func(ctx context.Context, req *invocation.Request) (*invocation.Result, error)
 	now, peak atomic.Int64
 	mu        sync.Mutex
-	seen      []invoker.Request
+	seen      []invocation.Request
 }
 
-func (f *fakeInvoker) Invoke(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+func (f *fakeInvoker) Invoke(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 	n := f.now.Add(1)
 	defer f.now.Add(-1)
 	for p := f.peak.Load(); n > p && !f.peak.CompareAndSwap(p, n); p = f.peak.Load() {
@@ -38,8 +39,8 @@ func (f *fakeInvoker) Invoke(ctx context.Context, req *invoker.Request) (*invoke
 	return f.fn(ctx, req)
 }
 
-func okResult(_ context.Context, req *invoker.Request) (*invoker.Result, error) {
-	return &invoker.Result{Workflow: req.Workflow, RequestID: req.RequestID, StatusCode: 200, Attempts: 1}, nil
+func okResult(_ context.Context, req *invocation.Request) (*invocation.Result, error) {
+	return &invocation.Result{Workflow: req.Workflow, RequestID: req.RequestID, StatusCode: 200, Attempts: 1}, nil
 }
 
 func testConfig(t *testing.T) *config.Config {
@@ -141,7 +142,7 @@ func TestPreHookVetoAndPanics(t *testing.T) {
 			_ = m.RegisterHook(invoker.StageError, invoker.HookFunc(func(context.Context, *invoker.ExecutionContext) error { errHook.Store(true); return nil }))
 			_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
 			var he *invoker.HookError
-			if !errors.As(err, &he) || !strings.Contains(err.Error(), tt.msg) || invoker.ClassOf(err) != invoker.Permanent {
+			if !errors.As(err, &he) || !strings.Contains(err.Error(), tt.msg) || invocation.ClassOf(err) != invocation.Permanent {
 				t.Fatalf("err = %v", err)
 			}
 			if len(f.seen) != 0 || !errHook.Load() {
@@ -170,22 +171,24 @@ func TestPreHookVetoAndPanics(t *testing.T) {
 
 func TestErrorHooksSkipCancellation(t *testing.T) {
 	t.Parallel()
-	m := newManager(t, &fakeInvoker{fn: func(ctx context.Context, _ *invoker.Request) (*invoker.Result, error) { return nil, context.Canceled }})
+	m := newManager(t, &fakeInvoker{fn: func(ctx context.Context, _ *invocation.Request) (*invocation.Result, error) {
+		return nil, context.Canceled
+	}})
 	var called atomic.Bool
 	_ = m.RegisterHook(invoker.StageError, invoker.HookFunc(func(context.Context, *invoker.ExecutionContext) error { called.Store(true); return nil }))
-	if _, err := m.ExecuteWorkflow(t.Context(), "w", nil); !invoker.IsCanceled(err) || called.Load() {
+	if _, err := m.ExecuteWorkflow(t.Context(), "w", nil); !invocation.IsCanceled(err) || called.Load() {
 		t.Errorf("err %v, error hook called %v", err, called.Load())
 	}
 }
 
 func TestExecuteBatchOrderAndBound(t *testing.T) {
 	t.Parallel()
-	f := &fakeInvoker{fn: func(_ context.Context, req *invoker.Request) (*invoker.Result, error) {
+	f := &fakeInvoker{fn: func(_ context.Context, req *invocation.Request) (*invocation.Result, error) {
 		time.Sleep(time.Millisecond)
 		if req.Params["fail"] == true {
-			return nil, &invoker.HTTPError{Workflow: req.Workflow, StatusCode: 500, WorkflowFailed: true, ErrClass: invoker.Permanent, Attempts: 1}
+			return nil, &invocation.HTTPError{Workflow: req.Workflow, StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1}
 		}
-		return &invoker.Result{Workflow: req.Workflow, Output: []byte(`"` + req.Params["tag"].(string) + `"`)}, nil
+		return &invocation.Result{Workflow: req.Workflow, Output: []byte(`"` + req.Params["tag"].(string) + `"`)}, nil
 	}}
 	m := newManager(t, f)
 	items := make([]invoker.BatchItem, 40)
@@ -201,7 +204,7 @@ func TestExecuteBatchOrderAndBound(t *testing.T) {
 		case r.Index != i:
 			t.Errorf("result %d has index %d", i, r.Index)
 		case i%7 == 3:
-			if !errors.Is(r.Err, invoker.ErrWorkflowFailed) {
+			if !errors.Is(r.Err, invocation.ErrWorkflowFailed) {
 				t.Errorf("item %d: %v", i, r.Err)
 			}
 		case r.Err != nil || string(r.Result.Output) != `"`+string(rune('A'+i%26))+`"`:
@@ -220,7 +223,7 @@ func TestExecuteBatchCancelAccountsForEveryItem(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	var started atomic.Int64
-	f := &fakeInvoker{fn: func(c context.Context, req *invoker.Request) (*invoker.Result, error) {
+	f := &fakeInvoker{fn: func(c context.Context, req *invocation.Request) (*invocation.Result, error) {
 		if started.Add(1) == 3 {
 			cancel()
 		}
@@ -240,7 +243,7 @@ func TestExecuteBatchCancelAccountsForEveryItem(t *testing.T) {
 		t.Fatalf("%d results", len(results))
 	}
 	for i, r := range results {
-		if r.Result != nil || !invoker.IsCanceled(r.Err) || r.Index != i {
+		if r.Result != nil || !invocation.IsCanceled(r.Err) || r.Index != i {
 			t.Errorf("item %d: %+v", i, r)
 		}
 	}
@@ -253,7 +256,7 @@ func TestCloseWaitsAndRefuses(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	entered := make(chan struct{})
-	f := &fakeInvoker{fn: func(ctx context.Context, req *invoker.Request) (*invoker.Result, error) {
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 		close(entered)
 		<-release
 		return okResult(ctx, req)
@@ -270,7 +273,7 @@ func TestCloseWaitsAndRefuses(t *testing.T) {
 	if err := m.Close(short); err == nil {
 		t.Error("Close returned while work was in flight")
 	}
-	if _, err := m.ExecuteWorkflow(context.Background(), "w", nil); !errors.Is(err, invoker.ErrClosed) {
+	if _, err := m.ExecuteWorkflow(context.Background(), "w", nil); !errors.Is(err, invocation.ErrClosed) {
 		t.Errorf("after Close: %v", err)
 	}
 	close(release)

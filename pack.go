@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // Defaults of packing.
@@ -57,7 +59,7 @@ func (e *PackError) Error() string {
 }
 
 // Class returns Unknown: the workflow may have run the items.
-func (e *PackError) Class() Class { return Unknown }
+func (e *PackError) Class() invocation.Class { return invocation.Unknown }
 
 // ItemError is one item that the packed workflow reported failed
 // ({key, ok: false, error}).
@@ -74,11 +76,11 @@ func (e *ItemError) Error() string {
 }
 
 // Class returns Permanent: the workflow ran the item.
-func (e *ItemError) Class() Class { return Permanent }
+func (e *ItemError) Class() invocation.Class { return invocation.Permanent }
 
 // Is matches ErrWorkflowFailed and ErrPermanent.
 func (e *ItemError) Is(target error) bool {
-	return target == ErrWorkflowFailed || target == ErrPermanent
+	return target == invocation.ErrWorkflowFailed || target == invocation.ErrPermanent
 }
 
 // packItem is one item result of a packed answer.
@@ -125,12 +127,12 @@ func (m *Manager) executePacked(ctx context.Context, items []BatchItem, o *batch
 		switch {
 		case r.Err == nil:
 			prog.Succeeded++
-		case IsCanceled(r.Err):
+		case invocation.IsCanceled(r.Err):
 			prog.Canceled++
 		default:
 			prog.Failed++
 			if o.failFast {
-				cancel(ErrBatchAborted)
+				cancel(invocation.ErrBatchAborted)
 			}
 		}
 		if o.progress != nil {
@@ -227,19 +229,19 @@ func (m *Manager) runPack(ctx context.Context, workflow string, pk []packed, ite
 		keys.Write([]byte{0})
 	}
 	body.WriteString(`]}`)
-	req := Request{Workflow: workflow, Body: body.Bytes(), IdempotencyKey: "pack-" + hex.EncodeToString(keys.Sum(nil))[:32]}
+	req := invocation.Request{Workflow: workflow, Body: body.Bytes(), IdempotencyKey: "pack-" + hex.EncodeToString(keys.Sum(nil))[:32]}
 	res, err := m.execute(ctx, req, nil)
 	var answers []packItem
 	if err == nil {
 		answers, err = checkPack(workflow, pk, res.Output)
 	}
 	if err != nil {
-		if IsCanceled(err) {
+		if invocation.IsCanceled(err) {
 			if cause := context.Cause(ctx); cause != nil {
 				err = cause
 			}
 		}
-		if len(pk) > 1 && !IsCanceled(err) {
+		if len(pk) > 1 && !invocation.IsCanceled(err) {
 			half := len(pk) / 2
 			m.runPack(ctx, workflow, pk[:half], items, end)
 			m.runPack(ctx, workflow, pk[half:], items, end)

@@ -16,6 +16,7 @@ import (
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 type packReq struct {
@@ -99,7 +100,7 @@ func checkPacked(t *testing.T, results []invoker.BatchResult, failAt int) {
 	for i, r := range results {
 		if i == failAt {
 			var ie *invoker.ItemError
-			if !errors.As(r.Err, &ie) || ie.Key != fmt.Sprintf("item-%d", i) || !errors.Is(r.Err, invoker.ErrWorkflowFailed) {
+			if !errors.As(r.Err, &ie) || ie.Key != fmt.Sprintf("item-%d", i) || !errors.Is(r.Err, invocation.ErrWorkflowFailed) {
 				t.Errorf("item %d: %v", i, r.Err)
 			}
 			continue
@@ -180,8 +181,8 @@ func TestPackingSingleItemFailureIsTyped(t *testing.T) {
 	m := packManager(t, srv.URL)
 	results, _ := m.ExecuteBatch(t.Context(), packItems(3, -1), 0, invoker.WithPacking(invoker.PackOptions{}))
 	for i, r := range results {
-		var he *invoker.HTTPError
-		if !errors.As(r.Err, &he) || !errors.Is(r.Err, invoker.ErrWorkflowFailed) {
+		var he *invocation.HTTPError
+		if !errors.As(r.Err, &he) || !errors.Is(r.Err, invocation.ErrWorkflowFailed) {
 			t.Errorf("item %d: %v", i, r.Err)
 		}
 	}

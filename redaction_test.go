@@ -21,6 +21,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -67,7 +68,7 @@ func TestRedactionEverywhere(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var seen strings.Builder
-	record := func(res *invoker.Result, err error) {
+	record := func(res *invocation.Result, err error) {
 		if res != nil {
 			b, _ := json.Marshal(res)
 			seen.Write(b)

@@ -22,6 +22,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/internal/testcerts"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -74,7 +75,7 @@ func TestTLS(t *testing.T) {
 			if tt.ok != (err == nil) {
 				t.Fatalf("res %v err %v", res, err)
 			}
-			if !tt.ok && (invoker.ClassOf(err) != invoker.Permanent && !strings.Contains(err.Error(), "certificate")) {
+			if !tt.ok && (invocation.ClassOf(err) != invocation.Permanent && !strings.Contains(err.Error(), "certificate")) {
 				t.Logf("refusal: %v", err)
 			}
 			if tt.warn != strings.Contains(logs.String(), "verification of n8n is OFF") {
@@ -87,8 +88,8 @@ func TestTLS(t *testing.T) {
 	m, _ := invoker.New(cfg)
 	defer m.Close(context.Background())
 	_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
-	if invoker.ClassOf(err) != invoker.Permanent || invoker.AttemptsOf(err) != 1 {
-		t.Errorf("unknown CA: %v (class %s, %d attempts)", err, invoker.ClassOf(err), invoker.AttemptsOf(err))
+	if invocation.ClassOf(err) != invocation.Permanent || invocation.AttemptsOf(err) != 1 {
+		t.Errorf("unknown CA: %v (class %s, %d attempts)", err, invocation.ClassOf(err), invocation.AttemptsOf(err))
 	}
 	if _, err := config.Parse([]byte(tlsConfigYAML(plain.URL, "{cert_file: x.pem}")), "tls.yaml"); err == nil {
 		t.Error("cert_file without key_file accepted")
@@ -225,11 +226,11 @@ func TestSignedWebhooksAgainstRealN8N(t *testing.T) {
 			c.Workflows[n] = w
 		}
 	})
-	if _, err := bad.ExecuteWorkflow(ctx, n8ntest.Signed, nil); !errors.Is(err, invoker.ErrWorkflowFailed) || invoker.AttemptsOf(err) != 1 {
+	if _, err := bad.ExecuteWorkflow(ctx, n8ntest.Signed, nil); !errors.Is(err, invocation.ErrWorkflowFailed) || invocation.AttemptsOf(err) != 1 {
 		t.Errorf("bad HMAC secret: %v", err)
 	}
-	var he *invoker.HTTPError
-	if _, err := bad.ExecuteWorkflow(ctx, n8ntest.JWTAuth, nil); !errors.As(err, &he) || he.StatusCode != 403 || he.ErrClass != invoker.Permanent {
+	var he *invocation.HTTPError
+	if _, err := bad.ExecuteWorkflow(ctx, n8ntest.JWTAuth, nil); !errors.As(err, &he) || he.StatusCode != 403 || he.ErrClass != invocation.Permanent {
 		t.Errorf("bad JWT secret: %v", err)
 	}
 	// A replayed (stale) signature is rejected by the template workflow.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 )
 
@@ -37,14 +38,14 @@ func WaitOptions(a n8napi.AwaitOptions) CallOption {
 type noAPI struct{}
 
 func (noAPI) Resolve(_ context.Context, workflow string) (*httpinvoker.Endpoint, error) {
-	return nil, &UnknownWorkflowError{Workflow: workflow, Hint: "to run workflows by n8n id or name, set n8n.api_key"}
+	return nil, &invocation.UnknownWorkflowError{Workflow: workflow, Hint: "to run workflows by n8n id or name, set n8n.api_key"}
 }
 
 // API returns the n8n API client, nil when no API key is configured.
 func (m *Manager) API() *n8napi.Client { return m.api }
 
 // await follows res's execution to its end and returns the final result.
-func (m *Manager) await(ctx context.Context, req *Request, res *Result, failed error, o *callOptions) (*Result, error) {
+func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invocation.Result, failed error, o *callOptions) (*invocation.Result, error) {
 	if m.api == nil {
 		return nil, errors.New("invoker: waiting for an execution needs n8n.api_key")
 	}
@@ -79,7 +80,7 @@ func (m *Manager) await(ctx context.Context, req *Request, res *Result, failed e
 	if err != nil {
 		return nil, err
 	}
-	out := &Result{Workflow: req.Workflow, RequestID: req.RequestID}
+	out := &invocation.Result{Workflow: req.Workflow, RequestID: req.RequestID}
 	if res != nil {
 		*out = *res
 	}
@@ -88,10 +89,10 @@ func (m *Manager) await(ctx context.Context, req *Request, res *Result, failed e
 	out.APICalls += calls
 	attempts := out.Attempts
 	if attempts == 0 {
-		attempts = AttemptsOf(failed)
+		attempts = invocation.AttemptsOf(failed)
 	}
 	if e.Status != n8napi.StatusSuccess && e.Status != n8napi.StatusWaiting {
-		fe := &ExecutionFailedError{Workflow: req.Workflow, ExecutionID: execID, Status: e.Status, Attempts: attempts}
+		fe := &invocation.ExecutionFailedError{Workflow: req.Workflow, ExecutionID: execID, Status: e.Status, Attempts: attempts}
 		if e.Data != nil && e.Data.ResultData.Error != nil {
 			fe.Message, fe.Node = e.Data.ResultData.Error.Message, e.Data.ResultData.Error.NodeName()
 			if fe.Node == "" {
@@ -130,7 +131,7 @@ func (m *Manager) workflowID(ctx context.Context, name string) (string, error) {
 // new execution's result (n8n runs the retry before answering).
 // loadWorkflow runs the workflow's current version instead of the one the
 // execution ran. n8n refuses to retry an execution that succeeded.
-func (m *Manager) RetryExecution(ctx context.Context, executionID string, loadWorkflow bool, opts ...CallOption) (*Result, error) {
+func (m *Manager) RetryExecution(ctx context.Context, executionID string, loadWorkflow bool, opts ...CallOption) (*invocation.Result, error) {
 	if m.api == nil {
 		return nil, errors.New("invoker: retrying an execution needs n8n.api_key")
 	}
@@ -142,6 +143,6 @@ func (m *Manager) RetryExecution(ctx context.Context, executionID string, loadWo
 	if err != nil {
 		return nil, fmt.Errorf("invoker: retrying execution %s: %w", executionID, err)
 	}
-	res := &Result{Workflow: e.WorkflowID.String(), WorkflowID: e.WorkflowID.String(), ExecutionID: e.ID.String(), APICalls: 1}
-	return m.await(ctx, &Request{Workflow: res.Workflow}, res, nil, o)
+	res := &invocation.Result{Workflow: e.WorkflowID.String(), WorkflowID: e.WorkflowID.String(), ExecutionID: e.ID.String(), APICalls: 1}
+	return m.await(ctx, &invocation.Request{Workflow: res.Workflow}, res, nil, o)
 }

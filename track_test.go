@@ -12,6 +12,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
@@ -76,7 +77,7 @@ func TestRealN8NRunByIDErrors(t *testing.T) {
 	defer cancel()
 	_, err := m.ExecuteWorkflow(ctx, "NoSuchWorkflow123", nil)
 	var re *n8napi.ResolveError
-	if !errors.As(err, &re) || !errors.Is(err, invoker.ErrUnknownWorkflow) || invoker.ClassOf(err) != invoker.Permanent {
+	if !errors.As(err, &re) || !errors.Is(err, invocation.ErrUnknownWorkflow) || invocation.ClassOf(err) != invocation.Permanent {
 		t.Errorf("unknown id: %v", err)
 	}
 	// Header auth needs its secret in the configuration.
@@ -92,7 +93,7 @@ func TestRealN8NRunByIDErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m2.Close(context.Background())
-	if _, err := m2.ExecuteWorkflow(ctx, "abc123", nil); !errors.Is(err, invoker.ErrUnknownWorkflow) || !strings.Contains(err.Error(), "n8n.api_key") {
+	if _, err := m2.ExecuteWorkflow(ctx, "abc123", nil); !errors.Is(err, invocation.ErrUnknownWorkflow) || !strings.Contains(err.Error(), "n8n.api_key") {
 		t.Errorf("no API key: %v", err)
 	}
 }
@@ -130,14 +131,14 @@ func TestRealN8NWaitSurfacesError(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, err := m.ExecuteWorkflow(ctx, n8ntest.Fail, map[string]any{"x": 1}, invoker.Wait())
-	var fe *invoker.ExecutionFailedError
+	var fe *invocation.ExecutionFailedError
 	if !errors.As(err, &fe) || fe.Status != n8napi.StatusError || fe.Node != "Fail" || !strings.Contains(fe.Message, "boom from code node") ||
-		!errors.Is(err, invoker.ErrWorkflowFailed) || fe.ExecutionID == "" {
+		!errors.Is(err, invocation.ErrWorkflowFailed) || fe.ExecutionID == "" {
 		t.Fatalf("err = %v (%+v)", err, fe)
 	}
 	// Manual retry of the failed execution: it runs again and fails again.
 	_, err = m.RetryExecution(ctx, fe.ExecutionID, false)
-	var fe2 *invoker.ExecutionFailedError
+	var fe2 *invocation.ExecutionFailedError
 	if !errors.As(err, &fe2) || fe2.ExecutionID == fe.ExecutionID || fe2.Status != n8napi.StatusError {
 		t.Fatalf("retry: %v", err)
 	}
@@ -163,7 +164,7 @@ func TestRealN8NCorrelationUnderConcurrency(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
-	results := make([]*invoker.Result, 10)
+	results := make([]*invocation.Result, 10)
 	errs := make([]error, 10)
 	for i := range 10 {
 		wg.Go(func() {
@@ -248,7 +249,7 @@ func TestRealN8NStopOnCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
 	_, err := m.ExecuteWorkflow(ctx, slowID, map[string]any{"stop": true}, invoker.WaitOptions(n8napi.AwaitOptions{StopOnCancel: true}))
-	if !invoker.IsCanceled(err) {
+	if !invocation.IsCanceled(err) {
 		t.Fatalf("err = %v, want the context's", err)
 	}
 	// The execution of this call is the newest one of the workflow.

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/config"
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // Endpoint is the webhook of one workflow.
@@ -43,7 +43,7 @@ func (ch Chain) Resolve(ctx context.Context, workflow string) (*Endpoint, error)
 	var err error
 	for _, r := range ch {
 		var ep *Endpoint
-		if ep, err = r.Resolve(ctx, workflow); err == nil || !errors.Is(err, core.ErrUnknownWorkflow) {
+		if ep, err = r.Resolve(ctx, workflow); err == nil || !errors.Is(err, invocation.ErrUnknownWorkflow) {
 			return ep, err
 		}
 	}
@@ -60,7 +60,7 @@ func (ch Chain) Invalidate(workflow string) {
 }
 
 // Resolver finds the webhook of a workflow name. Implementations return
-// an error that is Permanent (such as *core.UnknownWorkflowError) for a
+// an error that is Permanent (such as *invocation.UnknownWorkflowError) for a
 // name they do not know.
 type Resolver interface {
 	Resolve(ctx context.Context, workflow string) (*Endpoint, error)
@@ -80,7 +80,7 @@ func (s StaticResolver) Resolve(_ context.Context, workflow string) (*Endpoint, 
 		known = append(known, k)
 	}
 	sort.Strings(known)
-	return nil, &core.UnknownWorkflowError{Workflow: workflow, Known: known}
+	return nil, &invocation.UnknownWorkflowError{Workflow: workflow, Known: known}
 }
 
 // ResolverFromConfig returns the resolver of the configuration's

@@ -7,8 +7,8 @@ import (
 	"net/http/httptest"
 	"time"
 
-	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 func ExampleNew() {
@@ -35,7 +35,7 @@ func ExampleNew() {
 		panic(err)
 	}
 	defer inv.Close()
-	res, err := inv.Invoke(context.Background(), &invoker.Request{Workflow: "report", RequestID: "r-1"})
+	res, err := inv.Invoke(context.Background(), &invocation.Request{Workflow: "report", RequestID: "r-1"})
 	if err != nil {
 		panic(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // FuzzDecode: whatever n8n answers (status, content type, body), the
@@ -31,8 +31,8 @@ func FuzzDecode(f *testing.F) {
 		res, err := inv.Invoke(t.Context(), req("wf"))
 		if err != nil {
 			var (
-				he *core.HTTPError
-				re *core.ResponseError
+				he *invocation.HTTPError
+				re *invocation.ResponseError
 			)
 			if !errors.As(err, &he) && !errors.As(err, &re) {
 				t.Fatalf("untyped error %T: %v", err, err)
@@ -50,7 +50,7 @@ func FuzzMessageOf(f *testing.F) {
 	f.Add([]byte(`{"message":"x"}`))
 	f.Add([]byte("Authorization data is wrong!"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = core.MessageOf(b)
+		_ = invocation.MessageOf(b)
 		_ = executionIDOf(b)
 		resp := &http.Response{Body: io.NopCloser(strings.NewReader(string(b)))}
 		_ = resp.Body.Close()

@@ -18,7 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/n8n-invoker/n8n-invoker/config"
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
@@ -301,7 +301,7 @@ func (i *Invoker) Close() { i.transport.CloseIdleConnections() }
 
 // call is the state of one invocation.
 type call struct {
-	req      *core.Request
+	req      *invocation.Request
 	ep       *Endpoint
 	method   string
 	url      string // for errors: no query
@@ -315,7 +315,7 @@ type call struct {
 // *CircuitOpenError, *BudgetExhaustedError, or *AttemptsExhaustedError
 // around the last of them; the caller's context error when it is
 // canceled.
-func (i *Invoker) Invoke(ctx context.Context, req *core.Request) (*core.Result, error) {
+func (i *Invoker) Invoke(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 	start := time.Now()
 	ep, err := i.resolver.Resolve(ctx, req.Workflow)
 	if err != nil {
@@ -349,24 +349,24 @@ func (i *Invoker) Invoke(ctx context.Context, req *core.Request) (*core.Result, 
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // the caller's cancellation: not a failure
 		}
-		if errors.Is(err, core.ErrNotRegistered) {
+		if errors.Is(err, invocation.ErrNotRegistered) {
 			if inv, ok := i.resolver.(Invalidator); ok {
 				inv.Invalidate(req.Workflow) // the next call resolves it afresh
 			}
 		}
 		last = err
-		class := core.ClassOf(err)
+		class := invocation.ClassOf(err)
 		retries := c.attempts - 1
-		if class == core.Permanent {
+		if class == invocation.Permanent {
 			return nil, err
 		}
-		if retries >= i.retry.MaxRetries || (class == core.Unknown && unknownRetries >= 1) {
+		if retries >= i.retry.MaxRetries || (class == invocation.Unknown && unknownRetries >= 1) {
 			return nil, i.exhausted(c, err)
 		}
-		if class == core.Unknown {
+		if class == invocation.Unknown {
 			unknownRetries++
 		}
-		var he *core.HTTPError
+		var he *invocation.HTTPError
 		hasRA := errors.As(err, &he) && he.HasRetryAfter
 		var ra time.Duration
 		if hasRA {
@@ -374,12 +374,12 @@ func (i *Invoker) Invoke(ctx context.Context, req *core.Request) (*core.Result, 
 		}
 		wait, ok := i.retry.Wait(retries+1, ra, hasRA)
 		if !ok {
-			return nil, &core.RetryAfterError{Workflow: req.Workflow, Wait: wait, Attempts: c.attempts, Err: err}
+			return nil, &invocation.RetryAfterError{Workflow: req.Workflow, Wait: wait, Attempts: c.attempts, Err: err}
 		}
 		if i.retry.MaxElapsed > 0 && time.Since(start)+wait > i.retry.MaxElapsed {
 			return nil, i.exhausted(c, err)
 		}
-		if err := core.Sleep(ctx, wait); err != nil {
+		if err := invocation.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -389,7 +389,7 @@ func (i *Invoker) exhausted(c *call, err error) error {
 	if c.attempts == 1 {
 		return err
 	}
-	return &core.AttemptsExhaustedError{Workflow: c.req.Workflow, Attempts: c.attempts, Last: err}
+	return &invocation.AttemptsExhaustedError{Workflow: c.req.Workflow, Attempts: c.attempts, Last: err}
 }
 
 // refused completes the gate's refusal with the invocation's details.
@@ -397,19 +397,19 @@ func (i *Invoker) refused(ctx context.Context, c *call, err, last error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	var coe *core.CircuitOpenError
+	var coe *invocation.CircuitOpenError
 	switch {
 	case errors.As(err, &coe):
 		e := *coe
 		e.Workflow, e.Attempts, e.Last = c.req.Workflow, c.attempts, last
 		return &e
-	case errors.Is(err, core.ErrRetryBudgetExhausted):
-		return &core.BudgetExhaustedError{Workflow: c.req.Workflow, Attempts: c.attempts, Last: last}
+	case errors.Is(err, invocation.ErrRetryBudgetExhausted):
+		return &invocation.BudgetExhaustedError{Workflow: c.req.Workflow, Attempts: c.attempts, Last: last}
 	}
 	return err
 }
 
-func (i *Invoker) prepare(req *core.Request, ep *Endpoint) (*call, error) {
+func (i *Invoker) prepare(req *invocation.Request, ep *Endpoint) (*call, error) {
 	c := &call{req: req, ep: ep, method: ep.Method}
 	if c.method == "" {
 		c.method = http.MethodPost
@@ -475,7 +475,7 @@ func AttemptFromContext(ctx context.Context) (AttemptInfo, bool) {
 }
 
 // attempt makes one attempt.
-func (i *Invoker) attempt(ctx context.Context, c *call) (*core.Result, error) {
+func (i *Invoker) attempt(ctx context.Context, c *call) (*invocation.Result, error) {
 	timeout := i.timeout
 	if c.ep.Timeout > 0 {
 		timeout = c.ep.Timeout
@@ -525,13 +525,13 @@ func (i *Invoker) attempt(ctx context.Context, c *call) (*core.Result, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		terr := &core.TransportError{Workflow: c.req.Workflow, Method: c.method, URL: c.url, Attempts: c.attempts,
+		terr := &invocation.TransportError{Workflow: c.req.Workflow, Method: c.method, URL: c.url, Attempts: c.attempts,
 			Err: cleanURLError(err), TimedOut: timedOut}
 		if timedOut {
 			terr.Err = fmt.Errorf("attempt timed out after %s", timeout)
 		}
 		terr.ErrClass = i.classifiers.Classify(&policy.Outcome{Err: err, TimedOut: timedOut})
-		if terr.ErrClass == core.Transient {
+		if terr.ErrClass == invocation.Transient {
 			i.unavailableAt.Store(time.Now().UnixNano())
 		}
 		return nil, terr
@@ -571,11 +571,11 @@ func cleanURLError(err error) error {
 	return err
 }
 
-func (i *Invoker) httpError(c *call, resp *http.Response) *core.HTTPError {
+func (i *Invoker) httpError(c *call, resp *http.Response) *invocation.HTTPError {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain) // let the connection be reused
-	msg := core.MessageOf(b)
-	e := &core.HTTPError{
+	msg := invocation.MessageOf(b)
+	e := &invocation.HTTPError{
 		Workflow: c.req.Workflow, Method: c.method, URL: c.url, StatusCode: resp.StatusCode,
 		Message: msg, Body: b, Header: resp.Header, Attempts: c.attempts,
 	}
@@ -586,11 +586,11 @@ func (i *Invoker) httpError(c *call, resp *http.Response) *core.HTTPError {
 	e.WorkflowFailed = resp.StatusCode == http.StatusInternalServerError && msg == policy.MessageWorkflowError
 	e.NotRegistered = resp.StatusCode == http.StatusNotFound && strings.Contains(msg, "not registered")
 	switch {
-	case e.ErrClass == core.Transient && (resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 502):
+	case e.ErrClass == invocation.Transient && (resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 502):
 		i.unavailableAt.Store(time.Now().UnixNano())
-	case e.NotRegistered && e.ErrClass == core.Permanent:
+	case e.NotRegistered && e.ErrClass == invocation.Permanent:
 		if at := i.unavailableAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < i.grace {
-			e.ErrClass = core.Transient // n8n is still registering its webhooks
+			e.ErrClass = invocation.Transient // n8n is still registering its webhooks
 		}
 	}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
@@ -608,13 +608,13 @@ func redactURL(s string) string {
 	return u.String()
 }
 
-func (i *Invoker) decode(c *call, resp *http.Response) (*core.Result, error) {
-	res := &core.Result{
+func (i *Invoker) decode(c *call, resp *http.Response) (*invocation.Result, error) {
+	res := &invocation.Result{
 		Workflow: c.req.Workflow, WorkflowID: c.ep.ID, RequestID: c.req.RequestID, StatusCode: resp.StatusCode,
 		Attempts: c.attempts, Completed: c.ep.ResponseMode != config.ResponseModeOnReceived,
 	}
 	invalid := func(reason string, err error) error {
-		return &core.ResponseError{Workflow: c.req.Workflow, StatusCode: resp.StatusCode, Reason: reason, Attempts: c.attempts, Err: err}
+		return &invocation.ResponseError{Workflow: c.req.Workflow, StatusCode: resp.StatusCode, Reason: reason, Attempts: c.attempts, Err: err}
 	}
 	if resp.ContentLength > i.maxBody {
 		return nil, invalid(fmt.Sprintf("body of %d bytes exceeds the limit of %d", resp.ContentLength, i.maxBody), nil)

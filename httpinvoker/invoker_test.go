@@ -16,7 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/n8n-invoker/n8n-invoker/config"
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
@@ -102,8 +102,8 @@ func newScripted(t *testing.T, s *script, opts ...Option) *Invoker {
 	return inv
 }
 
-func req(wf string) *core.Request {
-	return &core.Request{Workflow: wf, Params: map[string]any{"a": 1}, RequestID: "rid-1", IdempotencyKey: "key-1"}
+func req(wf string) *invocation.Request {
+	return &invocation.Request{Workflow: wf, Params: map[string]any{"a": 1}, RequestID: "rid-1", IdempotencyKey: "key-1"}
 }
 
 func TestRetryTiming(t *testing.T) {
@@ -197,9 +197,9 @@ func TestRetryTiming(t *testing.T) {
 					}
 				}
 				var (
-					ex *core.AttemptsExhaustedError
-					ra *core.RetryAfterError
-					he *core.HTTPError
+					ex *invocation.AttemptsExhaustedError
+					ra *invocation.RetryAfterError
+					he *invocation.HTTPError
 				)
 				switch tt.errType {
 				case "":
@@ -207,11 +207,11 @@ func TestRetryTiming(t *testing.T) {
 						t.Fatalf("res %+v err %v", res, err)
 					}
 				case "exhausted":
-					if !errors.As(err, &ex) || ex.Attempts != tt.attempts || core.AttemptsOf(err) != tt.attempts {
+					if !errors.As(err, &ex) || ex.Attempts != tt.attempts || invocation.AttemptsOf(err) != tt.attempts {
 						t.Fatalf("err = %v, want exhausted after %d", err, tt.attempts)
 					}
 				case "retryafter":
-					if !errors.As(err, &ra) || ra.Wait != time.Hour || core.ClassOf(err) != core.Transient || !errors.As(err, &he) {
+					if !errors.As(err, &ra) || ra.Wait != time.Hour || invocation.ClassOf(err) != invocation.Transient || !errors.As(err, &he) {
 						t.Fatalf("err = %v, want RetryAfterError of 1h", err)
 					}
 				case "http":
@@ -233,7 +233,7 @@ func TestCancellationIsNotAFailure(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		_, err := inv.Invoke(ctx, req("wf"))
-		if !errors.Is(err, context.DeadlineExceeded) || !core.IsCanceled(err) {
+		if !errors.Is(err, context.DeadlineExceeded) || !invocation.IsCanceled(err) {
 			t.Fatalf("err = %v, want the context's error", err)
 		}
 		if s.count() != 1 || g.failures != 1 {
@@ -336,8 +336,8 @@ func TestAuthHeaders(t *testing.T) {
 			if !tt.check(s.requests[0]) {
 				t.Errorf("auth headers: %v", s.requests[0].Header)
 			}
-			var he *core.HTTPError
-			if !errors.As(err, &he) || he.StatusCode != 403 || he.Message != "Authorization data is wrong!" || he.Class() != core.Permanent {
+			var he *invocation.HTTPError
+			if !errors.As(err, &he) || he.StatusCode != 403 || he.Message != "Authorization data is wrong!" || he.Class() != invocation.Permanent {
 				t.Errorf("err = %v", err)
 			}
 			if strings.Contains(err.Error(), "secret") {
@@ -400,8 +400,8 @@ func TestResponseDecoding(t *testing.T) {
 			}
 			res, err := inv.Invoke(t.Context(), req(wf))
 			if tt.errMsg != "" {
-				var re *core.ResponseError
-				if !errors.As(err, &re) || !strings.Contains(err.Error(), tt.errMsg) || core.ClassOf(err) != core.Permanent {
+				var re *invocation.ResponseError
+				if !errors.As(err, &re) || !strings.Contains(err.Error(), tt.errMsg) || invocation.ClassOf(err) != invocation.Permanent {
 					t.Fatalf("err = %v, want ResponseError %q", err, tt.errMsg)
 				}
 				if s.count() != 1 {
@@ -423,9 +423,9 @@ func TestCustomClassifierFirst(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		s := &script{answers: []answer{{status: 500, body: `{"message":"Error in workflow"}`}, {status: 200, body: "{}"}}}
-		retryWorkflowErrors := policy.ClassifierFunc(func(o *policy.Outcome) (core.Class, bool) {
+		retryWorkflowErrors := policy.ClassifierFunc(func(o *policy.Outcome) (invocation.Class, bool) {
 			if o.StatusCode == 500 {
-				return core.Transient, true
+				return invocation.Transient, true
 			}
 			return 0, false
 		})
@@ -451,8 +451,8 @@ func TestRedirectNotFollowedNorCredentialsForwarded(t *testing.T) {
 	}
 	defer inv.Close()
 	_, err = inv.Invoke(t.Context(), req("header"))
-	var he *core.HTTPError
-	if !errors.As(err, &he) || he.StatusCode != 307 || he.Class() != core.Permanent || elsewhere != 0 {
+	var he *invocation.HTTPError
+	if !errors.As(err, &he) || he.StatusCode != 307 || he.Class() != invocation.Permanent || elsewhere != 0 {
 		t.Fatalf("err = %v; other host hit %d times", err, elsewhere)
 	}
 	if strings.Contains(err.Error(), "token=abc") || !strings.Contains(err.Error(), "not followed") {
@@ -471,8 +471,8 @@ func TestConnectionRefusedIsTransient(t *testing.T) {
 	}
 	defer inv.Close()
 	_, err = inv.Invoke(t.Context(), req("wf"))
-	var te *core.TransportError
-	if !errors.As(err, &te) || te.Class() != core.Transient || te.Attempts != 1 {
+	var te *invocation.TransportError
+	if !errors.As(err, &te) || te.Class() != invocation.Transient || te.Attempts != 1 {
 		t.Fatalf("err = %v (%T)", err, err)
 	}
 }
@@ -539,7 +539,7 @@ func TestStartingN8NIsTransient(t *testing.T) {
 		// permanent again.
 		time.Sleep(2 * DefaultStartupGrace)
 		_, err := inv.Invoke(t.Context(), req("wf"))
-		if !errors.Is(err, core.ErrNotRegistered) || core.ClassOf(err) != core.Permanent || s.count() != 5 {
+		if !errors.Is(err, invocation.ErrNotRegistered) || invocation.ClassOf(err) != invocation.Permanent || s.count() != 5 {
 			t.Errorf("not registered on a healthy n8n: %v after %d attempts", err, s.count()-4)
 		}
 	})
@@ -550,7 +550,7 @@ func TestUnknownWorkflow(t *testing.T) {
 	s := &script{answers: []answer{{status: 200}}}
 	inv := newScripted(t, s)
 	_, err := inv.Invoke(t.Context(), req("nope"))
-	if !errors.Is(err, core.ErrUnknownWorkflow) || core.ClassOf(err) != core.Permanent || s.count() != 0 {
+	if !errors.Is(err, invocation.ErrUnknownWorkflow) || invocation.ClassOf(err) != invocation.Permanent || s.count() != 0 {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -568,7 +568,7 @@ func TestHeaderSizeLimit(t *testing.T) {
 	}
 	defer inv.Close()
 	_, err = inv.Invoke(t.Context(), req("wf"))
-	var te *core.TransportError
+	var te *invocation.TransportError
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "header") {
 		t.Fatalf("a 2 MiB header was accepted: %v", err)
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // AwaitOptions tunes Await.
@@ -66,7 +66,7 @@ func (c *Client) Await(ctx context.Context, id string, opts *AwaitOptions) (e *E
 func IsTransient(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
-		return ae.Class() != core.Permanent
+		return ae.Class() != invocation.Permanent
 	}
 	return true
 }

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -156,14 +156,14 @@ func (e *APIError) Error() string {
 
 // Class classifies the answer: 429 and 5xx are transient, other 4xx
 // permanent.
-func (e *APIError) Class() core.Class {
+func (e *APIError) Class() invocation.Class {
 	switch {
 	case e.StatusCode == 429 || e.StatusCode == 502 || e.StatusCode == 503 || e.StatusCode == 504:
-		return core.Transient
+		return invocation.Transient
 	case e.StatusCode >= 400 && e.StatusCode < 500:
-		return core.Permanent
+		return invocation.Permanent
 	}
-	return core.Unknown
+	return invocation.Unknown
 }
 
 // IsNotFound reports whether err is an API 404.
@@ -217,7 +217,7 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, &core.TransportError{Workflow: "(n8n API)", Method: req.Method, URL: req.URL.Path, Attempts: 1, ErrClass: core.Transient, Err: err}
+		return nil, &invocation.TransportError{Workflow: "(n8n API)", Method: req.Method, URL: req.URL.Path, Attempts: 1, ErrClass: invocation.Transient, Err: err}
 	}
 	defer resp.Body.Close()
 	r := &Response{Response: resp}
@@ -229,7 +229,7 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 		return r, fmt.Errorf("n8n API: %s %s: body exceeds %d bytes", req.Method, req.URL.Path, c.maxBody)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return r, &APIError{Method: req.Method, URL: req.URL.RequestURI(), StatusCode: resp.StatusCode, Message: core.MessageOf(b)}
+		return r, &APIError{Method: req.Method, URL: req.URL.RequestURI(), StatusCode: resp.StatusCode, Message: invocation.MessageOf(b)}
 	}
 	if v == nil || len(bytes.TrimSpace(b)) == 0 {
 		return r, nil

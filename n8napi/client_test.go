@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/n8n-invoker/n8n-invoker/config"
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -85,7 +85,7 @@ func TestAPIErrors(t *testing.T) {
 	})
 	_, _, err := c.Workflows.Get(context.Background(), "nope")
 	var ae *APIError
-	if !errors.As(err, &ae) || ae.StatusCode != 404 || ae.Message != "Not Found" || !IsNotFound(err) || ae.Class() != core.Permanent {
+	if !errors.As(err, &ae) || ae.StatusCode != 404 || ae.Message != "Not Found" || !IsNotFound(err) || ae.Class() != invocation.Permanent {
 		t.Errorf("err %v", err)
 	}
 	bad, _ := NewClient(strings.TrimSuffix(c.base.String(), "api/v1/"), secret.New("wrong"))
@@ -149,7 +149,7 @@ func TestResolverFindsTheWebhook(t *testing.T) {
 	for id, want := range map[string]string{"W2": "not active", "W3": "no Webhook trigger", "missing": "no workflow with this id"} {
 		_, err := r.Resolve(ctx, id)
 		var re *ResolveError
-		if !errors.As(err, &re) || !strings.Contains(err.Error(), want) || core.ClassOf(err) != core.Permanent {
+		if !errors.As(err, &re) || !strings.Contains(err.Error(), want) || invocation.ClassOf(err) != invocation.Permanent {
 			t.Errorf("%s: %v", id, err)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // DefaultResolverTTL is how long a resolved webhook is cached.
@@ -33,11 +33,11 @@ func (e *ResolveError) Error() string {
 }
 
 // Class returns Permanent.
-func (e *ResolveError) Class() core.Class { return core.Permanent }
+func (e *ResolveError) Class() invocation.Class { return invocation.Permanent }
 
 // Is matches ErrUnknownWorkflow for unknown ids and ErrPermanent.
 func (e *ResolveError) Is(target error) bool {
-	return target == core.ErrPermanent || (e.NotFound && target == core.ErrUnknownWorkflow)
+	return target == invocation.ErrPermanent || (e.NotFound && target == invocation.ErrUnknownWorkflow)
 }
 
 // Resolver resolves an n8n workflow id (or exact name) to its webhook

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // State is a circuit breaker's state.
@@ -113,9 +113,9 @@ func VerdictOf(err error) Verdict {
 	switch {
 	case err == nil:
 		return Success
-	case core.IsCanceled(err):
+	case invocation.IsCanceled(err):
 		return Ignore
-	case core.ClassOf(err) == core.Permanent:
+	case invocation.ClassOf(err) == invocation.Permanent:
 		return Success
 	}
 	return Failure
@@ -169,7 +169,7 @@ func (b *Breaker) Allow() (done func(Verdict), err error) {
 	if b.state == Open {
 		if wait := b.cfg.OpenTimeout - now.Sub(b.openedAt); wait > 0 {
 			b.mu.Unlock()
-			return nil, &core.CircuitOpenError{Endpoint: b.name, State: Open.String(), RetryIn: wait}
+			return nil, &invocation.CircuitOpenError{Endpoint: b.name, State: Open.String(), RetryIn: wait}
 		}
 		changes = append(changes, b.setState(HalfOpen, now))
 	}
@@ -177,7 +177,7 @@ func (b *Breaker) Allow() (done func(Verdict), err error) {
 		if b.probes >= b.cfg.HalfOpenProbes {
 			b.mu.Unlock()
 			b.notify(changes)
-			return nil, &core.CircuitOpenError{Endpoint: b.name, State: HalfOpen.String()}
+			return nil, &invocation.CircuitOpenError{Endpoint: b.name, State: HalfOpen.String()}
 		}
 		b.probes++
 	}

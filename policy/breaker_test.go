@@ -10,7 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -68,8 +68,8 @@ func TestBreakerConsecutiveFailuresAndRecovery(t *testing.T) {
 			t.Fatalf("state %s after 3 consecutive failures", b.State())
 		}
 		err = call(t, b, Success)
-		var coe *core.CircuitOpenError
-		if !errors.As(err, &coe) || coe.RetryIn != 10*time.Second || !errors.Is(err, core.ErrCircuitOpen) || core.ClassOf(err) != core.Transient {
+		var coe *invocation.CircuitOpenError
+		if !errors.As(err, &coe) || coe.RetryIn != 10*time.Second || !errors.Is(err, invocation.ErrCircuitOpen) || invocation.ClassOf(err) != invocation.Transient {
 			t.Fatalf("open breaker: %v", err)
 		}
 		time.Sleep(10 * time.Second)
@@ -151,8 +151,8 @@ func TestBreakerIgnoresCancellationAndPermanent(t *testing.T) {
 	b, _ := NewBreaker("wf", BreakerConfig{ConsecutiveFailures: 2})
 	errs := []error{
 		context.Canceled,
-		&core.HTTPError{StatusCode: 404, ErrClass: core.Permanent},
-		&core.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: core.Permanent},
+		&invocation.HTTPError{StatusCode: 404, ErrClass: invocation.Permanent},
+		&invocation.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent},
 		context.DeadlineExceeded,
 	}
 	for range 3 {
@@ -163,8 +163,8 @@ func TestBreakerIgnoresCancellationAndPermanent(t *testing.T) {
 	if b.State() != Closed {
 		t.Fatal("cancellation or permanent errors tripped the breaker")
 	}
-	_ = call(t, b, VerdictOf(&core.HTTPError{StatusCode: 503, ErrClass: core.Transient}))
-	_ = call(t, b, VerdictOf(&core.TransportError{ErrClass: core.Transient}))
+	_ = call(t, b, VerdictOf(&invocation.HTTPError{StatusCode: 503, ErrClass: invocation.Transient}))
+	_ = call(t, b, VerdictOf(&invocation.TransportError{ErrClass: invocation.Transient}))
 	if b.State() != Open {
 		t.Fatal("transient failures did not trip it")
 	}

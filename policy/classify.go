@@ -7,7 +7,7 @@ import (
 	"net"
 	"strings"
 
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // Outcome is what a Classifier sees of one attempt: an answer
@@ -28,21 +28,21 @@ type Outcome struct {
 // Classifier classifies an attempt's outcome. ok is false when it has no
 // opinion, so that the next classifier in the chain decides.
 type Classifier interface {
-	Classify(o *Outcome) (c core.Class, ok bool)
+	Classify(o *Outcome) (c invocation.Class, ok bool)
 }
 
 // ClassifierFunc adapts a function to Classifier.
-type ClassifierFunc func(o *Outcome) (core.Class, bool)
+type ClassifierFunc func(o *Outcome) (invocation.Class, bool)
 
 // Classify calls f.
-func (f ClassifierFunc) Classify(o *Outcome) (core.Class, bool) { return f(o) }
+func (f ClassifierFunc) Classify(o *Outcome) (invocation.Class, bool) { return f(o) }
 
 // Chain asks its classifiers in order; the first definite answer wins.
 // When none answers, the N8N rules decide.
 type Chain []Classifier
 
 // Classify returns the first definite answer, else N8N's.
-func (ch Chain) Classify(o *Outcome) core.Class {
+func (ch Chain) Classify(o *Outcome) invocation.Class {
 	for _, c := range ch {
 		if cl, ok := c.Classify(o); ok {
 			return cl
@@ -65,40 +65,40 @@ const MessageWorkflowError = "Error in workflow"
 //     404 until the webhooks are registered.
 //   - Unknown: everything else, and attempt timeouts (n8n may still be
 //     running the workflow).
-var N8N ClassifierFunc = func(o *Outcome) (core.Class, bool) {
+var N8N ClassifierFunc = func(o *Outcome) (invocation.Class, bool) {
 	if o.StatusCode == 0 {
 		return classifyTransport(o), true
 	}
 	switch o.StatusCode {
 	case 408, 429, 502, 503, 504, 524:
-		return core.Transient, true
+		return invocation.Transient, true
 	case 404:
 		if isHTML(o) {
 			// n8n's editor answers before the webhooks are registered
 			// while n8n starts: it will be there in a moment.
-			return core.Transient, true
+			return invocation.Transient, true
 		}
-		return core.Permanent, true
+		return invocation.Permanent, true
 	case 400, 401, 403, 405, 409, 410, 413, 422:
-		return core.Permanent, true
+		return invocation.Permanent, true
 	case 500:
 		if o.Message == MessageWorkflowError {
-			return core.Permanent, true
+			return invocation.Permanent, true
 		}
 	}
 	if o.StatusCode >= 300 && o.StatusCode < 400 {
-		return core.Permanent, true
+		return invocation.Permanent, true
 	}
-	return core.Unknown, true
+	return invocation.Unknown, true
 }
 
-func classifyTransport(o *Outcome) core.Class {
+func classifyTransport(o *Outcome) invocation.Class {
 	if o.TimedOut {
-		return core.Unknown
+		return invocation.Unknown
 	}
 	var dnsErr *net.DNSError
 	if errors.As(o.Err, &dnsErr) && dnsErr.IsNotFound {
-		return core.Permanent
+		return invocation.Permanent
 	}
 	// A certificate n8n's address does not prove will not prove it on a
 	// retry either.
@@ -107,11 +107,11 @@ func classifyTransport(o *Outcome) core.Class {
 	var hnErr x509.HostnameError
 	var ciErr x509.CertificateInvalidError
 	if errors.As(o.Err, &verr) || errors.As(o.Err, &uaErr) || errors.As(o.Err, &hnErr) || errors.As(o.Err, &ciErr) {
-		return core.Permanent
+		return invocation.Permanent
 	}
 	// Refused, reset, EOF: transient. When the request may already have
 	// gone out, the idempotency key makes a re-send recognisable.
-	return core.Transient
+	return invocation.Transient
 }
 
 func isHTML(o *Outcome) bool {

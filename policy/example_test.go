@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
@@ -22,7 +22,7 @@ func ExampleBreaker() {
 	b, _ := policy.NewBreaker("orders", policy.BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: time.Minute})
 	for range 2 {
 		done, _ := b.Allow()
-		done(policy.VerdictOf(&invoker.HTTPError{StatusCode: 503, ErrClass: invoker.Transient}))
+		done(policy.VerdictOf(&invocation.HTTPError{StatusCode: 503, ErrClass: invocation.Transient}))
 	}
 	_, err := b.Allow()
 	fmt.Println(b.State(), err != nil)

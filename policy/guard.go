@@ -6,7 +6,7 @@ import (
 
 	"github.com/n8n-invoker/n8n-invoker/config"
 
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // Guard combines the per-attempt policies: the rate limiter, the
@@ -27,11 +27,11 @@ type Guard struct {
 func (g *Guard) Allow(ctx context.Context, workflow string, prev error) (done func(error), err error) {
 	cost := 0
 	if prev != nil && g.Budget != nil {
-		var te *core.TransportError
+		var te *invocation.TransportError
 		timedOut := errors.As(prev, &te) && te.TimedOut
 		var ok bool
 		if cost, ok = g.Budget.Acquire(timedOut); !ok {
-			return nil, core.ErrRetryBudgetExhausted
+			return nil, invocation.ErrRetryBudgetExhausted
 		}
 	}
 	refund := func() {
@@ -57,7 +57,7 @@ func (g *Guard) Allow(ctx context.Context, workflow string, prev error) (done fu
 			breakerDone(VerdictOf(err))
 		}
 		if g.Limiter != nil {
-			var he *core.HTTPError
+			var he *invocation.HTTPError
 			switch {
 			case errors.As(err, &he) && he.StatusCode == 429:
 				g.Limiter.Throttled(he.RetryAfter)

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // RateLimiter keeps calls under a rate (golang.org/x/time/rate) and backs
@@ -41,14 +41,14 @@ func (r *RateLimiter) Wait(ctx context.Context) error {
 	r.mu.Lock()
 	pause := time.Until(r.pausedUntil)
 	r.mu.Unlock()
-	if err := core.Sleep(ctx, pause); err != nil {
+	if err := invocation.Sleep(ctx, pause); err != nil {
 		return err
 	}
 	res := r.lim.Reserve()
 	if !res.OK() {
 		return fmt.Errorf("policy: rate limiter cannot grant a call")
 	}
-	if err := core.Sleep(ctx, res.Delay()); err != nil {
+	if err := invocation.Sleep(ctx, res.Delay()); err != nil {
 		res.Cancel()
 		return err
 	}

@@ -7,7 +7,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 func TestBudget(t *testing.T) {
@@ -90,8 +90,8 @@ func TestBulkhead(t *testing.T) {
 		other()
 		start := time.Now()
 		_, err = b.Acquire(t.Context(), "wf")
-		var be *core.BulkheadError
-		if !errors.As(err, &be) || !errors.Is(err, core.ErrBulkheadFull) || time.Since(start) != time.Second {
+		var be *invocation.BulkheadError
+		if !errors.As(err, &be) || !errors.Is(err, invocation.ErrBulkheadFull) || time.Since(start) != time.Second {
 			t.Fatalf("full bulkhead: %v after %s", err, time.Since(start))
 		}
 		go func() { time.Sleep(100 * time.Millisecond); r1() }()
@@ -114,7 +114,7 @@ func TestGuard(t *testing.T) {
 		bu, _ := NewBudget(BudgetConfig{Capacity: 10, RetryCost: 5})
 		lim, _ := NewRateLimiter(100, 100)
 		g := &Guard{Breakers: br, Budget: bu, Limiter: lim}
-		fail := &core.HTTPError{StatusCode: 503, ErrClass: core.Transient}
+		fail := &invocation.HTTPError{StatusCode: 503, ErrClass: invocation.Transient}
 
 		done, err := g.Allow(t.Context(), "wf", nil) // first attempt: free
 		if err != nil || bu.Available() != 10 {
@@ -133,7 +133,7 @@ func TestGuard(t *testing.T) {
 			d, _ := g.Allow(t.Context(), "wf", nil)
 			d(fail)
 		}
-		if _, err := g.Allow(t.Context(), "wf", nil); !errors.Is(err, core.ErrCircuitOpen) {
+		if _, err := g.Allow(t.Context(), "wf", nil); !errors.Is(err, invocation.ErrCircuitOpen) {
 			t.Fatalf("breaker should be open: %v", err)
 		}
 		if bu.Available() != 10 {
@@ -142,10 +142,10 @@ func TestGuard(t *testing.T) {
 		g2 := &Guard{Budget: bu}
 		_, _ = g2.Allow(t.Context(), "x", fail)
 		_, _ = g2.Allow(t.Context(), "x", fail)
-		if _, err := g2.Allow(t.Context(), "x", fail); !errors.Is(err, core.ErrRetryBudgetExhausted) {
+		if _, err := g2.Allow(t.Context(), "x", fail); !errors.Is(err, invocation.ErrRetryBudgetExhausted) {
 			t.Errorf("empty budget: %v", err)
 		}
-		throttle := &core.HTTPError{StatusCode: 429, ErrClass: core.Transient, RetryAfter: 2 * time.Second, HasRetryAfter: true}
+		throttle := &invocation.HTTPError{StatusCode: 429, ErrClass: invocation.Transient, RetryAfter: 2 * time.Second, HasRetryAfter: true}
 		d, _ := (&Guard{Limiter: lim}).Allow(t.Context(), "y", nil)
 		d(throttle)
 		if lim.Limit() != 50 {

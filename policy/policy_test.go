@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 func TestFullJitterRange(t *testing.T) {
@@ -26,29 +26,29 @@ func TestClassification(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		o    Outcome
-		want core.Class
+		want invocation.Class
 	}{
-		{Outcome{StatusCode: 408}, core.Transient},
-		{Outcome{StatusCode: 429}, core.Transient},
-		{Outcome{StatusCode: 502}, core.Transient},
-		{Outcome{StatusCode: 503}, core.Transient},
-		{Outcome{StatusCode: 504}, core.Transient},
-		{Outcome{StatusCode: 524}, core.Transient},
-		{Outcome{StatusCode: 400}, core.Permanent},
-		{Outcome{StatusCode: 401, Message: "Authorization is required!"}, core.Permanent},
-		{Outcome{StatusCode: 403, Message: "Authorization data is wrong!"}, core.Permanent},
-		{Outcome{StatusCode: 404, Message: `The requested webhook "POST x" is not registered.`}, core.Permanent},
-		{Outcome{StatusCode: 409}, core.Permanent},
-		{Outcome{StatusCode: 413}, core.Permanent},
-		{Outcome{StatusCode: 422}, core.Permanent},
-		{Outcome{StatusCode: 302}, core.Permanent},
-		{Outcome{StatusCode: 500, Message: "Error in workflow"}, core.Permanent},
-		{Outcome{StatusCode: 500, Message: "There was a problem executing the workflow"}, core.Unknown},
-		{Outcome{StatusCode: 501}, core.Unknown},
-		{Outcome{StatusCode: 418}, core.Unknown},
-		{Outcome{Err: errors.New("connection refused")}, core.Transient},
-		{Outcome{Err: io.ErrUnexpectedEOF}, core.Transient},
-		{Outcome{Err: context.DeadlineExceeded, TimedOut: true}, core.Unknown},
+		{Outcome{StatusCode: 408}, invocation.Transient},
+		{Outcome{StatusCode: 429}, invocation.Transient},
+		{Outcome{StatusCode: 502}, invocation.Transient},
+		{Outcome{StatusCode: 503}, invocation.Transient},
+		{Outcome{StatusCode: 504}, invocation.Transient},
+		{Outcome{StatusCode: 524}, invocation.Transient},
+		{Outcome{StatusCode: 400}, invocation.Permanent},
+		{Outcome{StatusCode: 401, Message: "Authorization is required!"}, invocation.Permanent},
+		{Outcome{StatusCode: 403, Message: "Authorization data is wrong!"}, invocation.Permanent},
+		{Outcome{StatusCode: 404, Message: `The requested webhook "POST x" is not registered.`}, invocation.Permanent},
+		{Outcome{StatusCode: 409}, invocation.Permanent},
+		{Outcome{StatusCode: 413}, invocation.Permanent},
+		{Outcome{StatusCode: 422}, invocation.Permanent},
+		{Outcome{StatusCode: 302}, invocation.Permanent},
+		{Outcome{StatusCode: 500, Message: "Error in workflow"}, invocation.Permanent},
+		{Outcome{StatusCode: 500, Message: "There was a problem executing the workflow"}, invocation.Unknown},
+		{Outcome{StatusCode: 501}, invocation.Unknown},
+		{Outcome{StatusCode: 418}, invocation.Unknown},
+		{Outcome{Err: errors.New("connection refused")}, invocation.Transient},
+		{Outcome{Err: io.ErrUnexpectedEOF}, invocation.Transient},
+		{Outcome{Err: context.DeadlineExceeded, TimedOut: true}, invocation.Unknown},
 	}
 	for _, tt := range tests {
 		if got, ok := N8N(&tt.o); !ok || got != tt.want {

@@ -16,7 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
-	"github.com/n8n-invoker/n8n-invoker/internal/core"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
@@ -299,7 +299,7 @@ func OutcomeOf(err error) string {
 	switch {
 	case err == nil:
 		return "success"
-	case core.IsCanceled(err):
+	case invocation.IsCanceled(err):
 		return "canceled"
 	}
 	return "failure"

@@ -19,19 +19,20 @@ import (
 	"golang.org/x/term"
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 const maxLine = 16 << 20
 
 // batchLine is one output line.
 type batchLine struct {
-	Index    int             `json:"index"`
-	ID       string          `json:"id"`
-	OK       bool            `json:"ok"`
-	Result   *invoker.Result `json:"result,omitempty"`
-	Error    string          `json:"error,omitempty"`
-	Class    string          `json:"class,omitempty"`
-	Attempts int             `json:"attempts,omitempty"`
+	Index    int                `json:"index"`
+	ID       string             `json:"id"`
+	OK       bool               `json:"ok"`
+	Result   *invocation.Result `json:"result,omitempty"`
+	Error    string             `json:"error,omitempty"`
+	Class    string             `json:"class,omitempty"`
+	Attempts int                `json:"attempts,omitempty"`
 }
 
 func newBatchCmd(g *globals, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -122,14 +123,14 @@ Exit codes: 0 every item succeeded; 1 some item failed or was canceled;
 				switch {
 				case r.Err == nil:
 					succeeded++
-				case invoker.IsCanceled(r.Err):
+				case invocation.IsCanceled(r.Err):
 					canceled++
 				default:
 					failed++
 				}
 				if r.Err != nil {
-					line.Error, line.Class, line.Attempts = r.Err.Error(), invoker.ClassOf(r.Err).String(), invoker.AttemptsOf(r.Err)
-					if invoker.IsCanceled(r.Err) {
+					line.Error, line.Class, line.Attempts = r.Err.Error(), invocation.ClassOf(r.Err).String(), invocation.AttemptsOf(r.Err)
+					if invocation.IsCanceled(r.Err) {
 						line.Class = "canceled"
 					}
 				}

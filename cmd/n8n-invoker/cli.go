@@ -17,6 +17,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // Exit codes.
@@ -180,7 +181,7 @@ unavailable; 130 interrupted.`,
 			if wait {
 				opts = append(opts, invoker.Wait())
 			}
-			res, err := m.Execute(ctx, &invoker.Request{Workflow: args[0], Params: body, IdempotencyKey: idemKey}, opts...)
+			res, err := m.Execute(ctx, &invocation.Request{Workflow: args[0], Params: body, IdempotencyKey: idemKey}, opts...)
 			if err != nil {
 				_ = writeJSON(stdout, errorJSON(err))
 				return &exitError{code: exitCode(ctx, err), err: err}
@@ -241,11 +242,11 @@ type errorOut struct {
 }
 
 func errorJSON(err error) errorOut {
-	o := errorOut{Error: err.Error(), Class: invoker.ClassOf(err).String(), Attempts: invoker.AttemptsOf(err)}
-	if invoker.IsCanceled(err) {
+	o := errorOut{Error: err.Error(), Class: invocation.ClassOf(err).String(), Attempts: invocation.AttemptsOf(err)}
+	if invocation.IsCanceled(err) {
 		o.Class = "canceled"
 	}
-	var h *invoker.HTTPError
+	var h *invocation.HTTPError
 	if errors.As(err, &h) {
 		o.Status, o.Message = h.StatusCode, h.Message
 	}
@@ -254,18 +255,18 @@ func errorJSON(err error) errorOut {
 
 func exitCode(ctx context.Context, err error) int {
 	var (
-		h   *invoker.HTTPError
-		t   *invoker.TransportError
-		ra  *invoker.RetryAfterError
-		uw  *invoker.UnknownWorkflowError
+		h   *invocation.HTTPError
+		t   *invocation.TransportError
+		ra  *invocation.RetryAfterError
+		uw  *invocation.UnknownWorkflowError
 		cfg *config.Error
 	)
 	switch {
-	case invoker.IsCanceled(err) && errors.Is(ctx.Err(), context.Canceled):
+	case invocation.IsCanceled(err) && errors.Is(ctx.Err(), context.Canceled):
 		return exitInterrupted
-	case invoker.IsCanceled(err):
+	case invocation.IsCanceled(err):
 		return exitUnreachable // our --timeout ran out
-	case errors.As(err, &uw), errors.As(err, &cfg), errors.Is(err, invoker.ErrUnknownWorkflow):
+	case errors.As(err, &uw), errors.As(err, &cfg), errors.Is(err, invocation.ErrUnknownWorkflow):
 		return exitUsage
 	case errors.As(err, &t), errors.As(err, &ra):
 		return exitUnreachable
