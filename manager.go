@@ -19,6 +19,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 	"github.com/n8n-invoker/n8n-invoker/telemetry"
@@ -29,11 +30,14 @@ import (
 // them. It is safe for concurrent use.
 type Manager struct {
 	cfg          *config.Config
-	inv          invocation.Invoker
+	transport    invocation.Transport
+	ownTransport *httpinvoker.Transport
 	httpOpts     []httpinvoker.Option
+	interceptors []pipeline.Interceptor
+	pipe         *pipeline.Pipeline
 	log          *slog.Logger
 	newID        func() string
-	guard        *policy.Guard
+	breakers     *policy.Breakers
 	api          *n8napi.Client
 	dlq          DeadLetters
 	tel          *telemetry.Telemetry
@@ -42,7 +46,7 @@ type Manager struct {
 	healthClient *http.Client
 	keys         secret.Provider
 	ownDLQ       interface{ Close() error }
-	resolver     *n8napi.Resolver
+	resolver     *pipeline.APIResolver
 	bulkhead     *policy.Bulkhead
 	fallback     Fallback
 	fallbackOn   func(error) bool
@@ -57,19 +61,34 @@ type Manager struct {
 // Option configures a Manager.
 type Option func(*Manager) error
 
-// WithInvoker replaces the HTTP webhook invoker, e.g. with another
-// transport.
-func WithInvoker(inv invocation.Invoker) Option {
+// WithTransport replaces the webhook transport with t, e.g. another
+// transport to n8n. t makes one attempt per call; it gets every stage of
+// the pipeline (resolution, journal, retries, budget, breaker, rate
+// limit, spans), as the webhook transport does.
+func WithTransport(t invocation.Transport) Option {
 	return func(m *Manager) error {
-		if inv == nil {
-			return errors.New("nil invoker")
+		if t == nil {
+			return errors.New("nil transport")
 		}
-		m.inv = inv
+		m.transport = t
 		return nil
 	}
 }
 
-// WithHTTPOptions passes options to the HTTP webhook invoker, after those
+// WithInterceptor adds a stage of your own to the pipeline, with a slot
+// per call and a slot per attempt (see pipeline.Interceptor). Several
+// interceptors run in the order given, the first outermost.
+func WithInterceptor(ic pipeline.Interceptor) Option {
+	return func(m *Manager) error {
+		if ic == nil {
+			return errors.New("nil interceptor")
+		}
+		m.interceptors = append(m.interceptors, ic)
+		return nil
+	}
+}
+
+// WithHTTPOptions passes options to the webhook transport, after those
 // the configuration implies.
 func WithHTTPOptions(opts ...httpinvoker.Option) Option {
 	return func(m *Manager) error { m.httpOpts = append(m.httpOpts, opts...); return nil }
@@ -147,17 +166,6 @@ func (m *Manager) ReloadSecrets(ctx context.Context) (changed bool, err error) {
 		return r.Reload(ctx)
 	}
 	return false, nil
-}
-
-func keySourceFromConfig(cfg *config.Config) (secret.Provider, error) {
-	if cfg.N8N.APIKeyFile != "" {
-		f, err := secret.NewFile(cfg.N8N.APIKeyFile)
-		if err != nil {
-			return nil, &config.Error{Pos: cfg.PositionOf("n8n.api_key_file"), Field: "n8n.api_key_file", Msg: err.Error()}
-		}
-		return f, nil
-	}
-	return secret.Static(cfg.N8N.APIKey), nil
 }
 
 // WithAPIClient sets the n8n API client (default: one built from
@@ -242,11 +250,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 	m.tel = tel
 	m.healthClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	h := &cfg.Invokers.HTTP
-	if h.Bulkhead.MaxInFlight > 0 {
-		m.bulkhead = policy.NewBulkhead(h.Bulkhead.MaxInFlight, h.Bulkhead.MaxWait.D())
-	}
-	tlsConf, err := httpinvoker.TLSFromConfig(cfg.N8N.TLS)
+	tlsConf, err := tlsFromConfig(cfg.N8N.TLS)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +258,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		m.log.Warn("TLS certificate verification of n8n is OFF (n8n.tls.insecure_skip_verify): anyone on the path can read and change the traffic")
 	}
 	m.healthClient.Transport.(*http.Transport).TLSClientConfig = tlsConf.Clone()
-	var byID httpinvoker.Resolver = noAPI{}
+	var byID pipeline.Resolver = noAPI{}
 	if !cfg.N8N.APIKey.IsZero() || cfg.N8N.APIKeyFile != "" || m.keys != nil || m.api != nil {
 		if m.api == nil {
 			if m.keys == nil {
@@ -268,33 +272,24 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 			}
 			m.api = api
 		}
-		m.resolver = n8napi.NewResolver(m.api, 0, cfg.Credentials)
+		m.resolver = pipeline.NewAPIResolver(m.api, 0, authsFromConfig(cfg.Credentials))
 		byID = m.resolver
 	}
-	if m.inv == nil {
-		guard, err := policy.GuardFromConfig(h, m.breakerChanged)
+	if m.transport == nil {
+		t, err := httpinvoker.New(cfg.N8N.BaseURL, append(transportOptions(cfg, tlsConf), m.httpOpts...)...)
 		if err != nil {
 			return nil, err
 		}
-		m.guard = guard
-		opts := []httpinvoker.Option{
-			httpinvoker.WithGate(guard),
-			httpinvoker.WithResolver(httpinvoker.Chain{httpinvoker.ResolverFromConfig(cfg), byID}),
-		}
-		if tel.Tracing() { // the attempt spans; without tracing, no wrapper in the hot path
-			opts = append(opts, httpinvoker.WithRoundTripper(tel.RoundTripper))
-		}
-		opts = append(opts, m.httpOpts...)
-		inv, err := httpinvoker.FromConfig(cfg, opts...)
-		if err != nil {
-			return nil, err
-		}
-		m.inv = inv
+		m.transport, m.ownTransport = t, t
 	}
 	if err := m.openDLQ(); err != nil {
 		return nil, err
 	}
-	if err := m.tel.ObserveBreakers(m.BreakerStates); err != nil {
+	if err := m.buildPipeline(pipeline.Chain{staticResolver(cfg), byID}); err != nil {
+		m.closeOwned()
+		return nil, err
+	}
+	if err := m.tel.ObserveBreakers(m.observeBreakers); err != nil {
 		return nil, err
 	}
 	if m.dlq != nil {
@@ -307,9 +302,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		}
 	}
 	if err := m.namedHooks(); err != nil {
-		if m.ownDLQ != nil {
-			_ = m.ownDLQ.Close()
-		}
+		m.closeOwned()
 		return nil, err
 	}
 	return m, nil
@@ -323,13 +316,18 @@ func (m *Manager) breakerChanged(endpoint string, from, to policy.State) {
 }
 
 // BreakerStates returns the state of the circuit breaker of every
-// workflow called so far (none when breakers are off or another Invoker
-// is in use).
+// workflow called so far (none when breakers are off).
 func (m *Manager) BreakerStates() []policy.BreakerState {
-	if m.guard == nil || m.guard.Breakers == nil {
+	if m.breakers == nil {
 		return nil
 	}
-	return m.guard.Breakers.States()
+	return m.breakers.States()
+}
+
+func (m *Manager) observeBreakers(yield func(endpoint string, state int)) {
+	for _, s := range m.BreakerStates() {
+		yield(s.Endpoint, int(s.State))
+	}
 }
 
 // namedHooks registers the hooks the configuration names, in its order.
@@ -415,115 +413,21 @@ func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOp
 	if req.RequestID == "" {
 		req.RequestID = m.newID()
 	}
-	explicitKey := req.IdempotencyKey != ""
-	if !explicitKey {
+	c := &pipeline.Call{Request: &req, Started: time.Now(), ExplicitKey: req.IdempotencyKey != ""}
+	if !c.ExplicitKey {
 		req.IdempotencyKey = req.RequestID
 	}
-	m.mu.RLock()
-	pre, post, onErr := m.hooks[StagePreExecution], m.hooks[StagePostExecution], m.hooks[StageError]
-	m.mu.RUnlock()
-
-	ec := &ExecutionContext{
-		Workflow: req.Workflow, Params: req.Params, RequestID: req.RequestID,
-		IdempotencyKey: req.IdempotencyKey, StartedAt: time.Now(),
+	if o != nil {
+		c.Wait, c.Await, c.ReplayOf = o.wait, o.await, o.replayOf
 	}
-	ctx, span := m.tel.StartExecution(ctx, req.Workflow, req.RequestID)
-	var (
-		res *invocation.Result
-		err error
-	)
-	defer func() { m.record(ctx, span, ec, res, err) }()
-	if len(pre) > 0 && req.Body == nil {
-		// Pre hooks may change the parameters: give them a copy, never the
-		// caller's map.
-		ec.Params = maps.Clone(req.Params)
-		if ec.Params == nil {
-			ec.Params = map[string]any{}
-		}
-	}
-	fail := func(e error) (*invocation.Result, error) {
-		err = e
-		ec.Err, ec.Duration = err, time.Since(ec.StartedAt)
-		if !invocation.IsCanceled(err) {
-			for _, h := range onErr {
-				m.safely(ctx, StageError, ec, h.OnError)
-			}
-		}
-		return nil, err
-	}
-	for _, h := range pre {
-		if err := m.runPre(ctx, h, ec); err != nil {
-			return fail(&HookError{Stage: StagePreExecution, Workflow: req.Workflow, Err: err})
-		}
-	}
-	req.Params = ec.Params
-	if m.dlq != nil {
-		var replayOf int64
-		if o != nil {
-			replayOf = o.replayOf
-		}
-		res, err = m.journaled(ctx, &req, explicitKey, replayOf, func() (*invocation.Result, error) {
-			return m.call(ctx, &req, o, ec.StartedAt)
-		})
-	} else {
-		res, err = m.call(ctx, &req, o, ec.StartedAt)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	ec.Result, ec.Duration = res, time.Since(ec.StartedAt)
-	for _, h := range post {
-		m.safely(ctx, StagePostExecution, ec, h.PostExecution)
-	}
-	return res, nil
-}
-
-// call invokes req and, with Wait, follows the execution to its end.
-func (m *Manager) call(ctx context.Context, req *invocation.Request, o *callOptions, started time.Time) (*invocation.Result, error) {
-	res, err := m.invoke(ctx, req)
-	if o != nil && o.wait && (err == nil || errors.Is(err, invocation.ErrWorkflowFailed)) && (res == nil || !res.Degraded) {
-		if res, err = m.await(ctx, req, res, err, o); err == nil {
-			res.Duration = time.Since(started)
-		}
-	}
-	return res, err
-}
-
-// invoke calls the invoker inside the bulkhead and runs the fallback for
-// a degraded failure.
-func (m *Manager) invoke(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
-	var (
-		res *invocation.Result
-		err error
-	)
-	if m.bulkhead != nil {
-		var release func()
-		if release, err = m.bulkhead.Acquire(ctx, req.Workflow); err == nil {
-			res, err = m.inv.Invoke(ctx, req)
-			release()
-		}
-	} else {
-		res, err = m.inv.Invoke(ctx, req)
-	}
-	if err == nil || m.fallback == nil || invocation.IsCanceled(err) || !m.fallbackOn(err) {
-		return res, err
-	}
-	res, ferr := m.fallback(ctx, req, err)
-	if ferr != nil {
-		return nil, ferr
-	}
-	if res == nil {
-		return nil, err
-	}
-	res.Degraded = true
-	return res, nil
+	return m.pipe.Run(ctx, c)
 }
 
 // record ends the execution's span and feeds the metrics and tracers.
-func (m *Manager) record(ctx context.Context, span trace.Span, ec *ExecutionContext, res *invocation.Result, err error) {
+func (m *Manager) record(ctx context.Context, span trace.Span, c *pipeline.Call, res *invocation.Result, err error) {
 	r := &telemetry.Record{
-		Workflow: ec.Workflow, RequestID: ec.RequestID, Outcome: telemetry.OutcomeOf(err),
-		Started: ec.StartedAt, Duration: time.Since(ec.StartedAt), Err: err, Attempts: invocation.AttemptsOf(err),
+		Workflow: c.Request.Workflow, RequestID: c.Request.RequestID, Outcome: telemetry.OutcomeOf(err),
+		Started: c.Started, Duration: time.Since(c.Started), Err: err, Attempts: invocation.AttemptsOf(err),
 	}
 	if res != nil {
 		r.WorkflowID, r.ExecutionID, r.Attempts = res.WorkflowID, res.ExecutionID, res.Attempts
@@ -540,7 +444,7 @@ func (m *Manager) record(ctx context.Context, span trace.Span, ec *ExecutionCont
 		func() {
 			defer func() {
 				if p := recover(); p != nil {
-					m.log.ErrorContext(ctx, "tracer panicked", "workflow", ec.Workflow, "panic", fmt.Sprint(p))
+					m.log.ErrorContext(ctx, "tracer panicked", "workflow", c.Request.Workflow, "panic", fmt.Sprint(p))
 				}
 			}()
 			t.TrackExecution(ctx, r)
@@ -608,7 +512,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("invoker: close: %w", ctx.Err())
 	}
-	if c, ok := m.inv.(interface{ Close() }); ok {
+	if c, ok := m.transport.(interface{ Close() }); ok {
 		c.Close()
 	}
 	if m.api != nil {
@@ -618,4 +522,14 @@ func (m *Manager) Close(ctx context.Context) error {
 		return m.ownDLQ.Close()
 	}
 	return nil
+}
+
+// closeOwned releases what New opened, when New fails.
+func (m *Manager) closeOwned() {
+	if m.ownTransport != nil {
+		m.ownTransport.Close()
+	}
+	if m.ownDLQ != nil {
+		_ = m.ownDLQ.Close()
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 )
@@ -37,7 +36,7 @@ func WaitOptions(a n8napi.AwaitOptions) CallOption {
 // noAPI resolves nothing and says why.
 type noAPI struct{}
 
-func (noAPI) Resolve(_ context.Context, workflow string) (*httpinvoker.Endpoint, error) {
+func (noAPI) Resolve(_ context.Context, workflow string) (*invocation.Target, error) {
 	return nil, &invocation.UnknownWorkflowError{Workflow: workflow, Hint: "to run workflows by n8n id or name, set n8n.api_key"}
 }
 
@@ -45,7 +44,7 @@ func (noAPI) Resolve(_ context.Context, workflow string) (*httpinvoker.Endpoint,
 func (m *Manager) API() *n8napi.Client { return m.api }
 
 // await follows res's execution to its end and returns the final result.
-func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invocation.Result, failed error, o *callOptions) (*invocation.Result, error) {
+func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invocation.Result, failed error, o *n8napi.AwaitOptions) (*invocation.Result, error) {
 	if m.api == nil {
 		return nil, errors.New("invoker: waiting for an execution needs n8n.api_key")
 	}
@@ -75,7 +74,7 @@ func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invoc
 		}
 		execID = id
 	}
-	e, polls, err := m.api.Await(ctx, execID, &o.await)
+	e, polls, err := m.api.Await(ctx, execID, o)
 	calls += polls
 	if err != nil {
 		return nil, err
@@ -144,5 +143,5 @@ func (m *Manager) RetryExecution(ctx context.Context, executionID string, loadWo
 		return nil, fmt.Errorf("invoker: retrying execution %s: %w", executionID, err)
 	}
 	res := &invocation.Result{Workflow: e.WorkflowID.String(), WorkflowID: e.WorkflowID.String(), ExecutionID: e.ID.String(), APICalls: 1}
-	return m.await(ctx, &invocation.Request{Workflow: res.Workflow}, res, nil, o)
+	return m.await(ctx, &invocation.Request{Workflow: res.Workflow}, res, nil, &o.await)
 }

@@ -1,6 +1,7 @@
 package httpinvoker
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -61,4 +63,23 @@ func JWT(secret secret.Secret, now time.Time, jti string) string {
 	mac := hmac.New(sha256.New, []byte(secret.Reveal()))
 	mac.Write([]byte(unsigned))
 	return unsigned + "." + enc.EncodeToString(mac.Sum(nil))
+}
+
+// Signer is the signing stage of the pipeline: it adds the per-attempt
+// credentials of hmac and jwt webhooks (a fresh timestamp or token on
+// every attempt) to the attempt's headers. Header and basic auth are
+// static and sent by the transport.
+type Signer struct{}
+
+// Attempt signs a and calls next.
+func (Signer) Attempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
+	switch au := a.Target.Auth; au.Type {
+	case invocation.AuthHMAC:
+		ts, sig := Sign(au.Secret, time.Now(), a.Body)
+		a.SetHeader(HeaderTimestamp, ts)
+		a.SetHeader(HeaderSignature, sig)
+	case invocation.AuthJWT:
+		a.SetHeader("Authorization", "Bearer "+JWT(au.Secret, time.Now(), a.Request.RequestID))
+	}
+	return next(ctx, a)
 }

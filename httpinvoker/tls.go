@@ -6,14 +6,27 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
-	"github.com/n8n-invoker/n8n-invoker/config"
 )
 
-// TLSFromConfig builds the TLS configuration of the n8n.tls section:
-// verification on (unless insecure_skip_verify), the system's CAs plus
-// ca_file, a client certificate for mTLS, TLS 1.2 or 1.3 at least.
-func TLSFromConfig(t config.TLS) (*tls.Config, error) {
+// TLSFiles describes a TLS client configuration by its files, as the
+// configuration's n8n.tls section gives it.
+type TLSFiles struct {
+	// CAFile adds the PEM certificates of a private CA to the system's.
+	CAFile string
+	// CertFile and KeyFile are a client certificate for mTLS.
+	CertFile, KeyFile string
+	// ServerName overrides the name the certificate must prove.
+	ServerName string
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string
+	// InsecureSkipVerify turns certificate verification off.
+	InsecureSkipVerify bool
+}
+
+// TLSConfig builds a TLS configuration: verification on (unless
+// InsecureSkipVerify), the system's CAs plus CAFile, a client
+// certificate for mTLS, TLS 1.2 or 1.3 at least.
+func TLSConfig(t TLSFiles) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // an explicit, logged opt-in
 	if t.MinVersion == "1.3" {
 		c.MinVersion = tls.VersionTLS13

@@ -139,6 +139,9 @@ func (e *HTTPError) Error() string {
 // Class returns the classification of the answer.
 func (e *HTTPError) Class() Class { return e.ErrClass }
 
+// Outcome returns Answered.
+func (e *HTTPError) Outcome() Outcome { return Answered }
+
 // Is matches ErrPermanent, ErrWorkflowFailed, ErrNotRegistered and
 // ErrRateLimited.
 func (e *HTTPError) Is(target error) bool {
@@ -166,8 +169,23 @@ type TransportError struct {
 	// TimedOut is true when the attempt's own timeout expired: n8n may
 	// still be running the workflow.
 	TimedOut bool
-	Err      error
+	// Sent is true when the request had been written (its body read by
+	// the connection) before the failure: the workflow may have run.
+	Sent bool
+	Err  error
 }
+
+// Outcome returns Ambiguous for a request that was sent, NotSent
+// otherwise.
+func (e *TransportError) Outcome() Outcome {
+	if e.Sent {
+		return Ambiguous
+	}
+	return NotSent
+}
+
+// Timeout reports whether the attempt's own timeout expired.
+func (e *TransportError) Timeout() bool { return e.TimedOut }
 
 // Error returns the message.
 func (e *TransportError) Error() string {
@@ -206,6 +224,9 @@ func (e *ResponseError) Error() string {
 
 // Unwrap returns the decoding error, if any.
 func (e *ResponseError) Unwrap() error { return e.Err }
+
+// Outcome returns Answered.
+func (e *ResponseError) Outcome() Outcome { return Answered }
 
 // Class returns Permanent.
 func (e *ResponseError) Class() Class { return Permanent }
@@ -302,6 +323,7 @@ func AttemptsOf(err error) int {
 		c *CircuitOpenError
 		b *BudgetExhaustedError
 	)
+	var ac interface{ AttemptCount() int }
 	switch {
 	case errors.As(err, &x):
 		return x.Attempts
@@ -317,6 +339,8 @@ func AttemptsOf(err error) int {
 		return t.Attempts
 	case errors.As(err, &r):
 		return r.Attempts
+	case errors.As(err, &ac):
+		return ac.AttemptCount()
 	}
 	var f *ExecutionFailedError
 	if errors.As(err, &f) {
@@ -324,6 +348,10 @@ func AttemptsOf(err error) int {
 	}
 	return 0
 }
+
+func quote(s string) string { return fmt.Sprintf("%q", s) }
+
+func attemptsText(n int) string { return fmt.Sprintf("%d attempt%s", n, plural(n)) }
 
 func plural(n int) string {
 	if n == 1 {
@@ -361,6 +389,9 @@ func (e *CircuitOpenError) Error() string {
 
 // Unwrap returns the last attempt's error, if any.
 func (e *CircuitOpenError) Unwrap() error { return e.Last }
+
+// Outcome returns NotSent: the breaker refused the attempt.
+func (e *CircuitOpenError) Outcome() Outcome { return NotSent }
 
 // Is matches ErrCircuitOpen.
 func (e *CircuitOpenError) Is(target error) bool { return target == ErrCircuitOpen }

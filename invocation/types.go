@@ -6,13 +6,6 @@ import (
 	"time"
 )
 
-// Invoker runs one workflow invocation. Implementations handle their own
-// retries and return a *Result or a typed error that carries its Class and
-// the number of attempts made. They must be safe for concurrent use.
-type Invoker interface {
-	Invoke(ctx context.Context, req *Request) (*Result, error)
-}
-
 // Request is one workflow invocation, independent of the transport.
 type Request struct {
 	// Workflow names the workflow: a configured alias such as

@@ -207,3 +207,6 @@ type Tag struct {
 	ID   ID     `json:"id,omitempty"`
 	Name string `json:"name"`
 }
+
+// WebhookNodeType is the type of n8n's Webhook trigger node.
+const WebhookNodeType = "n8n-nodes-base.webhook"

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sort"
@@ -304,6 +305,19 @@ func (s *Breakers) Get(endpoint string) *Breaker {
 		s.m[endpoint] = b
 	}
 	return b
+}
+
+// Attempt is the breaker stage of the pipeline: it asks the breaker of
+// the attempt's workflow, refuses with a *CircuitOpenError (not sent)
+// when it is open, and records the attempt's verdict.
+func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
+	done, err := s.Get(a.Request.Workflow).Allow()
+	if err != nil {
+		return nil, err
+	}
+	res, err := next(ctx, a)
+	done(VerdictOf(err))
+	return res, err
 }
 
 // BreakerState is one breaker's name and state.

@@ -4,51 +4,41 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"strings"
+	"syscall"
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
-// Outcome is what a Classifier sees of one attempt: an answer
-// (StatusCode set) or a transport error (Err set).
-type Outcome struct {
-	// StatusCode is the HTTP status, 0 when no answer came.
-	StatusCode int
-	// Header is the answer's header (an http.Header).
-	Header map[string][]string
-	// Message is n8n's "message" field or the start of a text body.
-	Message string
-	// Err is the transport error when no answer came.
-	Err error
-	// TimedOut is true when the attempt's own timeout expired.
-	TimedOut bool
-}
-
-// Classifier classifies an attempt's outcome. ok is false when it has no
-// opinion, so that the next classifier in the chain decides.
+// Classifier classifies an attempt's error. ok is false when it has no
+// opinion, so that the next classifier in the chain decides. Errors of
+// the webhook transport (*invocation.HTTPError, *invocation.TransportError)
+// carry what a classifier needs: the status, header and message of the
+// answer, or the network error and whether the attempt timed out.
 type Classifier interface {
-	Classify(o *Outcome) (c invocation.Class, ok bool)
+	Classify(err error) (c invocation.Class, ok bool)
 }
 
 // ClassifierFunc adapts a function to Classifier.
-type ClassifierFunc func(o *Outcome) (invocation.Class, bool)
+type ClassifierFunc func(err error) (invocation.Class, bool)
 
 // Classify calls f.
-func (f ClassifierFunc) Classify(o *Outcome) (invocation.Class, bool) { return f(o) }
+func (f ClassifierFunc) Classify(err error) (invocation.Class, bool) { return f(err) }
 
 // Chain asks its classifiers in order; the first definite answer wins.
 // When none answers, the N8N rules decide.
 type Chain []Classifier
 
 // Classify returns the first definite answer, else N8N's.
-func (ch Chain) Classify(o *Outcome) invocation.Class {
+func (ch Chain) Classify(err error) invocation.Class {
 	for _, c := range ch {
-		if cl, ok := c.Classify(o); ok {
+		if cl, ok := c.Classify(err); ok {
 			return cl
 		}
 	}
-	c, _ := N8N(o)
+	c, _ := N8N(err)
 	return c
 }
 
@@ -65,10 +55,26 @@ const MessageWorkflowError = "Error in workflow"
 //     404 until the webhooks are registered.
 //   - Unknown: everything else, and attempt timeouts (n8n may still be
 //     running the workflow).
-var N8N ClassifierFunc = func(o *Outcome) (invocation.Class, bool) {
-	if o.StatusCode == 0 {
-		return classifyTransport(o), true
+//   - An error of another transport that reports its own class keeps it;
+//     any other network error is transient, anything else unknown.
+var N8N ClassifierFunc = func(err error) (invocation.Class, bool) {
+	var he *invocation.HTTPError
+	if !errors.As(err, &he) {
+		var te *invocation.TransportError
+		if errors.As(err, &te) {
+			return classifyTransport(te.Err, te.TimedOut), true
+		}
+		var own interface{ Class() invocation.Class }
+		if errors.As(err, &own) {
+			return own.Class(), true
+		}
+		var ne net.Error
+		if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) {
+			return classifyTransport(err, ne != nil && ne.Timeout()), true
+		}
+		return invocation.Unknown, true
 	}
+	o := he
 	switch o.StatusCode {
 	case 408, 429, 502, 503, 504, 524:
 		return invocation.Transient, true
@@ -92,12 +98,12 @@ var N8N ClassifierFunc = func(o *Outcome) (invocation.Class, bool) {
 	return invocation.Unknown, true
 }
 
-func classifyTransport(o *Outcome) invocation.Class {
-	if o.TimedOut {
+func classifyTransport(err error, timedOut bool) invocation.Class {
+	if timedOut {
 		return invocation.Unknown
 	}
 	var dnsErr *net.DNSError
-	if errors.As(o.Err, &dnsErr) && dnsErr.IsNotFound {
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 		return invocation.Permanent
 	}
 	// A certificate n8n's address does not prove will not prove it on a
@@ -106,7 +112,7 @@ func classifyTransport(o *Outcome) invocation.Class {
 	var uaErr x509.UnknownAuthorityError
 	var hnErr x509.HostnameError
 	var ciErr x509.CertificateInvalidError
-	if errors.As(o.Err, &verr) || errors.As(o.Err, &uaErr) || errors.As(o.Err, &hnErr) || errors.As(o.Err, &ciErr) {
+	if errors.As(err, &verr) || errors.As(err, &uaErr) || errors.As(err, &hnErr) || errors.As(err, &ciErr) {
 		return invocation.Permanent
 	}
 	// Refused, reset, EOF: transient. When the request may already have
@@ -114,7 +120,7 @@ func classifyTransport(o *Outcome) invocation.Class {
 	return invocation.Transient
 }
 
-func isHTML(o *Outcome) bool {
+func isHTML(o *invocation.HTTPError) bool {
 	for _, ct := range o.Header["Content-Type"] {
 		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "text/html") {
 			return true

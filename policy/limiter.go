@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -75,3 +76,20 @@ func (r *RateLimiter) Succeeded() {
 
 // Limit returns the current rate in calls per second.
 func (r *RateLimiter) Limit() float64 { return float64(r.lim.Limit()) }
+
+// Attempt is the rate-limit stage of the pipeline: it waits for a slot,
+// pauses and halves the rate on a 429, and raises it on success.
+func (r *RateLimiter) Attempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
+	if err := r.Wait(ctx); err != nil {
+		return nil, err
+	}
+	res, err := next(ctx, a)
+	var he *invocation.HTTPError
+	switch {
+	case err == nil:
+		r.Succeeded()
+	case errors.As(err, &he) && he.StatusCode == 429:
+		r.Throttled(he.RetryAfter)
+	}
+	return res, err
+}

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/n8n-invoker/n8n-invoker/config"
 )
 
 // Defaults of Retry.
@@ -149,17 +147,4 @@ func parseHTTPDate(v string) (t time.Time, err error) {
 		}
 	}
 	return t, err
-}
-
-// RetryFromConfig maps the configuration's invokers.http section to a
-// retry policy: backoff_factor is the first backoff cap in seconds.
-func RetryFromConfig(h *config.HTTP) Retry {
-	return Retry{
-		MaxRetries:    h.MaxRetries,
-		BaseDelay:     time.Duration(h.BackoffFactor * float64(time.Second)),
-		Multiplier:    h.Retry.Multiplier,
-		MaxDelay:      h.Retry.MaxDelay.D(),
-		MaxElapsed:    h.Retry.MaxElapsed.D(),
-		MaxRetryAfter: h.Retry.MaxRetryAfter.D(),
-	}
 }

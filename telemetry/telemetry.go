@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -15,9 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
-	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
 // ScopeName is the instrumentation scope of spans and metrics.
@@ -225,13 +224,15 @@ func (t *Telemetry) EndExecution(ctx context.Context, span trace.Span, r *Record
 func (t *Telemetry) BatchInFlight(ctx context.Context, delta int64) { t.inFlight.Add(ctx, delta) }
 
 // ObserveBreakers reports the breakers' states on every collection.
-func (t *Telemetry) ObserveBreakers(states func() []policy.BreakerState) error {
+// states calls yield with each breaker's endpoint and state (0 closed,
+// 1 half-open, 2 open).
+func (t *Telemetry) ObserveBreakers(states func(yield func(endpoint string, state int))) error {
 	_, err := t.meter.Int64ObservableGauge("n8n_invoker.breaker.state",
 		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			for _, s := range states() {
-				o.Observe(int64(s.State), metric.WithAttributes(AttrEndpoint.String(s.Endpoint)))
-			}
+			states(func(endpoint string, state int) {
+				o.Observe(int64(state), metric.WithAttributes(AttrEndpoint.String(endpoint)))
+			})
 			return nil
 		}))
 	return err
@@ -252,46 +253,48 @@ func (t *Telemetry) ObserveDLQ(depth func(context.Context) (int, error)) error {
 	return err
 }
 
-// RoundTripper wraps next with a client span per attempt, the W3C trace
-// context injected into the request (on a clone: the caller's request is
-// not modified), and the attempts counter.
-func (t *Telemetry) RoundTripper(next http.RoundTripper) http.RoundTripper {
-	return &roundTripper{t: t, next: next}
-}
+// AttemptSpan is the attempt-span stage of the pipeline: a client span
+// per attempt (with http.request.resend_count on retries), the W3C trace
+// context added to the attempt's headers, and the attempts counter.
+func (t *Telemetry) AttemptSpan() AttemptSpan { return AttemptSpan{t: t} }
 
-type roundTripper struct {
-	t    *Telemetry
-	next http.RoundTripper
-}
+// AttemptSpan is the stage AttemptSpan returns.
+type AttemptSpan struct{ t *Telemetry }
 
-func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	info, _ := httpinvoker.AttemptFromContext(ctx)
-	ctx, span := rt.t.tracer.Start(ctx, req.Method+" webhook", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(
-			attribute.String("http.request.method", req.Method),
-			attribute.String("server.address", req.URL.Hostname()),
-			AttrWorkflow.String(info.Workflow),
-		))
-	if info.Attempt > 1 {
-		span.SetAttributes(AttrResendCount.Int(info.Attempt - 1))
+// Attempt runs next inside the attempt's span.
+func (s AttemptSpan) Attempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
+	t := s.t
+	method := a.Target.Method
+	if method == "" {
+		method = http.MethodPost
 	}
-	rt.t.attempts.Add(ctx, 1, rt.t.attrSet(info.Workflow, "", ""))
-	r := req.Clone(ctx)
-	rt.t.prop.Inject(ctx, propagation.HeaderCarrier(r.Header))
-	resp, err := rt.next.RoundTrip(r)
+	ctx, span := t.tracer.Start(ctx, method+" webhook", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(
+			attribute.String("http.request.method", method),
+			AttrWorkflow.String(a.Request.Workflow),
+		))
+	if a.Number > 1 {
+		span.SetAttributes(AttrResendCount.Int(a.Number - 1))
+	}
+	t.attempts.Add(ctx, 1, t.attrSet(a.Request.Workflow, "", ""))
+	if a.Header == nil {
+		a.Header = make(http.Header, 2)
+	}
+	t.prop.Inject(ctx, propagation.HeaderCarrier(a.Header))
+	res, err := next(ctx, a)
+	var he *invocation.HTTPError
 	switch {
+	case errors.As(err, &he):
+		span.SetAttributes(attribute.Int("http.response.status_code", he.StatusCode))
+		span.SetStatus(codes.Error, fmt.Sprintf("HTTP %d", he.StatusCode))
 	case err != nil:
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "transport error")
 	default:
-		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
-		if resp.StatusCode >= 400 {
-			span.SetStatus(codes.Error, fmt.Sprintf("HTTP %d", resp.StatusCode))
-		}
+		span.SetAttributes(attribute.Int("http.response.status_code", res.StatusCode))
 	}
 	span.End()
-	return resp, err
+	return res, err
 }
 
 // OutcomeOf names an execution's outcome.

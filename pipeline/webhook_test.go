@@ -1,4 +1,4 @@
-package httpinvoker
+package pipeline
 
 import (
 	"context"

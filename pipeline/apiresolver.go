@@ -1,4 +1,4 @@
-package n8napi
+package pipeline
 
 import (
 	"context"
@@ -11,8 +11,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/n8n-invoker/n8n-invoker/config"
-	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+		"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
@@ -40,14 +39,14 @@ func (e *ResolveError) Is(target error) bool {
 	return target == invocation.ErrPermanent || (e.NotFound && target == invocation.ErrUnknownWorkflow)
 }
 
-// Resolver resolves an n8n workflow id (or exact name) to its webhook
+// APIResolver resolves an n8n workflow id (or exact name) to its webhook
 // trigger through the public API, from the active version of the
 // workflow, and caches the answer: the warm path makes no API call. It
-// implements httpinvoker.Resolver and is safe for concurrent use.
-type Resolver struct {
-	c     *Client
+// implements APIResolver and is safe for concurrent use.
+type APIResolver struct {
+	c     *n8napi.Client
 	ttl   time.Duration
-	creds map[string]config.Auth
+	creds map[string]invocation.Auth
 	group singleflight.Group
 
 	mu    sync.Mutex
@@ -58,34 +57,34 @@ type Resolver struct {
 }
 
 type cached struct {
-	ep      *httpinvoker.Endpoint
+	ep      *invocation.Target
 	id      string
 	expires time.Time
 }
 
-// NewResolver returns a resolver using c. ttl 0 means DefaultResolverTTL.
+// NewAPIResolver returns a resolver using c. ttl 0 means DefaultResolverTTL.
 // creds gives webhook credential secrets by n8n credential name.
-func NewResolver(c *Client, ttl time.Duration, creds map[string]config.Auth) *Resolver {
+func NewAPIResolver(c *n8napi.Client, ttl time.Duration, creds map[string]invocation.Auth) *APIResolver {
 	if ttl <= 0 {
 		ttl = DefaultResolverTTL
 	}
-	return &Resolver{c: c, ttl: ttl, creds: creds, cache: map[string]cached{}}
+	return &APIResolver{c: c, ttl: ttl, creds: creds, cache: map[string]cached{}}
 }
 
 // Resolve returns the webhook of the workflow with id (or name) workflow.
-func (r *Resolver) Resolve(ctx context.Context, workflow string) (*httpinvoker.Endpoint, error) {
+func (r *APIResolver) Resolve(ctx context.Context, workflow string) (*invocation.Target, error) {
 	ep, _, err := r.resolve(ctx, workflow)
 	return ep, err
 }
 
 // WorkflowID returns the n8n id of workflow (an id or a name), resolving
 // it if needed.
-func (r *Resolver) WorkflowID(ctx context.Context, workflow string) (string, error) {
+func (r *APIResolver) WorkflowID(ctx context.Context, workflow string) (string, error) {
 	_, id, err := r.resolve(ctx, workflow)
 	return id, err
 }
 
-func (r *Resolver) resolve(ctx context.Context, workflow string) (*httpinvoker.Endpoint, string, error) {
+func (r *APIResolver) resolve(ctx context.Context, workflow string) (*invocation.Target, string, error) {
 	r.mu.Lock()
 	if c, ok := r.cache[workflow]; ok && time.Now().Before(c.expires) {
 		r.mu.Unlock()
@@ -121,20 +120,20 @@ func (r *Resolver) resolve(ctx context.Context, workflow string) (*httpinvoker.E
 
 // Invalidate drops workflow from the cache, e.g. after its webhook
 // answered "not registered".
-func (r *Resolver) Invalidate(workflow string) {
+func (r *APIResolver) Invalidate(workflow string) {
 	r.mu.Lock()
 	delete(r.cache, workflow)
 	r.mu.Unlock()
 }
 
 // Lookups returns the number of API lookups made so far.
-func (r *Resolver) Lookups() int {
+func (r *APIResolver) Lookups() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.lookups
 }
 
-func (r *Resolver) lookup(ctx context.Context, workflow string) (*Workflow, error) {
+func (r *APIResolver) lookup(ctx context.Context, workflow string) (*n8napi.Workflow, error) {
 	if workflow == "" || strings.ContainsAny(workflow, "/?#") {
 		return nil, &ResolveError{Workflow: workflow, Reason: "not a workflow id or name", NotFound: true}
 	}
@@ -142,12 +141,12 @@ func (r *Resolver) lookup(ctx context.Context, workflow string) (*Workflow, erro
 	if err == nil {
 		return w, nil
 	}
-	var ae *APIError
+	var ae *n8napi.APIError
 	if !errors.As(err, &ae) || (ae.StatusCode != 404 && ae.StatusCode != 400) {
 		return nil, err
 	}
 	// Not an id: try it as a name.
-	for w, err := range r.c.Workflows.All(ctx, &WorkflowListOptions{Name: workflow}) {
+	for w, err := range r.c.Workflows.All(ctx, &n8napi.WorkflowListOptions{Name: workflow}) {
 		if err != nil {
 			return nil, err
 		}
@@ -159,16 +158,14 @@ func (r *Resolver) lookup(ctx context.Context, workflow string) (*Workflow, erro
 	return nil, &ResolveError{Workflow: workflow, Reason: "n8n has no workflow with this id or name", NotFound: true}
 }
 
-// WebhookNodeType is the type of n8n's Webhook trigger node.
-const WebhookNodeType = "n8n-nodes-base.webhook"
 
-func (r *Resolver) endpoint(workflow string, w *Workflow) (*httpinvoker.Endpoint, error) {
+func (r *APIResolver) endpoint(workflow string, w *n8napi.Workflow) (*invocation.Target, error) {
 	if !w.Active {
 		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("workflow %s (%q) is not active: activate it in n8n to run it by webhook", w.ID, w.Name)}
 	}
-	var hooks []Node
+	var hooks []n8napi.Node
 	for _, n := range w.LiveNodes() {
-		if n.Type == WebhookNodeType && !n.Disabled {
+		if n.Type == n8napi.WebhookNodeType && !n.Disabled {
 			hooks = append(hooks, n)
 		}
 	}
@@ -194,12 +191,13 @@ func (r *Resolver) endpoint(workflow string, w *Workflow) (*httpinvoker.Endpoint
 		// Paths with parameters are served under the node's webhookId.
 		path = n.WebhookID + "/" + path
 	}
-	ep := &httpinvoker.Endpoint{
-		ID:           w.ID.String(),
+	ep := &invocation.Target{
+		Workflow:     workflow,
+		WorkflowID:           w.ID.String(),
 		Path:         path,
 		Method:       strings.ToUpper(str("httpMethod", "GET")),
-		ResponseMode: str("responseMode", config.ResponseModeOnReceived),
-		Auth:         config.Auth{Type: config.AuthNone},
+		ResponseMode: str("responseMode", invocation.ResponseModeOnReceived),
+		Auth:         invocation.Auth{Type: invocation.AuthNone},
 	}
 	switch auth := str("authentication", "none"); auth {
 	case "none":
@@ -225,7 +223,7 @@ func (r *Resolver) endpoint(workflow string, w *Workflow) (*httpinvoker.Endpoint
 // IDForPath returns the id of the active workflow whose webhook serves
 // method and path (as configured for an alias), scanning the workflows
 // once and caching the answer.
-func (r *Resolver) IDForPath(ctx context.Context, method, path string) (string, error) {
+func (r *APIResolver) IDForPath(ctx context.Context, method, path string) (string, error) {
 	key := "path:" + method + " " + path
 	r.mu.Lock()
 	if c, ok := r.cache[key]; ok && time.Now().Before(c.expires) {
@@ -238,7 +236,7 @@ func (r *Resolver) IDForPath(ctx context.Context, method, path string) (string, 
 		r.lookups++
 		r.mu.Unlock()
 		active := true
-		for w, err := range r.c.Workflows.All(ctx, &WorkflowListOptions{Active: &active}) {
+		for w, err := range r.c.Workflows.All(ctx, &n8napi.WorkflowListOptions{Active: &active}) {
 			if err != nil {
 				return "", err
 			}
@@ -248,9 +246,9 @@ func (r *Resolver) IDForPath(ctx context.Context, method, path string) (string, 
 				if m == "" {
 					m = "GET"
 				}
-				if n.Type == WebhookNodeType && strings.Trim(p, "/") == path && strings.EqualFold(m, method) {
+				if n.Type == n8napi.WebhookNodeType && strings.Trim(p, "/") == path && strings.EqualFold(m, method) {
 					r.mu.Lock()
-					r.cache[key] = cached{ep: &httpinvoker.Endpoint{}, id: w.ID.String(), expires: time.Now().Add(r.ttl)}
+					r.cache[key] = cached{ep: &invocation.Target{}, id: w.ID.String(), expires: time.Now().Add(r.ttl)}
 					r.mu.Unlock()
 					return w.ID.String(), nil
 				}

@@ -1,0 +1,114 @@
+package invoker
+
+import (
+	"crypto/tls"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
+	"github.com/n8n-invoker/n8n-invoker/policy"
+	"github.com/n8n-invoker/n8n-invoker/secret"
+)
+
+// This file is the one place that maps the configuration to the options
+// of the layers: policy, httpinvoker, pipeline, n8napi, telemetry and dlq
+// never read a config.Config.
+
+func keySourceFromConfig(cfg *config.Config) (secret.Provider, error) {
+	if cfg.N8N.APIKeyFile != "" {
+		f, err := secret.NewFile(cfg.N8N.APIKeyFile)
+		if err != nil {
+			return nil, &config.Error{Pos: cfg.PositionOf("n8n.api_key_file"), Field: "n8n.api_key_file", Msg: err.Error()}
+		}
+		return f, nil
+	}
+	return secret.Static(cfg.N8N.APIKey), nil
+}
+
+func tlsFromConfig(t config.TLS) (*tls.Config, error) {
+	return httpinvoker.TLSConfig(httpinvoker.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
+		ServerName: t.ServerName, MinVersion: t.MinVersion, InsecureSkipVerify: t.InsecureSkipVerify})
+}
+
+func authFromConfig(a config.Auth) invocation.Auth {
+	return invocation.Auth{Type: a.Type, Name: a.Name, Value: a.Value, Username: a.Username, Password: a.Password, Secret: a.Secret}
+}
+
+func authsFromConfig(creds map[string]config.Auth) map[string]invocation.Auth {
+	out := make(map[string]invocation.Auth, len(creds))
+	for k, a := range creds {
+		out[k] = authFromConfig(a)
+	}
+	return out
+}
+
+// staticResolver is the resolver of the configuration's workflows
+// section.
+func staticResolver(cfg *config.Config) pipeline.StaticResolver {
+	r := make(pipeline.StaticResolver, len(cfg.Workflows))
+	for name, w := range cfg.Workflows {
+		r[name] = invocation.Target{
+			Workflow: name, WorkflowID: w.ID, Path: w.Path, Method: w.Method, ResponseMode: w.ResponseMode,
+			Timeout: w.Timeout.D(), Auth: authFromConfig(w.Auth),
+		}
+	}
+	return r
+}
+
+func transportOptions(cfg *config.Config, tlsConf *tls.Config) []httpinvoker.Option {
+	h := &cfg.Invokers.HTTP
+	return []httpinvoker.Option{
+		httpinvoker.WithTLSConfig(tlsConf),
+		httpinvoker.WithTimeout(cfg.N8N.Timeout.D()),
+		httpinvoker.WithPool(h.PoolConnections, h.PoolMaxSize),
+		httpinvoker.WithMaxResponseBytes(h.MaxResponseBytes),
+	}
+}
+
+// retryFromConfig maps invokers.http to the retry loop: backoff_factor
+// is the first backoff cap in seconds.
+func retryFromConfig(h *config.HTTP) (*pipeline.Retry, error) {
+	r := &pipeline.Retry{Policy: &policy.Retry{
+		MaxRetries:    h.MaxRetries,
+		BaseDelay:     time.Duration(h.BackoffFactor * float64(time.Second)),
+		Multiplier:    h.Retry.Multiplier,
+		MaxDelay:      h.Retry.MaxDelay.D(),
+		MaxElapsed:    h.Retry.MaxElapsed.D(),
+		MaxRetryAfter: h.Retry.MaxRetryAfter.D(),
+	}}
+	if b := h.Retry.Budget; b.Enabled {
+		budget, err := policy.NewBudget(policy.BudgetConfig{Capacity: b.Capacity, RetryCost: b.RetryCost, TimeoutCost: b.TimeoutCost})
+		if err != nil {
+			return nil, err
+		}
+		r.Budget = budget
+	}
+	return r, nil
+}
+
+func breakersFromConfig(cb config.CircuitBreaker, onStateChange func(endpoint string, from, to policy.State)) (*policy.Breakers, error) {
+	if !cb.Enabled {
+		return nil, nil
+	}
+	return policy.NewBreakers(policy.BreakerConfig{
+		ConsecutiveFailures: cb.ConsecutiveFailures, FailureRate: cb.FailureRate, Window: cb.Window.D(),
+		MinCalls: cb.MinCalls, OpenTimeout: cb.OpenTimeout.D(), HalfOpenProbes: cb.HalfOpenProbes,
+		OnStateChange: onStateChange,
+	})
+}
+
+func limiterFromConfig(rl config.RateLimit) (*policy.RateLimiter, error) {
+	if !rl.Enabled {
+		return nil, nil
+	}
+	return policy.NewRateLimiter(rl.RequestsPerSecond, rl.Burst)
+}
+
+func bulkheadFromConfig(b config.Bulkhead) *policy.Bulkhead {
+	if b.MaxInFlight <= 0 {
+		return nil
+	}
+	return policy.NewBulkhead(b.MaxInFlight, b.MaxWait.D())
+}

@@ -1,0 +1,456 @@
+package httpinvoker
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/policy"
+)
+
+// Header names sent with every attempt.
+const (
+	HeaderRequestID      = "X-Request-Id"
+	HeaderIdempotencyKey = "Idempotency-Key"
+	// HeaderExecutionID is read from answers: a Respond to Webhook node
+	// can set it to {{ $execution.id }}.
+	HeaderExecutionID = "X-N8N-Execution-Id"
+)
+
+// Defaults of the transport's options.
+const (
+	DefaultTimeout          = 30 * time.Second
+	DefaultMaxResponseBytes = 16 << 20
+	DefaultPoolConnections  = 10
+	DefaultPoolMaxSize      = 20
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultIdleConnTimeout  = 90 * time.Second
+	maxErrorBody            = 4 << 10
+	maxDrain                = 64 << 10
+	userAgent               = "n8n-invoker"
+)
+
+// Transport calls n8n webhooks, one attempt per call of Attempt and one
+// request on the wire per attempt: it never retries, and it keeps
+// net/http from re-sending a request by itself on a reused connection
+// that fails (the body it gives net/http cannot be rewound). It reports
+// whether a failed request had been sent. Retries, breakers and
+// classification are the pipeline's. It is safe for concurrent use.
+type Transport struct {
+	base      *url.URL
+	client    *http.Client
+	transport *http.Transport
+	timeout   time.Duration
+	maxBody   int64
+	wrap      []func(http.RoundTripper) http.RoundTripper
+	poolConns int
+	poolMax   int
+	tlsConfig *tls.Config
+	// hostOnly is the webhook URL prefix: base + "/webhook/".
+	prefix string
+}
+
+// Option configures a Transport.
+type Option func(*Transport) error
+
+// WithTimeout bounds each attempt (default DefaultTimeout); a target's
+// own timeout overrides it.
+func WithTimeout(d time.Duration) Option {
+	return func(t *Transport) error {
+		if d <= 0 {
+			return fmt.Errorf("timeout must be positive, got %s", d)
+		}
+		t.timeout = d
+		return nil
+	}
+}
+
+// WithPool sets the idle pool: idle connections kept for up to
+// connections hosts, maxSize per host. A batch to one n8n needs maxSize
+// near its concurrency, or connections churn into TIME_WAIT.
+func WithPool(connections, maxSize int) Option {
+	return func(t *Transport) error {
+		if connections <= 0 || maxSize <= 0 {
+			return fmt.Errorf("pool sizes must be positive, got %d and %d", connections, maxSize)
+		}
+		t.poolConns, t.poolMax = connections, maxSize
+		return nil
+	}
+}
+
+// WithMaxResponseBytes limits a response body (default
+// DefaultMaxResponseBytes).
+func WithMaxResponseBytes(n int64) Option {
+	return func(t *Transport) error {
+		if n <= 0 {
+			return fmt.Errorf("max response bytes must be positive, got %d", n)
+		}
+		t.maxBody = n
+		return nil
+	}
+}
+
+// WithRoundTripper wraps the net/http transport, e.g. to inject faults
+// in tests. The wrapper handles single attempts only and must not
+// re-send. Wrappers compose: each one given wraps those given before it.
+func WithRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(t *Transport) error { t.wrap = append(t.wrap, wrap); return nil }
+}
+
+// WithTLSConfig sets the TLS configuration (verification stays on unless
+// the given config turns it off).
+func WithTLSConfig(c *tls.Config) Option {
+	return func(t *Transport) error { t.tlsConfig = c.Clone(); return nil }
+}
+
+// New returns a webhook transport for the n8n instance at baseURL.
+func New(baseURL string, opts ...Option) (*Transport, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("httpinvoker: base URL must be http(s)://host[/path], got %q", baseURL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	t := &Transport{
+		base:      u,
+		timeout:   DefaultTimeout,
+		maxBody:   DefaultMaxResponseBytes,
+		poolConns: DefaultPoolConnections,
+		poolMax:   DefaultPoolMaxSize,
+	}
+	for _, o := range opts {
+		if err := o(t); err != nil {
+			return nil, fmt.Errorf("httpinvoker: %w", err)
+		}
+	}
+	tlsConf := t.tlsConfig
+	if tlsConf == nil {
+		tlsConf = &tls.Config{}
+	}
+	if tlsConf.MinVersion < tls.VersionTLS12 {
+		tlsConf.MinVersion = tls.VersionTLS12
+	}
+	t.transport = &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           t.poolConns * t.poolMax,
+		MaxIdleConnsPerHost:    t.poolMax,
+		IdleConnTimeout:        DefaultIdleConnTimeout,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+		TLSClientConfig:        tlsConf,
+	}
+	var rt http.RoundTripper = t.transport
+	for _, w := range t.wrap {
+		rt = w(rt)
+	}
+	t.client = &http.Client{
+		Transport: rt,
+		// Webhooks do not redirect; following one could carry auth
+		// headers to another host. A 3xx is returned as a permanent error.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	b := *u
+	b.Path += "/webhook/"
+	t.prefix = b.String()
+	return t, nil
+}
+
+// Close releases idle connections.
+func (t *Transport) Close() { t.transport.CloseIdleConnections() }
+
+// call is what one attempt needs of its request.
+type call struct {
+	workflow string
+	target   *invocation.Target
+	method   string
+	url      string // for errors: no query
+	attempt  int
+}
+
+// Attempt makes one attempt of a: one request to the target's webhook.
+// It returns the result of a 2xx answer (Completed false for an
+// onReceived webhook: n8n accepted the request), or a typed error:
+// *invocation.HTTPError (answered), *invocation.TransportError (Sent
+// says whether the request had been written), *invocation.ResponseError
+// (answered with a body that fails validation); the context's error
+// when ctx ends. Classification is left to the pipeline.
+func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invocation.Result, error) {
+	tg := a.Target
+	c := call{workflow: a.Request.Workflow, target: tg, method: tg.Method, attempt: a.Number}
+	if c.method == "" {
+		c.method = http.MethodPost
+	}
+	c.url = t.prefix + strings.TrimPrefix(tg.Path, "/")
+	full := c.url
+	if c.method == http.MethodGet || c.method == http.MethodHead {
+		q, err := query(a.Request)
+		if err != nil {
+			return nil, err
+		}
+		if q != "" {
+			full += "?" + q
+		}
+	}
+	timeout := t.timeout
+	if tg.Timeout > 0 {
+		timeout = tg.Timeout
+	}
+	actx, cancel := context.WithTimeoutCause(ctx, timeout, errAttemptTimeout)
+	defer cancel()
+
+	// A body net/http cannot rewind (no GetBody): it never re-sends the
+	// request by itself, and it tells whether the request went out. A
+	// GET gets an empty one for the same reason.
+	body := &onceBody{b: a.Body}
+	hreq, err := http.NewRequestWithContext(actx, c.method, full, body)
+	if err != nil {
+		return nil, fmt.Errorf("workflow %q: building request: %w", c.workflow, err)
+	}
+	hreq.ContentLength = int64(len(a.Body))
+	h := hreq.Header
+	if a.Body != nil {
+		h["Content-Type"] = contentTypeJSON
+	}
+	h["Accept"] = acceptHeader
+	h["User-Agent"] = userAgentHeader
+	if a.Request.RequestID != "" {
+		h[HeaderRequestID] = []string{a.Request.RequestID}
+	}
+	if a.Request.IdempotencyKey != "" {
+		h[HeaderIdempotencyKey] = []string{a.Request.IdempotencyKey}
+	}
+	for k, v := range a.Header {
+		h[k] = v
+	}
+	switch au := tg.Auth; au.Type {
+	case invocation.AuthHeader:
+		h.Set(au.Name, au.Value.Reveal())
+	case invocation.AuthBasic:
+		hreq.SetBasicAuth(au.Username, au.Password.Reveal())
+	}
+
+	resp, err := t.client.Do(hreq)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		timedOut := context.Cause(actx) == errAttemptTimeout
+		terr := &invocation.TransportError{Workflow: c.workflow, Method: c.method, URL: c.url, Attempts: c.attempt,
+			Err: cleanURLError(err), TimedOut: timedOut, Sent: body.read}
+		if timedOut {
+			terr.Err = fmt.Errorf("attempt timed out after %s", timeout)
+		}
+		return nil, terr
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		herr := t.httpError(&c, resp)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, herr
+	}
+	res, err := t.decode(&c, a.Request, resp)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return res, err
+}
+
+// onceBody is a request body that can be read once: net/http has no
+// GetBody to rewind it with, so it does not re-send. read says whether
+// the connection started to take it, i.e. the request may have been
+// sent.
+type onceBody struct {
+	b    []byte
+	off  int
+	read bool
+}
+
+func (r *onceBody) Read(p []byte) (int, error) {
+	r.read = true
+	if r.off >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// query encodes the parameters of a GET or HEAD webhook.
+func query(req *invocation.Request) (string, error) {
+	if len(req.Params) == 0 {
+		return "", nil
+	}
+	q := url.Values{}
+	for k, v := range req.Params {
+		if s, ok := v.(string); ok {
+			q.Set(k, s)
+			continue
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return "", fmt.Errorf("workflow %q: parameter %q: %w", req.Workflow, k, err)
+		}
+		q.Set(k, string(b))
+	}
+	return q.Encode(), nil
+}
+
+var errAttemptTimeout = errors.New("attempt timeout")
+
+// Constant header values, shared read-only by every request.
+var (
+	contentTypeJSON = []string{"application/json"}
+	acceptHeader    = []string{"application/json, text/plain;q=0.9, */*;q=0.5"}
+	userAgentHeader = []string{userAgent}
+)
+
+// cleanURLError drops the *url.Error wrapper, whose message repeats the
+// URL with its query.
+func cleanURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func (t *Transport) httpError(c *call, resp *http.Response) *invocation.HTTPError {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain) // let the connection be reused
+	msg := invocation.MessageOf(b)
+	e := &invocation.HTTPError{
+		Workflow: c.workflow, Method: c.method, URL: c.url, StatusCode: resp.StatusCode,
+		Message: msg, Body: b, Header: resp.Header, Attempts: c.attempt,
+	}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		e.RetryAfter, e.HasRetryAfter = policy.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	e.WorkflowFailed = resp.StatusCode == http.StatusInternalServerError && msg == policy.MessageWorkflowError
+	e.NotRegistered = resp.StatusCode == http.StatusNotFound && strings.Contains(msg, "not registered")
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		e.Message = "redirect to " + redactURL(resp.Header.Get("Location")) + " not followed; configure n8n.base_url to the final address"
+	}
+	return e
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
+
+func (t *Transport) decode(c *call, req *invocation.Request, resp *http.Response) (*invocation.Result, error) {
+	res := &invocation.Result{
+		Workflow: c.workflow, WorkflowID: c.target.WorkflowID, RequestID: req.RequestID, StatusCode: resp.StatusCode,
+		Attempts: c.attempt, Completed: c.target.ResponseMode != invocation.ResponseModeOnReceived,
+	}
+	invalid := func(reason string, err error) error {
+		return &invocation.ResponseError{Workflow: c.workflow, StatusCode: resp.StatusCode, Reason: reason, Attempts: c.attempt, Err: err}
+	}
+	if resp.ContentLength > t.maxBody {
+		return nil, invalid(fmt.Sprintf("body of %d bytes exceeds the limit of %d", resp.ContentLength, t.maxBody), nil)
+	}
+	b, err := readBody(resp, t.maxBody)
+	if err != nil {
+		return nil, invalid("reading body", err)
+	}
+	if int64(len(b)) > t.maxBody {
+		return nil, invalid(fmt.Sprintf("body exceeds the limit of %d bytes", t.maxBody), nil)
+	}
+	mt := mediaType(resp.Header.Get("Content-Type"))
+	res.ContentType = mt
+	switch {
+	case len(bytes.TrimSpace(b)) == 0:
+		res.Output = json.RawMessage("null")
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		if !json.Valid(b) {
+			return nil, invalid("malformed JSON", nil)
+		}
+		res.Output = json.RawMessage(b)
+	case mt == "" || strings.HasPrefix(mt, "text/"):
+		if json.Valid(b) && mt == "" {
+			res.Output = json.RawMessage(b)
+			break
+		}
+		if !utf8.Valid(b) {
+			return nil, invalid(fmt.Sprintf("%q body is not valid UTF-8", mt), nil)
+		}
+		s, _ := json.Marshal(string(b))
+		res.Output = s
+	default:
+		return nil, invalid(fmt.Sprintf("unsupported content type %q (want JSON or text)", mt), nil)
+	}
+	res.ExecutionID = resp.Header.Get(HeaderExecutionID)
+	if res.ExecutionID == "" {
+		res.ExecutionID = executionIDOf(res.Output)
+	}
+	return res, nil
+}
+
+// executionIDOf returns a top-level "executionId" of a JSON object.
+func executionIDOf(out json.RawMessage) string {
+	if len(out) == 0 || out[0] != '{' || !bytes.Contains(out, []byte(`"executionId"`)) {
+		return ""
+	}
+	var v struct {
+		ID json.RawMessage `json:"executionId"`
+	}
+	if json.Unmarshal(out, &v) != nil || len(v.ID) == 0 {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(v.ID, &s) == nil {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(v.ID, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
+
+// readBody reads at most limit+1 bytes, in one allocation when the
+// length is announced.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= limit {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, limit+1))
+}
+
+// mediaType returns the media type of a Content-Type, parsing only what
+// is not the common JSON case.
+func mediaType(ct string) string {
+	switch ct {
+	case "":
+		return ""
+	case "application/json", "application/json; charset=utf-8":
+		return "application/json"
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt
+}

@@ -1,0 +1,201 @@
+package invocation
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/secret"
+)
+
+// Outcome is what one attempt did on the wire, as its transport reports
+// it. It is the fact the layers above need to tell a safe retry from an
+// ambiguous one.
+type Outcome uint8
+
+const (
+	// NotSent: the request never left (refused connection, a breaker or a
+	// limiter said no, the context ended first). Safe to retry.
+	NotSent Outcome = iota
+	// Answered: n8n (or something in front of it) answered.
+	Answered
+	// Accepted: n8n took the request and gave an execution id; the
+	// result comes later (a webhook in onReceived mode, MCP's start).
+	Accepted
+	// Ambiguous: the request was sent and the answer was lost (a reset
+	// after writing, a timeout): the workflow may have run.
+	Ambiguous
+)
+
+// String returns "not-sent", "answered", "accepted" or "ambiguous".
+func (o Outcome) String() string {
+	switch o {
+	case NotSent:
+		return "not-sent"
+	case Answered:
+		return "answered"
+	case Accepted:
+		return "accepted"
+	default:
+		return "ambiguous"
+	}
+}
+
+// MarshalText encodes the outcome as its name.
+func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// OutcomeOf returns the outcome the first error of err's chain that
+// reports one (an Outcome() Outcome method) says, and Ambiguous when none
+// does: a failure that nobody explains may have reached n8n. A nil error
+// is Answered.
+func OutcomeOf(err error) Outcome {
+	if err == nil {
+		return Answered
+	}
+	var o interface{ Outcome() Outcome }
+	if errors.As(err, &o) {
+		return o.Outcome()
+	}
+	return Ambiguous
+}
+
+// Target is where a workflow is reached, as resolution found it: enough
+// for any transport (a webhook path and method for the HTTP transport; a
+// workflow id and trigger node for one that starts workflows by id).
+type Target struct {
+	// Workflow is the name the caller gave.
+	Workflow string
+	// WorkflowID is n8n's id of the workflow, when known.
+	WorkflowID string
+	// Transport names the transport that serves the workflow; empty
+	// means the manager's default.
+	Transport string
+	// Path is the webhook node's path, served at <base>/webhook/<path>.
+	Path string
+	// Method is the HTTP method; empty means POST.
+	Method string
+	// ResponseMode is the webhook node's response mode (ResponseMode...).
+	ResponseMode string
+	// TriggerNode names the trigger node, for transports that start a
+	// workflow by id.
+	TriggerNode string
+	// Timeout overrides the transport's attempt timeout when not zero.
+	Timeout time.Duration
+	// Auth is the webhook's authentication.
+	Auth Auth
+}
+
+// Response modes of an n8n webhook node.
+const (
+	ResponseModeOnReceived   = "onReceived"
+	ResponseModeLastNode     = "lastNode"
+	ResponseModeResponseNode = "responseNode"
+)
+
+// Auth types of a workflow's webhook.
+const (
+	AuthNone   = "none"
+	AuthHeader = "header"
+	AuthBasic  = "basic"
+	// AuthHMAC signs each request: X-Invoker-Timestamp and
+	// X-Invoker-Signature: v1=hex(HMAC-SHA256(secret, timestamp "." body)).
+	AuthHMAC = "hmac"
+	// AuthJWT sends n8n's JWT webhook auth: Authorization: Bearer <an HS256
+	// token made per request with the secret, valid 60 s>.
+	AuthJWT = "jwt"
+)
+
+// Auth is a webhook's authentication.
+type Auth struct {
+	// Type is one of the Auth... constants; empty means none.
+	Type string
+	// Name is the header name for header auth.
+	Name string
+	// Value is the header value for header auth.
+	Value secret.Secret
+	// Username is the user for basic auth.
+	Username string
+	// Password is the password for basic auth.
+	Password secret.Secret
+	// Secret is the key of hmac and jwt auth.
+	Secret secret.Secret
+}
+
+// Attempt is one try of a call, as the per-attempt stages and the
+// transport see it.
+type Attempt struct {
+	// Request is the call's request. Do not modify it.
+	Request *Request
+	// Target is the resolved target. Do not modify it.
+	Target *Target
+	// Number is 1 for the first attempt, 2 for the first retry, ...
+	Number int
+	// Body is the request's JSON body, encoded once per call.
+	Body []byte
+	// Header holds headers the per-attempt stages add (trace context,
+	// signatures); a transport that speaks HTTP sends them. Nil until a
+	// stage adds one: use SetHeader.
+	Header http.Header
+}
+
+// SetHeader sets a header to send with this attempt.
+func (a *Attempt) SetHeader(key, value string) {
+	if a.Header == nil {
+		a.Header = make(http.Header, 2)
+	}
+	a.Header[http.CanonicalHeaderKey(key)] = []string{value}
+}
+
+// Transport makes one attempt: one request on the wire, no retries, no
+// decisions. It returns the result of an answer with success (its
+// Completed false when n8n accepted the request and the result comes
+// later), or an error that reports, through OutcomeOf, whether the
+// request was sent. A Transport must be safe for concurrent use.
+type Transport interface {
+	Attempt(ctx context.Context, a *Attempt) (*Result, error)
+}
+
+// TransportFunc adapts a function to Transport.
+type TransportFunc func(ctx context.Context, a *Attempt) (*Result, error)
+
+// Attempt calls f.
+func (f TransportFunc) Attempt(ctx context.Context, a *Attempt) (*Result, error) { return f(ctx, a) }
+
+// AttemptHandler is the rest of the per-attempt stages, down to the
+// transport.
+type AttemptHandler func(ctx context.Context, a *Attempt) (*Result, error)
+
+// AttemptError is the error of an attempt that reported neither class nor
+// attempts of its own (a custom transport's plain error): the pipeline
+// wraps it with what it decided.
+type AttemptError struct {
+	Workflow string
+	// Attempts is the number of attempts made.
+	Attempts int
+	// ErrClass is the class the pipeline's classifiers gave it.
+	ErrClass Class
+	// Sent is the attempt's outcome on the wire.
+	Sent Outcome
+	Err  error
+}
+
+// Error returns the message.
+func (e *AttemptError) Error() string {
+	return "workflow " + quote(e.Workflow) + ": " + e.Err.Error() + " (" + e.ErrClass.String() + ", " + attemptsText(e.Attempts) + ")"
+}
+
+// Unwrap returns the transport's error.
+func (e *AttemptError) Unwrap() error { return e.Err }
+
+// Class returns the class the pipeline gave the error.
+func (e *AttemptError) Class() Class { return e.ErrClass }
+
+// Outcome returns the attempt's outcome on the wire.
+func (e *AttemptError) Outcome() Outcome { return e.Sent }
+
+// Is matches ErrPermanent for a permanent error.
+func (e *AttemptError) Is(target error) bool { return isClass(e.ErrClass, target) }
+
+// AttemptCount returns the number of attempts made.
+func (e *AttemptError) AttemptCount() int { return e.Attempts }

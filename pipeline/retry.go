@@ -1,0 +1,184 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/policy"
+)
+
+// Retry is the retry loop between the per-call and the per-attempt
+// stages: it classifies each attempt's error, takes a retry's cost from
+// the budget, and waits the backoff or the server's Retry-After.
+type Retry struct {
+	// Policy is the backoff policy; nil means policy.DefaultRetry.
+	Policy *policy.Retry
+	// Classifiers are consulted, in order, before the n8n rules
+	// (policy.N8N).
+	Classifiers policy.Chain
+	// Budget, when not nil, limits retries client-wide.
+	Budget *policy.Budget
+	// StartupGrace is how long after n8n last looked unavailable a 404
+	// "webhook not registered" counts as transient; zero means
+	// policy.DefaultStartupGrace, negative turns it off.
+	StartupGrace time.Duration
+
+	grace      *policy.Grace
+	invalidate func(workflow string)
+}
+
+func (r *Retry) init(res Resolver) error {
+	if r.Policy == nil {
+		d := policy.DefaultRetry()
+		r.Policy = &d
+	}
+	if err := r.Policy.Validate(); err != nil {
+		return err
+	}
+	g := r.StartupGrace
+	if g == 0 {
+		g = policy.DefaultStartupGrace
+	}
+	r.grace = policy.NewGrace(max(g, 0))
+	if inv, ok := res.(Invalidator); ok {
+		r.invalidate = inv.Invalidate
+	}
+	return nil
+}
+
+// run makes attempts until one succeeds, an error is not worth another,
+// or the policy, the budget or ctx says stop. It returns a result or a
+// typed error: the last attempt's (classified), *AttemptsExhaustedError,
+// *RetryAfterError, *CircuitOpenError, *BudgetExhaustedError, or the
+// context's error when the caller canceled.
+func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler) (*invocation.Result, error) {
+	start := time.Now()
+	wf := c.Request.Workflow
+	a := invocation.Attempt{Request: c.Request, Target: c.Target, Body: c.body}
+	var last error
+	unknownRetries := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		cost := 0
+		if last != nil && r.Budget != nil {
+			var ok bool
+			if cost, ok = r.Budget.Acquire(timedOut(last)); !ok {
+				return nil, &invocation.BudgetExhaustedError{Workflow: wf, Attempts: c.Attempts, Last: last}
+			}
+		}
+		a.Number, a.Header = c.Attempts+1, nil
+		res, err := next(ctx, &a)
+		var coe *invocation.CircuitOpenError
+		if err != nil && errors.As(err, &coe) {
+			// The breaker refused before sending: not an attempt.
+			r.refund(cost)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			e := *coe
+			e.Workflow, e.Attempts, e.Last = wf, c.Attempts, last
+			return nil, &e
+		}
+		c.Attempts++
+		if err == nil {
+			r.refund(cost)
+			res.Attempts = c.Attempts
+			res.Duration = time.Since(start)
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // the caller's cancellation: not a failure
+		}
+		class := invocation.ClassOf(err)
+		if r.invalidate != nil && errors.Is(err, invocation.ErrNotRegistered) {
+			r.invalidate(wf) // the next call resolves it afresh
+		}
+		last = err
+		retries := c.Attempts - 1
+		if class == invocation.Permanent {
+			return nil, err
+		}
+		if retries >= r.Policy.MaxRetries || (class == invocation.Unknown && unknownRetries >= 1) {
+			return nil, exhausted(c, err)
+		}
+		if class == invocation.Unknown {
+			unknownRetries++
+		}
+		ra, hasRA := retryAfter(err)
+		wait, ok := r.Policy.Wait(retries+1, ra, hasRA)
+		if !ok {
+			return nil, &invocation.RetryAfterError{Workflow: wf, Wait: wait, Attempts: c.Attempts, Err: err}
+		}
+		if r.Policy.MaxElapsed > 0 && time.Since(start)+wait > r.Policy.MaxElapsed {
+			return nil, exhausted(c, err)
+		}
+		if err := invocation.Sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// classified returns the transport's Attempt with the classification of
+// its errors: the class the classifiers (and the startup grace) give is
+// recorded on the error.
+func (r *Retry) classified(t invocation.Transport) invocation.AttemptHandler {
+	return func(ctx context.Context, a *invocation.Attempt) (*invocation.Result, error) {
+		res, err := t.Attempt(ctx, a)
+		if err == nil || ctx.Err() != nil {
+			return res, err
+		}
+		return nil, withClass(err, r.grace.Adjust(err, r.Classifiers.Classify(err)), a)
+	}
+}
+
+func (r *Retry) refund(cost int) {
+	if cost > 0 {
+		r.Budget.Success(cost)
+	}
+}
+
+// withClass records the class the loop decided on the error: on the
+// webhook transport's errors in their field, around any other error that
+// has no class of its own as an *AttemptError.
+func withClass(err error, class invocation.Class, a *invocation.Attempt) error {
+	var he *invocation.HTTPError
+	var te *invocation.TransportError
+	switch {
+	case errors.As(err, &he):
+		he.ErrClass = class
+		return err
+	case errors.As(err, &te):
+		te.ErrClass = class
+		return err
+	}
+	var own interface{ Class() invocation.Class }
+	if errors.As(err, &own) {
+		return err
+	}
+	return &invocation.AttemptError{Workflow: a.Request.Workflow, Attempts: a.Number, ErrClass: class,
+		Sent: invocation.OutcomeOf(err), Err: err}
+}
+
+func timedOut(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+func retryAfter(err error) (time.Duration, bool) {
+	var he *invocation.HTTPError
+	if errors.As(err, &he) && he.HasRetryAfter {
+		return he.RetryAfter, true
+	}
+	return 0, false
+}
+
+func exhausted(c *Call, err error) error {
+	if c.Attempts == 1 {
+		return err
+	}
+	return &invocation.AttemptsExhaustedError{Workflow: c.Request.Workflow, Attempts: c.Attempts, Last: err}
+}

@@ -1,0 +1,93 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
+)
+
+// Call is one invocation as the per-call stages see it. Stages above
+// resolution see Target nil; stages below it may read it.
+type Call struct {
+	// Request is the caller's request (a copy: stages may change it).
+	Request *invocation.Request
+	// Target is set by the resolution stage.
+	Target *invocation.Target
+	// Started is when the call entered the pipeline.
+	Started time.Time
+	// Attempts counts the attempts the retry loop made so far.
+	Attempts int
+
+	// Wait asks the await stage to follow the execution to its end.
+	Wait bool
+	// Await tunes that polling.
+	Await n8napi.AwaitOptions
+	// ReplayOf is the dead-letter entry being replayed, 0 otherwise.
+	ReplayOf int64
+	// ExplicitKey is true when the caller gave the idempotency key.
+	ExplicitKey bool
+
+	body []byte
+}
+
+// CallHandler is the rest of the pipeline below a per-call stage.
+type CallHandler func(ctx context.Context, c *Call) (*invocation.Result, error)
+
+// CallStage runs once per call, above the retry loop. It calls next at
+// most once (or not at all, to answer itself) and returns its answer or
+// its own.
+type CallStage interface {
+	Call(ctx context.Context, c *Call, next CallHandler) (*invocation.Result, error)
+}
+
+// CallFunc adapts a function to CallStage.
+type CallFunc func(ctx context.Context, c *Call, next CallHandler) (*invocation.Result, error)
+
+// Call calls f.
+func (f CallFunc) Call(ctx context.Context, c *Call, next CallHandler) (*invocation.Result, error) {
+	return f(ctx, c, next)
+}
+
+// AttemptStage runs once per attempt, below the retry loop and above the
+// transport. The policy package's breakers and rate limiter, the
+// telemetry attempt span and the webhook signer are attempt stages.
+type AttemptStage interface {
+	Attempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error)
+}
+
+// AttemptFunc adapts a function to AttemptStage.
+type AttemptFunc func(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error)
+
+// Attempt calls f.
+func (f AttemptFunc) Attempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
+	return f(ctx, a, next)
+}
+
+// Interceptor is a user's stage, with a slot per call (below the built-in
+// per-call stages, above the retry loop) and a slot per attempt (below
+// the breaker and the attempt span, above signing and the transport).
+// Implementations must embed InterceptorBase, so that a method added to
+// the interface later breaks nobody.
+type Interceptor interface {
+	InterceptCall(ctx context.Context, c *Call, next CallHandler) (*invocation.Result, error)
+	InterceptAttempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error)
+	interceptorBase()
+}
+
+// InterceptorBase passes everything through; embed it in an Interceptor
+// and override what you need.
+type InterceptorBase struct{}
+
+// InterceptCall calls next.
+func (InterceptorBase) InterceptCall(ctx context.Context, c *Call, next CallHandler) (*invocation.Result, error) {
+	return next(ctx, c)
+}
+
+// InterceptAttempt calls next.
+func (InterceptorBase) InterceptAttempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
+	return next(ctx, a)
+}
+
+func (InterceptorBase) interceptorBase() {}

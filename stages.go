@@ -1,0 +1,150 @@
+package invoker
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
+)
+
+// buildPipeline composes the manager's stages in the pipeline's order
+// (pipeline.Stages documents it): each stage below is one method of the
+// manager or one value of its layer.
+func (m *Manager) buildPipeline(resolve pipeline.Resolver) error {
+	h := &m.cfg.Invokers.HTTP
+	retry, err := retryFromConfig(h)
+	if err != nil {
+		return err
+	}
+	if m.breakers, err = breakersFromConfig(h.CircuitBreaker, m.breakerChanged); err != nil {
+		return err
+	}
+	limiter, err := limiterFromConfig(h.RateLimit)
+	if err != nil {
+		return err
+	}
+	m.bulkhead = bulkheadFromConfig(h.Bulkhead)
+	s := pipeline.Stages{
+		Resolve:      resolve,
+		Hooks:        pipeline.CallFunc(m.hooksStage),
+		CallSpan:     pipeline.CallFunc(m.spanStage),
+		Bulkhead:     m.bulkhead,
+		Await:        pipeline.CallFunc(m.awaitStage),
+		Interceptors: m.interceptors,
+		Retry:        retry,
+		RateLimit:    limiter,
+		Sign:         httpinvoker.Signer{},
+		Transport:    m.transport,
+	}
+	if m.breakers != nil {
+		s.Breakers = m.breakers
+	}
+	if m.dlq != nil {
+		s.Journal = pipeline.CallFunc(m.journalStage)
+	}
+	if m.fallback != nil {
+		s.Fallback = pipeline.CallFunc(m.fallbackStage)
+	}
+	if m.tel.Tracing() { // without tracing, no attempt stage in the hot path
+		s.AttemptSpan = m.tel.AttemptSpan()
+	}
+	m.pipe, err = pipeline.New(s)
+	return err
+}
+
+// Stages returns the names of the pipeline's stages, top to bottom.
+func (m *Manager) Stages() []string { return m.pipe.Names() }
+
+// fallbackStage runs the fallback for a degraded failure.
+func (m *Manager) fallbackStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
+	res, err := next(ctx, c)
+	if err == nil || invocation.IsCanceled(err) || !m.fallbackOn(err) {
+		return res, err
+	}
+	res, ferr := m.fallback(ctx, c.Request, err)
+	if ferr != nil {
+		return nil, ferr
+	}
+	if res == nil {
+		return nil, err
+	}
+	res.Degraded = true
+	return res, nil
+}
+
+// hooksStage runs the pre-execution hooks (which may veto the call or
+// change its parameters), then the post-execution or error hooks.
+func (m *Manager) hooksStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
+	m.mu.RLock()
+	pre, post, onErr := m.hooks[StagePreExecution], m.hooks[StagePostExecution], m.hooks[StageError]
+	m.mu.RUnlock()
+	if len(pre)+len(post)+len(onErr) == 0 {
+		return next(ctx, c)
+	}
+	req := c.Request
+	ec := &ExecutionContext{
+		Workflow: req.Workflow, Params: req.Params, RequestID: req.RequestID,
+		IdempotencyKey: req.IdempotencyKey, StartedAt: c.Started,
+	}
+	if len(pre) > 0 && req.Body == nil {
+		// Pre hooks may change the parameters: give them a copy, never the
+		// caller's map.
+		ec.Params = maps.Clone(req.Params)
+		if ec.Params == nil {
+			ec.Params = map[string]any{}
+		}
+	}
+	fail := func(err error) (*invocation.Result, error) {
+		ec.Err, ec.Duration = err, time.Since(ec.StartedAt)
+		if !invocation.IsCanceled(err) {
+			for _, h := range onErr {
+				m.safely(ctx, StageError, ec, h.OnError)
+			}
+		}
+		return nil, err
+	}
+	for _, h := range pre {
+		if err := m.runPre(ctx, h, ec); err != nil {
+			return fail(&HookError{Stage: StagePreExecution, Workflow: req.Workflow, Err: err})
+		}
+	}
+	req.Params = ec.Params
+	res, err := next(ctx, c)
+	if err != nil {
+		return fail(err)
+	}
+	ec.Result, ec.Duration = res, time.Since(ec.StartedAt)
+	for _, h := range post {
+		m.safely(ctx, StagePostExecution, ec, h.PostExecution)
+	}
+	return res, nil
+}
+
+// spanStage is the call's span, its metrics and the custom tracers.
+func (m *Manager) spanStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
+	ctx, span := m.tel.StartExecution(ctx, c.Request.Workflow, c.Request.RequestID)
+	res, err := next(ctx, c)
+	m.record(ctx, span, c, res, err)
+	return res, err
+}
+
+// awaitStage follows the execution to its end when the call asks to wait.
+func (m *Manager) awaitStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
+	res, err := next(ctx, c)
+	if !c.Wait || (err != nil && !errors.Is(err, invocation.ErrWorkflowFailed)) {
+		return res, err
+	}
+	if res, err = m.await(ctx, c.Request, res, err, &c.Await); err == nil {
+		res.Duration = time.Since(c.Started)
+	}
+	return res, err
+}
+
+// journalStage runs the rest of the call under the write-ahead journal.
+func (m *Manager) journalStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
+	return m.journaled(ctx, c.Request, c.ExplicitKey, c.ReplayOf, func() (*invocation.Result, error) { return next(ctx, c) })
+}
