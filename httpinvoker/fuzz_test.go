@@ -26,9 +26,13 @@ func FuzzDecode(f *testing.F) {
 		if status < 100 || status > 599 {
 			return
 		}
-		s := &script{answers: []answer{{status: status, body: body, header: map[string]string{"Content-Type": ctype}}}}
-		inv := newScripted(t, s, WithRetries(0, 0), WithMaxResponseBytes(1<<16))
-		res, err := inv.Invoke(t.Context(), req("wf"))
+		tr, err := New("http://n8n.test", WithMaxResponseBytes(1<<16), WithRoundTripper(func(http.RoundTripper) http.RoundTripper {
+			return stub(status, ctype, body)
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := tr.Attempt(t.Context(), attempt("wf", &invocation.Target{Path: "hook"}))
 		if err != nil {
 			var (
 				he *invocation.HTTPError

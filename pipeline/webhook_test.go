@@ -15,7 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 	"github.com/n8n-invoker/n8n-invoker/secret"
@@ -81,21 +81,123 @@ func (s *script) count() int {
 }
 
 var testEndpoints = StaticResolver{
-	"wf":     {Path: "hook", Method: "POST", ResponseMode: config.ResponseModeLastNode},
-	"get":    {Path: "hook-get", Method: "GET", ResponseMode: config.ResponseModeLastNode},
-	"header": {Path: "h", Auth: config.Auth{Type: config.AuthHeader, Name: "X-Token", Value: secret.New("tok-secret")}},
-	"basic":  {Path: "b", Auth: config.Auth{Type: config.AuthBasic, Username: "u", Password: secret.New("pw-secret")}},
-	"async":  {Path: "a", ResponseMode: config.ResponseModeOnReceived},
+	"wf":     {Path: "hook", Method: "POST", ResponseMode: invocation.ResponseModeLastNode},
+	"get":    {Path: "hook-get", Method: "GET", ResponseMode: invocation.ResponseModeLastNode},
+	"header": {Path: "h", Auth: invocation.Auth{Type: invocation.AuthHeader, Name: "X-Token", Value: secret.New("tok-secret")}},
+	"basic":  {Path: "b", Auth: invocation.Auth{Type: invocation.AuthBasic, Username: "u", Password: secret.New("pw-secret")}},
+	"async":  {Path: "a", ResponseMode: invocation.ResponseModeOnReceived},
 }
 
-func newScripted(t *testing.T, s *script, opts ...Option) *Invoker {
+// webhook is a pipeline over the webhook transport, as the tests of the
+// retry loop and the transport use it.
+type webhook struct {
+	*Pipeline
+	t *httpinvoker.Transport
+}
+
+func (w *webhook) Close() { w.t.Close() }
+
+type setup struct {
+	stages   Stages
+	retry    policy.Retry
+	http     []httpinvoker.Option
+	resolver Resolver
+}
+
+// Option configures a test pipeline over the webhook transport.
+type Option func(*setup) error
+
+func WithResolver(r Resolver) Option { return func(s *setup) error { s.resolver = r; return nil } }
+
+func WithRetries(maxRetries int, backoffFactor float64) Option {
+	return func(s *setup) error {
+		if maxRetries < 0 {
+			return fmt.Errorf("negative retries")
+		}
+		s.retry.MaxRetries = maxRetries
+		s.retry.BaseDelay = time.Duration(backoffFactor * float64(time.Second))
+		return nil
+	}
+}
+
+func WithMaxDelay(d time.Duration) Option {
+	return func(s *setup) error { s.retry.MaxDelay = d; return nil }
+}
+
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(s *setup) error { s.retry.MaxRetryAfter = d; return nil }
+}
+
+func WithJitter(f func(time.Duration) time.Duration) Option {
+	return func(s *setup) error { s.retry.Jitter = f; return nil }
+}
+
+func WithClassifier(c policy.Classifier) Option {
+	return func(s *setup) error {
+		if s.stages.Retry == nil {
+			s.stages.Retry = &Retry{}
+		}
+		s.stages.Retry.Classifiers = append(s.stages.Retry.Classifiers, c)
+		return nil
+	}
+}
+
+// WithGate adds a per-attempt stage (an interceptor's attempt slot).
+func WithGate(ic Interceptor) Option {
+	return func(s *setup) error { s.stages.Interceptors = append(s.stages.Interceptors, ic); return nil }
+}
+
+func WithTimeout(d time.Duration) Option {
+	return func(s *setup) error { s.http = append(s.http, httpinvoker.WithTimeout(d)); return nil }
+}
+
+func WithMaxResponseBytes(n int64) Option {
+	return func(s *setup) error { s.http = append(s.http, httpinvoker.WithMaxResponseBytes(n)); return nil }
+}
+
+func WithPool(c, m int) Option {
+	return func(s *setup) error { s.http = append(s.http, httpinvoker.WithPool(c, m)); return nil }
+}
+
+func WithRoundTripper(w func(http.RoundTripper) http.RoundTripper) Option {
+	return func(s *setup) error { s.http = append(s.http, httpinvoker.WithRoundTripper(w)); return nil }
+}
+
+func newWebhook(baseURL string, opts ...Option) (*webhook, error) {
+	s := &setup{retry: policy.DefaultRetry()}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	if s.resolver == nil {
+		return nil, errors.New("no resolver")
+	}
+	t, err := httpinvoker.New(baseURL, s.http...)
+	if err != nil {
+		return nil, err
+	}
+	if s.stages.Retry == nil {
+		s.stages.Retry = &Retry{}
+	}
+	s.stages.Retry.Policy = &s.retry
+	s.stages.Resolve, s.stages.Transport, s.stages.Sign = s.resolver, t, httpinvoker.Signer{}
+	p, err := New(s.stages)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	return &webhook{Pipeline: p, t: t}, nil
+}
+
+func newScripted(t *testing.T, s *script, opts ...Option) *webhook {
 	t.Helper()
 	base := []Option{
 		WithResolver(testEndpoints),
 		WithRoundTripper(func(http.RoundTripper) http.RoundTripper { return s }),
 		WithJitter(func(d time.Duration) time.Duration { return d }), // no randomness: the cap itself
 	}
-	inv, err := New("http://n8n.test/base/", append(base, opts...)...)
+	inv, err := newWebhook("http://n8n.test/base/", append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,31 +345,33 @@ func TestCancellationIsNotAFailure(t *testing.T) {
 }
 
 type recordingGate struct {
+	InterceptorBase
 	mu                  sync.Mutex
 	allowed, failures   int
 	successes, retrying int
 	refuse              error
 }
 
-func (g *recordingGate) Allow(_ context.Context, _ string, prev error) (func(error), error) {
+func (g *recordingGate) InterceptAttempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.refuse != nil {
+		g.mu.Unlock()
 		return nil, g.refuse
 	}
 	g.allowed++
-	if prev != nil {
+	if a.Number > 1 {
 		g.retrying++
 	}
-	return func(err error) {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		if err == nil {
-			g.successes++
-		} else {
-			g.failures++
-		}
-	}, nil
+	g.mu.Unlock()
+	res, err := next(ctx, a)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err == nil {
+		g.successes++
+	} else {
+		g.failures++
+	}
+	return res, err
 }
 
 func TestGate(t *testing.T) {
@@ -302,7 +406,7 @@ func TestRequestHeadersStableAcrossRetries(t *testing.T) {
 			if r.Method != "POST" || r.URL.String() != "http://n8n.test/base/webhook/hook" {
 				t.Errorf("attempt %d: %s %s", i, r.Method, r.URL)
 			}
-			if r.Header.Get(HeaderRequestID) != "rid-1" || r.Header.Get(HeaderIdempotencyKey) != "key-1" ||
+			if r.Header.Get(httpinvoker.HeaderRequestID) != "rid-1" || r.Header.Get(httpinvoker.HeaderIdempotencyKey) != "key-1" ||
 				r.Header.Get("Content-Type") != "application/json" {
 				t.Errorf("attempt %d headers: %v", i, r.Header)
 			}
@@ -423,8 +527,9 @@ func TestCustomClassifierFirst(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		s := &script{answers: []answer{{status: 500, body: `{"message":"Error in workflow"}`}, {status: 200, body: "{}"}}}
-		retryWorkflowErrors := policy.ClassifierFunc(func(o *policy.Outcome) (invocation.Class, bool) {
-			if o.StatusCode == 500 {
+		retryWorkflowErrors := policy.ClassifierFunc(func(err error) (invocation.Class, bool) {
+			var he *invocation.HTTPError
+			if errors.As(err, &he) && he.StatusCode == 500 {
 				return invocation.Transient, true
 			}
 			return 0, false
@@ -445,7 +550,7 @@ func TestRedirectNotFollowedNorCredentialsForwarded(t *testing.T) {
 		http.Redirect(w, r, other.URL+"/steal?token=abc", http.StatusTemporaryRedirect)
 	}))
 	defer n8n.Close()
-	inv, err := New(n8n.URL, WithResolver(testEndpoints))
+	inv, err := newWebhook(n8n.URL, WithResolver(testEndpoints))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +570,7 @@ func TestConnectionRefusedIsTransient(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	inv, err := New(url, WithResolver(testEndpoints), WithRetries(0, 0))
+	inv, err := newWebhook(url, WithResolver(testEndpoints), WithRetries(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,17 +587,14 @@ func TestRealTransportAgainstStub(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"got":%s,"rid":%q}`, b, r.Header.Get(HeaderRequestID))
+		fmt.Fprintf(w, `{"got":%s,"rid":%q}`, b, r.Header.Get(httpinvoker.HeaderRequestID))
 	}))
 	defer srv.Close()
-	inv, err := New(srv.URL, WithResolver(testEndpoints), WithPool(2, 8))
+	inv, err := newWebhook(srv.URL, WithResolver(testEndpoints), WithPool(2, 8))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer inv.Close()
-	if inv.transport.MaxIdleConnsPerHost != 8 || inv.transport.MaxIdleConns != 16 || inv.transport.TLSClientConfig.MinVersion < 0x0303 {
-		t.Errorf("transport not tuned: %+v", inv.transport)
-	}
 	res, err := inv.Invoke(t.Context(), req("wf"))
 	if err != nil || string(res.Output) != `{"got":{"a":1},"rid":"rid-1"}` {
 		t.Fatalf("res %+v err %v", res, err)
@@ -514,7 +616,7 @@ func TestNewValidates(t *testing.T) {
 		{"http://x", []Option{WithResolver(testEndpoints), WithMaxResponseBytes(-1)}},
 	}
 	for _, b := range bad {
-		if _, err := New(b.url, b.opts...); err == nil {
+		if _, err := newWebhook(b.url, b.opts...); err == nil {
 			t.Errorf("New(%q) accepted", b.url)
 		}
 	}
@@ -537,7 +639,7 @@ func TestStartingN8NIsTransient(t *testing.T) {
 		}
 		// Long after n8n was last unavailable, "not registered" is
 		// permanent again.
-		time.Sleep(2 * DefaultStartupGrace)
+		time.Sleep(2 * policy.DefaultStartupGrace)
 		_, err := inv.Invoke(t.Context(), req("wf"))
 		if !errors.Is(err, invocation.ErrNotRegistered) || invocation.ClassOf(err) != invocation.Permanent || s.count() != 5 {
 			t.Errorf("not registered on a healthy n8n: %v after %d attempts", err, s.count()-4)
@@ -562,7 +664,7 @@ func TestHeaderSizeLimit(t *testing.T) {
 		fmt.Fprint(w, "{}")
 	}))
 	defer srv.Close()
-	inv, err := New(srv.URL, WithResolver(testEndpoints), WithRetries(0, 0))
+	inv, err := newWebhook(srv.URL, WithResolver(testEndpoints), WithRetries(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
