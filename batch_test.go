@@ -24,9 +24,15 @@ func items(n int) []invoker.BatchItem {
 
 func TestFailFast(t *testing.T) {
 	t.Parallel()
+	var done sync.WaitGroup // the items before the failing one end first
+	done.Add(5)
 	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+		if i := req.Params["i"].(int); i < 5 {
+			defer done.Done()
+		}
 		if req.Params["i"] == 5 {
-			return nil, &invocation.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1}
+			done.Wait()
+			return nil, &invocation.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1, Message: "Error in workflow"}
 		}
 		if req.Params["i"].(int) > 5 {
 			<-ctx.Done() // in flight when the failure happens
@@ -239,7 +245,7 @@ func TestBulkheadFromConfig(t *testing.T) {
 		<-release
 		return okResult(ctx, req)
 	}}
-	m, err := invoker.New(cfg, invoker.WithInvoker(f))
+	m, err := invoker.New(cfg, invoker.WithTransport(f))
 	if err != nil {
 		t.Fatal(err)
 	}

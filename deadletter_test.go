@@ -20,10 +20,15 @@ func dlqManager(t *testing.T, f *fakeInvoker, on ...string) (*invoker.Manager, *
 	t.Helper()
 	cfg := testConfig(t)
 	cfg.DLQ = config.DLQ{Enabled: true, Path: filepath.Join(t.TempDir(), "dlq.db"), On: on}
+	// The fakes answer for a whole invocation, retries included (an
+	// *AttemptsExhaustedError of 4 attempts): the pipeline adds none. The
+	// retry loop's own tests (package pipeline) and the chaos tests run
+	// with the default retries.
+	cfg.Invokers.HTTP.MaxRetries = 0
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	m, err := invoker.New(cfg, invoker.WithInvoker(f))
+	m, err := invoker.New(cfg, invoker.WithTransport(f))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +102,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 
 func TestDeadLetterClasses(t *testing.T) {
 	t.Parallel()
-	permanent := &invocation.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1}
+	permanent := &invocation.HTTPError{StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1, Message: "Error in workflow"}
 	f := &fakeInvoker{fn: func(context.Context, *invocation.Request) (*invocation.Result, error) { return nil, permanent }}
 	m, store := dlqManager(t, f)
 	_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
@@ -137,7 +142,7 @@ func TestDLQConfigErrorAtStart(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := invoker.New(cfg, invoker.WithInvoker(&fakeInvoker{fn: okResult})); err == nil {
+	if _, err := invoker.New(cfg, invoker.WithTransport(&fakeInvoker{fn: okResult})); err == nil {
 		t.Error("an unusable DLQ path was accepted at start")
 	}
 }

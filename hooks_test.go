@@ -112,7 +112,7 @@ hooks:
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := invoker.New(cfg, invoker.WithInvoker(&fakeInvoker{fn: func(context.Context, *invocation.Request) (*invocation.Result, error) {
+		m, err := invoker.New(cfg, invoker.WithTransport(&fakeInvoker{fn: func(context.Context, *invocation.Request) (*invocation.Result, error) {
 			return nil, &invocation.HTTPError{Workflow: "w", StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1, Message: "Error in workflow"}
 		}}))
 		if err != nil {
@@ -182,7 +182,7 @@ func TestRegisterNamedHook(t *testing.T) {
 		return invoker.HookFunc(func(context.Context, *invoker.ExecutionContext) error { called.Store(true); return nil }), nil
 	})
 	cfg, _ := config.Parse([]byte("n8n: {base_url: 'http://x'}\nworkflows: {w: {path: w}}\nhooks: {pre_execution: [test_custom_hook]}\n"), "c.yaml")
-	m, err := invoker.New(cfg, invoker.WithInvoker(&fakeInvoker{fn: okResult}))
+	m, err := invoker.New(cfg, invoker.WithTransport(&fakeInvoker{fn: okResult}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,8 @@ type fakeInvoker struct {
 	seen      []invocation.Request
 }
 
-func (f *fakeInvoker) Invoke(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+func (f *fakeInvoker) Attempt(ctx context.Context, a *invocation.Attempt) (*invocation.Result, error) {
+	req := a.Request
 	n := f.now.Add(1)
 	defer f.now.Add(-1)
 	for p := f.peak.Load(); n > p && !f.peak.CompareAndSwap(p, n); p = f.peak.Load() {
@@ -54,7 +55,7 @@ func testConfig(t *testing.T) *config.Config {
 
 func newManager(t *testing.T, f *fakeInvoker, opts ...invoker.Option) *invoker.Manager {
 	t.Helper()
-	m, err := invoker.New(testConfig(t), append([]invoker.Option{invoker.WithInvoker(f)}, opts...)...)
+	m, err := invoker.New(testConfig(t), append([]invoker.Option{invoker.WithTransport(f)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func TestExecuteBatchOrderAndBound(t *testing.T) {
 	f := &fakeInvoker{fn: func(_ context.Context, req *invocation.Request) (*invocation.Result, error) {
 		time.Sleep(time.Millisecond)
 		if req.Params["fail"] == true {
-			return nil, &invocation.HTTPError{Workflow: req.Workflow, StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1}
+			return nil, &invocation.HTTPError{Workflow: req.Workflow, StatusCode: 500, WorkflowFailed: true, ErrClass: invocation.Permanent, Attempts: 1, Message: "Error in workflow"}
 		}
 		return &invocation.Result{Workflow: req.Workflow, Output: []byte(`"` + req.Params["tag"].(string) + `"`)}, nil
 	}}
@@ -261,7 +262,7 @@ func TestCloseWaitsAndRefuses(t *testing.T) {
 		<-release
 		return okResult(ctx, req)
 	}}
-	m, err := invoker.New(testConfig(t), invoker.WithInvoker(f))
+	m, err := invoker.New(testConfig(t), invoker.WithTransport(f))
 	if err != nil {
 		t.Fatal(err)
 	}

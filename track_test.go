@@ -14,6 +14,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -76,7 +77,7 @@ func TestRealN8NRunByIDErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err := m.ExecuteWorkflow(ctx, "NoSuchWorkflow123", nil)
-	var re *n8napi.ResolveError
+	var re *pipeline.ResolveError
 	if !errors.As(err, &re) || !errors.Is(err, invocation.ErrUnknownWorkflow) || invocation.ClassOf(err) != invocation.Permanent {
 		t.Errorf("unknown id: %v", err)
 	}

@@ -166,8 +166,7 @@ func (p *Pipeline) Run(ctx context.Context, c *Call) (*invocation.Result, error)
 	return p.call(ctx, c)
 }
 
-// resolve is the resolution stage: the name to a Target, and the body
-// encoded once for every attempt.
+// resolve is the resolution stage: the name to a Target.
 func (p *Pipeline) resolve(r Resolver) func(ctx context.Context, c *Call, next CallHandler) (*invocation.Result, error) {
 	return func(ctx context.Context, c *Call, next CallHandler) (*invocation.Result, error) {
 		if c.Target == nil {
@@ -177,11 +176,6 @@ func (p *Pipeline) resolve(r Resolver) func(ctx context.Context, c *Call, next C
 			}
 			c.Target = t
 		}
-		b, err := encode(c.Request, c.Target)
-		if err != nil {
-			return nil, err
-		}
-		c.body = b
 		return next(ctx, c)
 	}
 }

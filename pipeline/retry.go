@@ -56,7 +56,13 @@ func (r *Retry) init(res Resolver) error {
 func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler) (*invocation.Result, error) {
 	start := time.Now()
 	wf := c.Request.Workflow
-	a := invocation.Attempt{Request: c.Request, Target: c.Target, Body: c.body}
+	// The body is encoded once for every attempt, below every per-call
+	// stage (hooks may have changed the parameters).
+	body, err := encode(c.Request, c.Target)
+	if err != nil {
+		return nil, err
+	}
+	a := invocation.Attempt{Request: c.Request, Target: c.Target, Body: body}
 	var last error
 	unknownRetries := 0
 	for {

@@ -28,8 +28,6 @@ type Call struct {
 	ReplayOf int64
 	// ExplicitKey is true when the caller gave the idempotency key.
 	ExplicitKey bool
-
-	body []byte
 }
 
 // CallHandler is the rest of the pipeline below a per-call stage.

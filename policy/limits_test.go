@@ -107,51 +107,59 @@ func TestBulkhead(t *testing.T) {
 	})
 }
 
-func TestGuard(t *testing.T) {
+func TestAttemptStages(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		br, _ := NewBreakers(BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: time.Minute})
-		bu, _ := NewBudget(BudgetConfig{Capacity: 10, RetryCost: 5})
 		lim, _ := NewRateLimiter(100, 100)
-		g := &Guard{Breakers: br, Budget: bu, Limiter: lim}
 		fail := &invocation.HTTPError{StatusCode: 503, ErrClass: invocation.Transient}
-
-		done, err := g.Allow(t.Context(), "wf", nil) // first attempt: free
-		if err != nil || bu.Available() != 10 {
-			t.Fatalf("first attempt: %v, budget %d", err, bu.Available())
-		}
-		done(fail)
-		done, err = g.Allow(t.Context(), "wf", fail) // a retry costs 5
-		if err != nil || bu.Available() != 5 {
-			t.Fatalf("retry: %v, budget %d", err, bu.Available())
-		}
-		done(nil) // its success gives the 5 back
-		if bu.Available() != 10 {
-			t.Errorf("budget after successful retry %d", bu.Available())
-		}
-		for range 2 {
-			d, _ := g.Allow(t.Context(), "wf", nil)
-			d(fail)
-		}
-		if _, err := g.Allow(t.Context(), "wf", nil); !errors.Is(err, invocation.ErrCircuitOpen) {
-			t.Fatalf("breaker should be open: %v", err)
-		}
-		if bu.Available() != 10 {
-			t.Errorf("a refused retry kept its cost: %d", bu.Available())
-		}
-		g2 := &Guard{Budget: bu}
-		_, _ = g2.Allow(t.Context(), "x", fail)
-		_, _ = g2.Allow(t.Context(), "x", fail)
-		if _, err := g2.Allow(t.Context(), "x", fail); !errors.Is(err, invocation.ErrRetryBudgetExhausted) {
-			t.Errorf("empty budget: %v", err)
-		}
 		throttle := &invocation.HTTPError{StatusCode: 429, ErrClass: invocation.Transient, RetryAfter: 2 * time.Second, HasRetryAfter: true}
-		d, _ := (&Guard{Limiter: lim}).Allow(t.Context(), "y", nil)
-		d(throttle)
-		if lim.Limit() != 50 {
+		sent := 0
+		answer := func(err error) invocation.AttemptHandler {
+			return func(context.Context, *invocation.Attempt) (*invocation.Result, error) {
+				sent++
+				if err != nil {
+					return nil, err
+				}
+				return &invocation.Result{}, nil
+			}
+		}
+		a := &invocation.Attempt{Request: &invocation.Request{Workflow: "wf"}, Number: 1}
+		for range 2 {
+			if _, err := br.Attempt(t.Context(), a, answer(fail)); err != fail {
+				t.Fatalf("breaker stage changed the error: %v", err)
+			}
+		}
+		_, err := br.Attempt(t.Context(), a, answer(nil))
+		if !errors.Is(err, invocation.ErrCircuitOpen) || invocation.OutcomeOf(err) != invocation.NotSent || sent != 2 {
+			t.Fatalf("breaker should be open and refuse without sending: %v, %d sent", err, sent)
+		}
+		if _, err := lim.Attempt(t.Context(), a, answer(throttle)); err != throttle || lim.Limit() != 50 {
 			t.Errorf("limiter did not back off on 429: %v", lim.Limit())
 		}
+		time.Sleep(3 * time.Second)
+		if _, err := lim.Attempt(t.Context(), a, answer(nil)); err != nil || lim.Limit() <= 50 {
+			t.Errorf("limiter did not recover on success: %v %v", err, lim.Limit())
+		}
 	})
+}
+
+func TestBudgetRefund(t *testing.T) {
+	t.Parallel()
+	bu, _ := NewBudget(BudgetConfig{Capacity: 10, RetryCost: 5})
+	cost, ok := bu.Acquire(false)
+	if !ok || cost != 5 || bu.Available() != 5 {
+		t.Fatalf("a retry costs 5: %d %v, %d left", cost, ok, bu.Available())
+	}
+	bu.Success(cost) // its success gives the 5 back
+	if bu.Available() != 10 {
+		t.Errorf("budget after successful retry %d", bu.Available())
+	}
+	_, _ = bu.Acquire(false)
+	_, _ = bu.Acquire(false)
+	if _, ok := bu.Acquire(false); ok {
+		t.Errorf("empty budget granted a retry")
+	}
 }
 
 func TestRetryCapAndWait(t *testing.T) {

@@ -25,34 +25,37 @@ func TestFullJitterRange(t *testing.T) {
 func TestClassification(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		o    Outcome
+		o    error
 		want invocation.Class
 	}{
-		{Outcome{StatusCode: 408}, invocation.Transient},
-		{Outcome{StatusCode: 429}, invocation.Transient},
-		{Outcome{StatusCode: 502}, invocation.Transient},
-		{Outcome{StatusCode: 503}, invocation.Transient},
-		{Outcome{StatusCode: 504}, invocation.Transient},
-		{Outcome{StatusCode: 524}, invocation.Transient},
-		{Outcome{StatusCode: 400}, invocation.Permanent},
-		{Outcome{StatusCode: 401, Message: "Authorization is required!"}, invocation.Permanent},
-		{Outcome{StatusCode: 403, Message: "Authorization data is wrong!"}, invocation.Permanent},
-		{Outcome{StatusCode: 404, Message: `The requested webhook "POST x" is not registered.`}, invocation.Permanent},
-		{Outcome{StatusCode: 409}, invocation.Permanent},
-		{Outcome{StatusCode: 413}, invocation.Permanent},
-		{Outcome{StatusCode: 422}, invocation.Permanent},
-		{Outcome{StatusCode: 302}, invocation.Permanent},
-		{Outcome{StatusCode: 500, Message: "Error in workflow"}, invocation.Permanent},
-		{Outcome{StatusCode: 500, Message: "There was a problem executing the workflow"}, invocation.Unknown},
-		{Outcome{StatusCode: 501}, invocation.Unknown},
-		{Outcome{StatusCode: 418}, invocation.Unknown},
-		{Outcome{Err: errors.New("connection refused")}, invocation.Transient},
-		{Outcome{Err: io.ErrUnexpectedEOF}, invocation.Transient},
-		{Outcome{Err: context.DeadlineExceeded, TimedOut: true}, invocation.Unknown},
+		{&invocation.HTTPError{StatusCode: 408}, invocation.Transient},
+		{&invocation.HTTPError{StatusCode: 429}, invocation.Transient},
+		{&invocation.HTTPError{StatusCode: 502}, invocation.Transient},
+		{&invocation.HTTPError{StatusCode: 503}, invocation.Transient},
+		{&invocation.HTTPError{StatusCode: 504}, invocation.Transient},
+		{&invocation.HTTPError{StatusCode: 524}, invocation.Transient},
+		{&invocation.HTTPError{StatusCode: 400}, invocation.Permanent},
+		{&invocation.HTTPError{StatusCode: 401, Message: "Authorization is required!"}, invocation.Permanent},
+		{&invocation.HTTPError{StatusCode: 403, Message: "Authorization data is wrong!"}, invocation.Permanent},
+		{&invocation.HTTPError{StatusCode: 404, Message: `The requested webhook "POST x" is not registered.`}, invocation.Permanent},
+		{&invocation.HTTPError{StatusCode: 409}, invocation.Permanent},
+		{&invocation.HTTPError{StatusCode: 413}, invocation.Permanent},
+		{&invocation.HTTPError{StatusCode: 422}, invocation.Permanent},
+		{&invocation.HTTPError{StatusCode: 302}, invocation.Permanent},
+		{&invocation.HTTPError{StatusCode: 500, Message: "Error in workflow"}, invocation.Permanent},
+		{&invocation.HTTPError{StatusCode: 500, Message: "There was a problem executing the workflow"}, invocation.Unknown},
+		{&invocation.HTTPError{StatusCode: 501}, invocation.Unknown},
+		{&invocation.HTTPError{StatusCode: 418}, invocation.Unknown},
+		{&invocation.TransportError{Err: errors.New("connection refused")}, invocation.Transient},
+		{&invocation.TransportError{Err: io.ErrUnexpectedEOF}, invocation.Transient},
+		{&invocation.TransportError{Err: context.DeadlineExceeded, TimedOut: true}, invocation.Unknown},
+		{io.EOF, invocation.Transient},
+		{errors.New("a custom transport's failure"), invocation.Unknown},
+		{&invocation.BulkheadError{}, invocation.Transient},
 	}
 	for _, tt := range tests {
-		if got, ok := N8N(&tt.o); !ok || got != tt.want {
-			t.Errorf("classify(%d %q %v) = %s, want %s", tt.o.StatusCode, tt.o.Message, tt.o.Err, got, tt.want)
+		if got, ok := N8N(tt.o); !ok || got != tt.want {
+			t.Errorf("classify(%v) = %s, want %s", tt.o, got, tt.want)
 		}
 	}
 }
