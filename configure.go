@@ -49,7 +49,7 @@ func authsFromConfig(creds map[string]config.Auth) map[string]invocation.Auth {
 func staticResolver(cfg *config.Config) pipeline.StaticResolver {
 	r := make(pipeline.StaticResolver, len(cfg.Workflows))
 	for name, w := range cfg.Workflows {
-		r[name] = invocation.Target{
+		r[name] = &invocation.Target{
 			Workflow: name, WorkflowID: w.ID, Path: w.Path, Method: w.Method, ResponseMode: w.ResponseMode,
 			Timeout: w.Timeout.D(), Auth: authFromConfig(w.Auth),
 		}

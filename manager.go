@@ -410,12 +410,14 @@ func (m *Manager) enter() bool {
 }
 
 func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOptions) (*invocation.Result, error) {
-	if req.RequestID == "" {
-		req.RequestID = m.newID()
+	c := pipeline.NewCall(&req)
+	r := c.Request
+	if r.RequestID == "" {
+		r.RequestID = m.newID()
 	}
-	c := &pipeline.Call{Request: &req, Started: time.Now(), ExplicitKey: req.IdempotencyKey != ""}
+	c.ExplicitKey = r.IdempotencyKey != ""
 	if !c.ExplicitKey {
-		req.IdempotencyKey = req.RequestID
+		r.IdempotencyKey = r.RequestID
 	}
 	if o != nil {
 		c.Wait, c.Await, c.ReplayOf = o.wait, o.await, o.replayOf
@@ -425,26 +427,36 @@ func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOp
 
 // record ends the execution's span and feeds the metrics and tracers.
 func (m *Manager) record(ctx context.Context, span trace.Span, c *pipeline.Call, res *invocation.Result, err error) {
-	r := &telemetry.Record{
+	r := telemetry.Record{
 		Workflow: c.Request.Workflow, RequestID: c.Request.RequestID, Outcome: telemetry.OutcomeOf(err),
 		Started: c.Started, Duration: time.Since(c.Started), Err: err, Attempts: invocation.AttemptsOf(err),
 	}
 	if res != nil {
 		r.WorkflowID, r.ExecutionID, r.Attempts = res.WorkflowID, res.ExecutionID, res.Attempts
 	}
-	var fe *invocation.ExecutionFailedError
-	if errors.As(err, &fe) {
-		r.ExecutionID = fe.ExecutionID
+	if err != nil {
+		var fe *invocation.ExecutionFailedError
+		if errors.As(err, &fe) {
+			r.ExecutionID = fe.ExecutionID
+		}
+		if r.Outcome == "failure" {
+			r.Class = invocation.ClassOf(err).String()
+		}
 	}
-	if r.Outcome == "failure" {
-		r.Class = invocation.ClassOf(err).String()
+	m.tel.EndExecution(ctx, span, &r)
+	if len(m.tracers) > 0 {
+		m.track(ctx, r)
 	}
-	m.tel.EndExecution(ctx, span, r)
+}
+
+// track feeds the custom tracers, each isolated from the others' panics.
+func (m *Manager) track(ctx context.Context, rec telemetry.Record) {
+	r := &rec
 	for _, t := range m.tracers {
 		func() {
 			defer func() {
 				if p := recover(); p != nil {
-					m.log.ErrorContext(ctx, "tracer panicked", "workflow", c.Request.Workflow, "panic", fmt.Sprint(p))
+					m.log.ErrorContext(ctx, "tracer panicked", "workflow", r.Workflow, "panic", fmt.Sprint(p))
 				}
 			}()
 			t.TrackExecution(ctx, r)

@@ -8,7 +8,7 @@ mkdir -p out
 count=${BENCH_COUNT:-3}
 go test -run '^$' -bench 'Invoke' -benchtime "${BENCH_INVOKE:-20000x}" -count "$count" . >out/invoke.txt
 go test -run '^$' -bench 'Batch' -benchtime 1x -count "$count" . >out/batch.txt
-(cd .. && go test -run '^$' -bench 'Breaker|Guard' -count "$count" ./policy && go test -run '^$' -bench 'ResolverWarm' -count "$count" ./n8napi) >out/micro.txt
+(cd .. && go test -run '^$' -bench 'Breaker|AttemptStages' -count "$count" ./policy && go test -run '^$' -bench 'ResolverWarm' -count "$count" ./pipeline) >out/micro.txt
 for n in 10000 1000000; do
   N_STREAM_ITEMS=$n go test -count=1 -run '^TestStreamRSS$' -v . | grep '^STREAM'
 done >out/stream.txt

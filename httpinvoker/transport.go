@@ -215,7 +215,8 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	// A body net/http cannot rewind (no GetBody): it never re-sends the
 	// request by itself, and it tells whether the request went out. A
 	// GET gets an empty one for the same reason.
-	body := &onceBody{b: a.Body}
+	st := &attemptState{body: onceBody{b: a.Body}, ids: [2]string{a.Request.RequestID, a.Request.IdempotencyKey}}
+	body := &st.body
 	hreq, err := http.NewRequestWithContext(actx, c.method, full, body)
 	if err != nil {
 		return nil, fmt.Errorf("workflow %q: building request: %w", c.workflow, err)
@@ -228,10 +229,10 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	h["Accept"] = acceptHeader
 	h["User-Agent"] = userAgentHeader
 	if a.Request.RequestID != "" {
-		h[HeaderRequestID] = []string{a.Request.RequestID}
+		h[HeaderRequestID] = st.ids[0:1:1]
 	}
 	if a.Request.IdempotencyKey != "" {
-		h[HeaderIdempotencyKey] = []string{a.Request.IdempotencyKey}
+		h[HeaderIdempotencyKey] = st.ids[1:2:2]
 	}
 	for k, v := range a.Header {
 		h[k] = v
@@ -270,6 +271,13 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 		return nil, ctx.Err()
 	}
 	return res, err
+}
+
+// attemptState is what one attempt allocates: its body and its id
+// header values, in one allocation.
+type attemptState struct {
+	body onceBody
+	ids  [2]string
 }
 
 // onceBody is a request body that can be read once: net/http has no
@@ -407,26 +415,91 @@ func (t *Transport) decode(c *call, req *invocation.Request, resp *http.Response
 	return res, nil
 }
 
-// executionIDOf returns a top-level "executionId" of a JSON object.
+// executionIDOf returns a top-level "executionId" of a JSON object: a
+// string or a number. It scans instead of decoding the whole output.
 func executionIDOf(out json.RawMessage) string {
-	if len(out) == 0 || out[0] != '{' || !bytes.Contains(out, []byte(`"executionId"`)) {
+	if len(out) == 0 || out[0] != '{' {
 		return ""
 	}
-	var v struct {
-		ID json.RawMessage `json:"executionId"`
+	key := []byte(`"executionId"`)
+	i := -1 // the last occurrence at the top level, as a decoder keeps the last
+	for from := 0; ; {
+		j := bytes.Index(out[from:], key)
+		if j < 0 {
+			break
+		}
+		if topLevel(out[:from+j]) {
+			i = from + j
+		}
+		from += j + len(key)
 	}
-	if json.Unmarshal(out, &v) != nil || len(v.ID) == 0 {
+	if i < 0 {
 		return ""
 	}
-	var s string
-	if json.Unmarshal(v.ID, &s) == nil {
-		return s
+	rest := bytes.TrimLeft(out[i+len(key):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return ""
 	}
-	var n json.Number
-	if json.Unmarshal(v.ID, &n) == nil {
-		return n.String()
+	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+	switch {
+	case len(rest) > 0 && rest[0] == '"':
+		end, escaped := -1, false
+		for k := 1; k < len(rest); k++ {
+			if rest[k] == '\\' {
+				escaped = true
+				k++
+				continue
+			}
+			if rest[k] == '"' {
+				end = k
+				break
+			}
+		}
+		if end < 0 {
+			return ""
+		}
+		if escaped {
+			var s string
+			if json.Unmarshal(rest[:end+1], &s) != nil {
+				return ""
+			}
+			return s
+		}
+		return string(rest[1:end])
+	case len(rest) > 0 && (rest[0] == '-' || rest[0] >= '0' && rest[0] <= '9'):
+		n := 1
+		for n < len(rest) && (rest[n] >= '0' && rest[n] <= '9' || rest[n] == '.' || rest[n] == 'e' || rest[n] == 'E' || rest[n] == '+' || rest[n] == '-') {
+			n++
+		}
+		var num json.Number
+		if json.Unmarshal(rest[:n], &num) != nil {
+			return ""
+		}
+		return num.String()
 	}
 	return ""
+}
+
+// topLevel reports whether the end of prefix (the text of a JSON object
+// before a key) is at depth one, outside any string.
+func topLevel(prefix []byte) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range prefix {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return depth == 1 && !inString
 }
 
 // readBody reads at most limit+1 bytes, in one allocation when the

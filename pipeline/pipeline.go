@@ -154,8 +154,7 @@ func (p *Pipeline) Names() []string { return append([]string(nil), p.names...) }
 
 // Invoke runs req through the pipeline as a new call.
 func (p *Pipeline) Invoke(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
-	r := *req
-	return p.Run(ctx, &Call{Request: &r, Started: time.Now()})
+	return p.Run(ctx, NewCall(req))
 }
 
 // Run runs c through the pipeline. c.Request must be set.

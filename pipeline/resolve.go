@@ -48,16 +48,19 @@ func (ch Chain) Invalidate(workflow string) {
 }
 
 // StaticResolver resolves the names of a fixed map, such as the
-// configuration's workflows section.
-type StaticResolver map[string]invocation.Target
+// configuration's workflows section. Its targets are shared by every
+// call (read-only): do not change them once calls are made.
+type StaticResolver map[string]*invocation.Target
 
 // Resolve returns the target of workflow or an *UnknownWorkflowError.
 func (s StaticResolver) Resolve(_ context.Context, workflow string) (*invocation.Target, error) {
-	if t, ok := s[workflow]; ok {
+	if t, ok := s[workflow]; ok && t != nil {
 		if t.Workflow == "" {
-			t.Workflow = workflow
+			cp := *t
+			cp.Workflow = workflow
+			return &cp, nil
 		}
-		return &t, nil
+		return t, nil
 	}
 	known := make([]string, 0, len(s))
 	for k := range s {

@@ -62,7 +62,8 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 	if err != nil {
 		return nil, err
 	}
-	a := invocation.Attempt{Request: c.Request, Target: c.Target, Body: body}
+	a := &c.attempt
+	*a = invocation.Attempt{Request: c.Request, Target: c.Target, Body: body}
 	var last error
 	unknownRetries := 0
 	for {
@@ -77,17 +78,11 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 			}
 		}
 		a.Number, a.Header = c.Attempts+1, nil
-		res, err := next(ctx, &a)
-		var coe *invocation.CircuitOpenError
-		if err != nil && errors.As(err, &coe) {
+		res, err := next(ctx, a)
+		if err != nil && errors.Is(err, invocation.ErrCircuitOpen) {
 			// The breaker refused before sending: not an attempt.
 			r.refund(cost)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			e := *coe
-			e.Workflow, e.Attempts, e.Last = wf, c.Attempts, last
-			return nil, &e
+			return nil, refused(ctx, err, wf, c.Attempts, last)
 		}
 		c.Attempts++
 		if err == nil {
@@ -139,6 +134,20 @@ func (r *Retry) classified(t invocation.Transport) invocation.AttemptHandler {
 		}
 		return nil, withClass(err, r.grace.Adjust(err, r.Classifiers.Classify(err)), a)
 	}
+}
+
+// refused completes a breaker's refusal with the call's details.
+func refused(ctx context.Context, err error, wf string, attempts int, last error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var coe *invocation.CircuitOpenError
+	if !errors.As(err, &coe) {
+		return err
+	}
+	e := *coe
+	e.Workflow, e.Attempts, e.Last = wf, attempts, last
+	return &e
 }
 
 func (r *Retry) refund(cost int) {

@@ -28,6 +28,16 @@ type Call struct {
 	ReplayOf int64
 	// ExplicitKey is true when the caller gave the idempotency key.
 	ExplicitKey bool
+
+	req     invocation.Request
+	attempt invocation.Attempt
+}
+
+// NewCall returns a call of a copy of req, started now.
+func NewCall(req *invocation.Request) *Call {
+	c := &Call{req: *req, Started: time.Now()}
+	c.Request = &c.req
+	return c
 }
 
 // CallHandler is the rest of the pipeline below a per-call stage.

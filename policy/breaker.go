@@ -164,13 +164,23 @@ func (b *Breaker) State() State {
 // Allow asks to make one attempt. It returns done, which must be called
 // once with the attempt's verdict, or a *CircuitOpenError.
 func (b *Breaker) Allow() (done func(Verdict), err error) {
+	gen, err := b.acquire()
+	if err != nil {
+		return nil, err
+	}
+	return func(v Verdict) { b.record(gen, v) }, nil
+}
+
+// acquire is Allow without the closure: the caller records the verdict
+// with record(gen, v).
+func (b *Breaker) acquire() (gen uint64, err error) {
 	b.mu.Lock()
 	now := time.Now()
 	var changes []transition
 	if b.state == Open {
 		if wait := b.cfg.OpenTimeout - now.Sub(b.openedAt); wait > 0 {
 			b.mu.Unlock()
-			return nil, &invocation.CircuitOpenError{Endpoint: b.name, State: Open.String(), RetryIn: wait}
+			return 0, &invocation.CircuitOpenError{Endpoint: b.name, State: Open.String(), RetryIn: wait}
 		}
 		changes = append(changes, b.setState(HalfOpen, now))
 	}
@@ -178,14 +188,14 @@ func (b *Breaker) Allow() (done func(Verdict), err error) {
 		if b.probes >= b.cfg.HalfOpenProbes {
 			b.mu.Unlock()
 			b.notify(changes)
-			return nil, &invocation.CircuitOpenError{Endpoint: b.name, State: HalfOpen.String()}
+			return 0, &invocation.CircuitOpenError{Endpoint: b.name, State: HalfOpen.String()}
 		}
 		b.probes++
 	}
-	gen := b.gen
+	gen = b.gen
 	b.mu.Unlock()
 	b.notify(changes)
-	return func(v Verdict) { b.record(gen, v) }, nil
+	return gen, nil
 }
 
 type transition struct{ from, to State }
@@ -311,12 +321,13 @@ func (s *Breakers) Get(endpoint string) *Breaker {
 // the attempt's workflow, refuses with a *CircuitOpenError (not sent)
 // when it is open, and records the attempt's verdict.
 func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
-	done, err := s.Get(a.Request.Workflow).Allow()
+	b := s.Get(a.Request.Workflow)
+	gen, err := b.acquire()
 	if err != nil {
 		return nil, err
 	}
 	res, err := next(ctx, a)
-	done(VerdictOf(err))
+	b.record(gen, VerdictOf(err))
 	return res, err
 }
 

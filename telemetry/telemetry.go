@@ -64,7 +64,7 @@ type Telemetry struct {
 	prop    propagation.TextMapPropagator
 	meter   metric.Meter
 	setsMu  sync.RWMutex
-	sets    map[setKey]metric.MeasurementOption // attribute sets, built once
+	sets    map[setKey]*optionSet // attribute sets, built once
 
 	invocations metric.Int64Counter
 	attempts    metric.Int64Counter
@@ -116,7 +116,7 @@ func New(opts ...Option) (*Telemetry, error) {
 		o.prop = otel.GetTextMapPropagator()
 	}
 	t := &Telemetry{tracer: o.tp.Tracer(ScopeName), tracing: o.tracing, prop: o.prop, meter: o.mp.Meter(ScopeName),
-		sets: map[setKey]metric.MeasurementOption{}}
+		sets: map[setKey]*optionSet{}}
 	var err error
 	if t.invocations, err = t.meter.Int64Counter("n8n_invoker.invocations",
 		metric.WithDescription("Workflow invocations by outcome.")); err != nil {
@@ -153,7 +153,8 @@ func (t *Telemetry) Meter() metric.Meter { return t.meter }
 // Tracing reports whether spans are made.
 func (t *Telemetry) Tracing() bool { return t.tracing }
 
-var noopSpan = noop.Span{}
+// noopSpan is boxed once: returning it allocates nothing.
+var noopSpan trace.Span = noop.Span{}
 
 // StartExecution starts the span of one execution.
 func (t *Telemetry) StartExecution(ctx context.Context, workflow, requestID string) (context.Context, trace.Span) {
@@ -165,10 +166,16 @@ func (t *Telemetry) StartExecution(ctx context.Context, workflow, requestID stri
 }
 
 // attrSet returns the cached attribute set of workflow, outcome and
-// class (all low-cardinality), so that recording allocates nothing.
+// class (all low-cardinality), with its option slices built once, so
+// that recording allocates nothing.
 type setKey struct{ workflow, outcome, class string }
 
-func (t *Telemetry) attrSet(workflow, outcome, class string) metric.MeasurementOption {
+type optionSet struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+func (t *Telemetry) attrSet(workflow, outcome, class string) *optionSet {
 	key := setKey{workflow, outcome, class}
 	t.setsMu.RLock()
 	v, ok := t.sets[key]
@@ -183,7 +190,8 @@ func (t *Telemetry) attrSet(workflow, outcome, class string) metric.MeasurementO
 	if class != "" {
 		attrs = append(attrs, AttrClass.String(class))
 	}
-	v = metric.WithAttributeSet(attribute.NewSet(attrs...))
+	o := metric.WithAttributeSet(attribute.NewSet(attrs...))
+	v = &optionSet{add: []metric.AddOption{o}, record: []metric.RecordOption{o}}
 	t.setsMu.Lock()
 	t.sets[key] = v
 	t.setsMu.Unlock()
@@ -193,14 +201,14 @@ func (t *Telemetry) attrSet(workflow, outcome, class string) metric.MeasurementO
 // EndExecution ends the span and records the metrics of one execution.
 func (t *Telemetry) EndExecution(ctx context.Context, span trace.Span, r *Record) {
 	set := t.attrSet(r.Workflow, r.Outcome, r.Class)
-	t.invocations.Add(ctx, 1, set)
-	t.duration.Record(ctx, r.Duration.Seconds(), set)
+	t.invocations.Add(ctx, 1, set.add...)
+	t.duration.Record(ctx, r.Duration.Seconds(), set.record...)
 	if r.Attempts > 0 && !t.tracing {
-		// With tracing on, the attempt RoundTripper counts attempts.
-		t.attempts.Add(ctx, int64(r.Attempts), t.attrSet(r.Workflow, "", ""))
+		// With tracing on, the attempt span stage counts attempts.
+		t.attempts.Add(ctx, int64(r.Attempts), t.attrSet(r.Workflow, "", "").add...)
 	}
 	if r.Attempts > 1 {
-		t.retries.Add(ctx, int64(r.Attempts-1), t.attrSet(r.Workflow, "", ""))
+		t.retries.Add(ctx, int64(r.Attempts-1), t.attrSet(r.Workflow, "", "").add...)
 	}
 	if !t.tracing {
 		return
@@ -276,7 +284,7 @@ func (s AttemptSpan) Attempt(ctx context.Context, a *invocation.Attempt, next in
 	if a.Number > 1 {
 		span.SetAttributes(AttrResendCount.Int(a.Number - 1))
 	}
-	t.attempts.Add(ctx, 1, t.attrSet(a.Request.Workflow, "", ""))
+	t.attempts.Add(ctx, 1, t.attrSet(a.Request.Workflow, "", "").add...)
 	if a.Header == nil {
 		a.Header = make(http.Header, 2)
 	}
