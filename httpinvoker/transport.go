@@ -213,20 +213,29 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	defer cancel()
 
 	// A body net/http cannot rewind (no GetBody): it never re-sends the
-	// request by itself, and it tells whether the request went out. A
-	// GET gets an empty one for the same reason.
-	st := &attemptState{body: onceBody{b: a.Body}, ids: [2]string{a.Request.RequestID, a.Request.IdempotencyKey}}
-	body := &st.body
+	// request by itself, and what it read of the body tells whether the
+	// request went out. A POST's is a bytes.Reader (net/http writes an
+	// in-memory body with the headers, in one packet); a GET gets an
+	// empty onceBody, since an empty bytes.Reader becomes NoBody, which
+	// net/http re-sends.
+	st := &attemptState{ids: [2]string{a.Request.RequestID, a.Request.IdempotencyKey}}
+	var body io.Reader
+	if a.Body != nil {
+		st.body.Reset(a.Body)
+		body = &st.body
+	} else {
+		body = &st.empty
+	}
 	hreq, err := http.NewRequestWithContext(actx, c.method, full, body)
 	if err != nil {
 		return nil, fmt.Errorf("workflow %q: building request: %w", c.workflow, err)
 	}
+	hreq.GetBody = nil
 	hreq.ContentLength = int64(len(a.Body))
 	h := hreq.Header
 	if a.Body != nil {
 		h["Content-Type"] = contentTypeJSON
 	}
-	h["Accept"] = acceptHeader
 	h["User-Agent"] = userAgentHeader
 	if a.Request.RequestID != "" {
 		h[HeaderRequestID] = st.ids[0:1:1]
@@ -251,7 +260,7 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 		}
 		timedOut := context.Cause(actx) == errAttemptTimeout
 		terr := &invocation.TransportError{Workflow: c.workflow, Method: c.method, URL: c.url, Attempts: c.attempt,
-			Err: cleanURLError(err), TimedOut: timedOut, Sent: body.read}
+			Err: cleanURLError(err), TimedOut: timedOut, Sent: st.sent(len(a.Body))}
 		if timedOut {
 			terr.Err = fmt.Errorf("attempt timed out after %s", timeout)
 		}
@@ -276,9 +285,14 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 // attemptState is what one attempt allocates: its body and its id
 // header values, in one allocation.
 type attemptState struct {
-	body onceBody
-	ids  [2]string
+	body  bytes.Reader
+	empty onceBody
+	ids   [2]string
 }
+
+// sent reports whether net/http started to take the request's body, so
+// that the request may have reached n8n.
+func (s *attemptState) sent(size int) bool { return s.empty.read || s.body.Len() < size }
 
 // onceBody is a request body that can be read once: net/http has no
 // GetBody to rewind it with, so it does not re-send. read says whether
@@ -325,7 +339,6 @@ var errAttemptTimeout = errors.New("attempt timeout")
 // Constant header values, shared read-only by every request.
 var (
 	contentTypeJSON = []string{"application/json"}
-	acceptHeader    = []string{"application/json, text/plain;q=0.9, */*;q=0.5"}
 	userAgentHeader = []string{userAgent}
 )
 
