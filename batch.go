@@ -2,6 +2,7 @@ package invoker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -16,11 +17,12 @@ import (
 // DefaultMaxConcurrent is the batch concurrency when maxConcurrent is 0.
 const DefaultMaxConcurrent = 5
 
-// BatchItem is one item of a batch, as in the design's
-// {"id": ..., "params": ...}.
+// BatchItem is one item of a batch: {"workflow": ..., "params": ...}
+// (the design's "id" is read as the workflow too).
 type BatchItem struct {
-	// ID is the workflow name.
-	ID string `json:"id"`
+	// Workflow is the workflow name: a configured alias, or an n8n id or
+	// name with n8n.api_key set.
+	Workflow string `json:"workflow"`
 	// Params are the workflow's parameters.
 	Params map[string]any `json:"params"`
 	// IdempotencyKey, when set, is sent instead of the request id.
@@ -238,7 +240,7 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		wg.Go(func() {
 			defer m.tel.BatchInFlight(ctx, -1)
 			start := time.Now()
-			res, err := m.execute(ctx, invocation.Request{Workflow: it.ID, Params: it.Params, IdempotencyKey: it.IdempotencyKey}, nil)
+			res, err := m.execute(ctx, invocation.Request{Workflow: it.Workflow, Params: it.Params, IdempotencyKey: it.IdempotencyKey}, nil)
 			rtt := time.Since(start)
 			switch {
 			case err == nil:
@@ -268,7 +270,7 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 func (m *Manager) configuredPacking(items []BatchItem) *PackOptions {
 	var p *PackOptions
 	for _, it := range items {
-		w, ok := m.cfg.Workflows[it.ID]
+		w, ok := m.cfg.Workflows[it.Workflow]
 		if !ok || !w.Pack.Enabled {
 			return nil
 		}
@@ -277,4 +279,22 @@ func (m *Manager) configuredPacking(items []BatchItem) *PackOptions {
 		}
 	}
 	return p
+}
+
+// UnmarshalJSON reads an item, taking the design's "id" as the workflow
+// when "workflow" is not given.
+func (it *BatchItem) UnmarshalJSON(b []byte) error {
+	type plain BatchItem
+	var v struct {
+		plain
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*it = BatchItem(v.plain)
+	if it.Workflow == "" {
+		it.Workflow = v.ID
+	}
+	return nil
 }

@@ -17,7 +17,7 @@ import (
 func items(n int) []invoker.BatchItem {
 	out := make([]invoker.BatchItem, n)
 	for i := range out {
-		out[i] = invoker.BatchItem{ID: "w", Params: map[string]any{"i": i}}
+		out[i] = invoker.BatchItem{Workflow: "w", Params: map[string]any{"i": i}}
 	}
 	return out
 }
@@ -99,7 +99,7 @@ func TestExecuteStream(t *testing.T) {
 		return func(yield func(invoker.BatchItem) bool) {
 			for i := range n {
 				created.Add(1)
-				if !yield(invoker.BatchItem{ID: "w", Params: map[string]any{"i": i}}) {
+				if !yield(invoker.BatchItem{Workflow: "w", Params: map[string]any{"i": i}}) {
 					return
 				}
 			}

@@ -116,7 +116,7 @@ func TestChaosFaultsAccounting(t *testing.T) {
 	key := func(i int) string { return prefix + strconv.Itoa(i) }
 	batch := make([]invoker.BatchItem, n)
 	for i := range batch {
-		batch[i] = invoker.BatchItem{ID: n8ntest.Echo, Params: map[string]any{"i": i}, IdempotencyKey: key(i)}
+		batch[i] = invoker.BatchItem{Workflow: n8ntest.Echo, Params: map[string]any{"i": i}, IdempotencyKey: key(i)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*time.Second+2*time.Minute)
 	defer cancel()
@@ -231,7 +231,7 @@ func TestChaosBreakerOpensAndRecovers(t *testing.T) {
 	mk := func(n, off int) []invoker.BatchItem {
 		b := make([]invoker.BatchItem, n)
 		for i := range b {
-			b[i] = invoker.BatchItem{ID: n8ntest.Echo, Params: map[string]any{"i": off + i}, IdempotencyKey: prefix + strconv.Itoa(off+i)}
+			b[i] = invoker.BatchItem{Workflow: n8ntest.Echo, Params: map[string]any{"i": off + i}, IdempotencyKey: prefix + strconv.Itoa(off+i)}
 		}
 		return b
 	}
@@ -295,7 +295,7 @@ func TestChaosKillN8NMidBatch(t *testing.T) {
 	key := func(i int) string { return prefix + strconv.Itoa(i) }
 	batch := make([]invoker.BatchItem, n)
 	for i := range batch {
-		batch[i] = invoker.BatchItem{ID: n8ntest.Echo, Params: map[string]any{"i": i}, IdempotencyKey: key(i)}
+		batch[i] = invoker.BatchItem{Workflow: n8ntest.Echo, Params: map[string]any{"i": i}, IdempotencyKey: key(i)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

@@ -24,7 +24,7 @@ const crashItems = 40
 func crashBatch(prefix string) []invoker.BatchItem {
 	b := make([]invoker.BatchItem, crashItems)
 	for i := range b {
-		b[i] = invoker.BatchItem{ID: n8ntest.Echo, Params: map[string]any{"i": i}, IdempotencyKey: prefix + strconv.Itoa(i)}
+		b[i] = invoker.BatchItem{Workflow: n8ntest.Echo, Params: map[string]any{"i": i}, IdempotencyKey: prefix + strconv.Itoa(i)}
 	}
 	return b
 }

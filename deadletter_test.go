@@ -50,8 +50,8 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	m, store := dlqManager(t, f)
 	ctx := t.Context()
 	results, _ := m.ExecuteBatch(ctx, []invoker.BatchItem{
-		{ID: "w", Params: map[string]any{"i": 0}, IdempotencyKey: "key-0"},
-		{ID: "w", Params: map[string]any{"i": 1}, IdempotencyKey: "key-1"},
+		{Workflow: "w", Params: map[string]any{"i": 0}, IdempotencyKey: "key-0"},
+		{Workflow: "w", Params: map[string]any{"i": 1}, IdempotencyKey: "key-1"},
 	}, 2)
 	for i, r := range results {
 		var de *invocation.DeadLetteredError

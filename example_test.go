@@ -80,9 +80,9 @@ func ExampleManager_ExecuteBatch() {
 	defer manager.Close(context.Background())
 
 	results, _ := manager.ExecuteBatch(context.Background(), []invoker.BatchItem{
-		{ID: "user-onboarding", Params: map[string]any{"user_id": 1}},
-		{ID: "broken", Params: map[string]any{"user_id": 2}},
-		{ID: "user-onboarding", Params: map[string]any{"user_id": 3}},
+		{Workflow: "user-onboarding", Params: map[string]any{"user_id": 1}},
+		{Workflow: "broken", Params: map[string]any{"user_id": 2}},
+		{Workflow: "user-onboarding", Params: map[string]any{"user_id": 3}},
 	}, 5)
 	for _, r := range results {
 		if r.Err != nil {

@@ -257,7 +257,7 @@ func TestRealN8NBatchInOrder(t *testing.T) {
 	defer cancel()
 	items := make([]invoker.BatchItem, 30)
 	for i := range items {
-		items[i] = invoker.BatchItem{ID: n8ntest.Echo, Params: map[string]any{"i": i, "tag": fmt.Sprintf("item-%d", i)}}
+		items[i] = invoker.BatchItem{Workflow: n8ntest.Echo, Params: map[string]any{"i": i, "tag": fmt.Sprintf("item-%d", i)}}
 	}
 	results, err := m.ExecuteBatch(ctx, items, 5)
 	if err != nil {

@@ -194,7 +194,7 @@ func TestExecuteBatchOrderAndBound(t *testing.T) {
 	m := newManager(t, f)
 	items := make([]invoker.BatchItem, 40)
 	for i := range items {
-		items[i] = invoker.BatchItem{ID: "w", Params: map[string]any{"tag": string(rune('A' + i%26)), "fail": i%7 == 3}}
+		items[i] = invoker.BatchItem{Workflow: "w", Params: map[string]any{"tag": string(rune('A' + i%26)), "fail": i%7 == 3}}
 	}
 	results, err := m.ExecuteBatch(t.Context(), items, 4)
 	if err != nil {
@@ -234,7 +234,7 @@ func TestExecuteBatchCancelAccountsForEveryItem(t *testing.T) {
 	m := newManager(t, f)
 	items := make([]invoker.BatchItem, 50)
 	for i := range items {
-		items[i] = invoker.BatchItem{ID: "w"}
+		items[i] = invoker.BatchItem{Workflow: "w"}
 	}
 	results, err := m.ExecuteBatch(ctx, items, 3)
 	if err != nil {

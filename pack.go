@@ -152,13 +152,13 @@ func (m *Manager) executePacked(ctx context.Context, items []BatchItem, o *batch
 			Params map[string]any `json:"params"`
 		}{key, it.Params})
 		if err != nil {
-			end(BatchResult{Index: i, Item: it, Err: fmt.Errorf("workflow %q: encoding item: %w", it.ID, err)})
+			end(BatchResult{Index: i, Item: it, Err: fmt.Errorf("workflow %q: encoding item: %w", it.Workflow, err)})
 			continue
 		}
-		if _, ok := groups[it.ID]; !ok {
-			order = append(order, it.ID)
+		if _, ok := groups[it.Workflow]; !ok {
+			order = append(order, it.Workflow)
 		}
-		groups[it.ID] = append(groups[it.ID], packed{idx: i, key: key, entry: entry})
+		groups[it.Workflow] = append(groups[it.Workflow], packed{idx: i, key: key, entry: entry})
 	}
 	var packs []struct {
 		workflow string

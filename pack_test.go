@@ -90,7 +90,7 @@ func packItems(n int, failAt int) []invoker.BatchItem {
 		if i == failAt {
 			p["fail"] = true
 		}
-		b[i] = invoker.BatchItem{ID: "packed", Params: p, IdempotencyKey: fmt.Sprintf("item-%d", i)}
+		b[i] = invoker.BatchItem{Workflow: "packed", Params: p, IdempotencyKey: fmt.Sprintf("item-%d", i)}
 	}
 	return b
 }
@@ -224,7 +224,7 @@ func TestRealN8NPacking(t *testing.T) {
 	before = rt.total.Load()
 	rev := packItems(8, -1)
 	for i := range rev {
-		rev[i].ID = "reversed"
+		rev[i].Workflow = "reversed"
 	}
 	results, _ = m.ExecuteBatch(ctx, rev, 0, invoker.WithPacking(invoker.PackOptions{}))
 	for i, r := range results {

@@ -242,7 +242,7 @@ func BenchmarkBatch(b *testing.B) {
 		m := manager(b, false)
 		items := make([]invoker.BatchItem, n)
 		for i := range items {
-			items[i] = invoker.BatchItem{ID: "onboarding", Params: params}
+			items[i] = invoker.BatchItem{Workflow: "onboarding", Params: params}
 		}
 		for b.Loop() {
 			res, err := m.ExecuteBatch(context.Background(), items, 256)

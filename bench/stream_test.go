@@ -22,7 +22,7 @@ func TestStreamRSS(t *testing.T) {
 	m := managerT(t)
 	seq, err := m.ExecuteStream(context.Background(), func(yield func(invoker.BatchItem) bool) {
 		for i := range n {
-			if !yield(invoker.BatchItem{ID: "onboarding", Params: map[string]any{"i": i}}) {
+			if !yield(invoker.BatchItem{Workflow: "onboarding", Params: map[string]any{"i": i}}) {
 				return
 			}
 		}

@@ -27,7 +27,7 @@ const maxLine = 16 << 20
 // batchLine is one output line.
 type batchLine struct {
 	Index    int                `json:"index"`
-	ID       string             `json:"id"`
+	Workflow string             `json:"workflow"`
 	OK       bool               `json:"ok"`
 	Result   *invocation.Result `json:"result,omitempty"`
 	Error    string             `json:"error,omitempty"`
@@ -119,7 +119,7 @@ Exit codes: 0 every item succeeded; 1 some item failed or was canceled;
 			start := time.Now()
 			var succeeded, failed, canceled int
 			for r := range seq {
-				line := batchLine{Index: r.Index, ID: r.Item.ID, OK: r.Err == nil, Result: r.Result}
+				line := batchLine{Index: r.Index, Workflow: r.Item.Workflow, OK: r.Err == nil, Result: r.Result}
 				switch {
 				case r.Err == nil:
 					succeeded++
@@ -185,11 +185,20 @@ func parseItem(b []byte) (invoker.BatchItem, error) {
 	var it invoker.BatchItem
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&it); err != nil {
+	var known struct {
+		Workflow       string          `json:"workflow"`
+		ID             string          `json:"id"`
+		Params         json.RawMessage `json:"params"`
+		IdempotencyKey string          `json:"idempotency_key"`
+	}
+	if err := dec.Decode(&known); err != nil { // unknown fields are an error
 		return it, err
 	}
-	if it.ID == "" {
-		return it, fmt.Errorf(`missing "id" (the workflow)`)
+	if err := json.Unmarshal(b, &it); err != nil {
+		return it, err
+	}
+	if it.Workflow == "" {
+		return it, fmt.Errorf(`missing "workflow" (or the design's "id")`)
 	}
 	return it, nil
 }

@@ -176,7 +176,7 @@ func TestBatchCommand(t *testing.T) {
 		{"some fail", []string{"batch", "-f", mixed}, "", 1, 2, "1 succeeded, 1 failed"},
 		{"stdin", []string{"batch", "-f", "-"}, `{"id":"echo","params":{"s":"x"}}` + "\n", 0, 1, "1 succeeded"},
 		{"malformed line", []string{"batch", "-f", bad}, "", 2, 0, "bad.jsonl:2:"},
-		{"missing id", []string{"batch", "-f", noID}, "", 2, 0, `noid.jsonl:1: missing "id"`},
+		{"missing id", []string{"batch", "-f", noID}, "", 2, 0, `noid.jsonl:1: missing "workflow"`},
 		{"no file", []string{"batch"}, "", 2, 0, "--file is required"},
 		{"bad concurrency", []string{"batch", "-f", good, "--concurrency", "0"}, "", 2, 0, "--concurrency"},
 	}

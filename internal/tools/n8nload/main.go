@@ -70,7 +70,7 @@ workflows: {echo: {path: invoker-echo}, packed: {path: invoker-packed}}
 		}
 		batch := make([]invoker.BatchItem, *items)
 		for i := range batch {
-			batch[i] = invoker.BatchItem{ID: "echo", Params: map[string]any{"i": i, "level": lv}}
+			batch[i] = invoker.BatchItem{Workflow: "echo", Params: map[string]any{"i": i, "level": lv}}
 		}
 		var opts []invoker.BatchOption
 		limit := c
@@ -128,7 +128,7 @@ func runPack(m *invoker.Manager, single, packed int) {
 		}
 		batch := make([]invoker.BatchItem, n)
 		for i := range batch {
-			batch[i] = invoker.BatchItem{ID: "packed", Params: map[string]any{"n": i}}
+			batch[i] = invoker.BatchItem{Workflow: "packed", Params: map[string]any{"n": i}}
 		}
 		var opts []invoker.BatchOption
 		if mode > 1 {
