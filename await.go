@@ -9,6 +9,7 @@ import (
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
 // CallOption changes one call.
@@ -37,7 +38,7 @@ func WaitOptions(a n8napi.AwaitOptions) CallOption {
 type noAPI struct{}
 
 func (noAPI) Resolve(_ context.Context, workflow string) (*invocation.Target, error) {
-	return nil, &invocation.UnknownWorkflowError{Workflow: workflow, Hint: "to run workflows by n8n id or name, set n8n.api_key"}
+	return nil, &pipeline.UnknownWorkflowError{Workflow: workflow, Hint: "to run workflows by n8n id or name, set n8n.api_key"}
 }
 
 // API returns the n8n API client, nil when no API key is configured.
@@ -91,7 +92,7 @@ func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invoc
 		attempts = invocation.AttemptsOf(failed)
 	}
 	if e.Status != n8napi.StatusSuccess && e.Status != n8napi.StatusWaiting {
-		fe := &invocation.ExecutionFailedError{Workflow: req.Workflow, ExecutionID: execID, Status: e.Status, Attempts: attempts}
+		fe := &n8napi.ExecutionFailedError{Workflow: req.Workflow, ExecutionID: execID, Status: e.Status, Attempts: attempts}
 		if e.Data != nil && e.Data.ResultData.Error != nil {
 			fe.Message, fe.Node = e.Data.ResultData.Error.Message, e.Data.ResultData.Error.NodeName()
 			if fe.Node == "" {

@@ -132,14 +132,14 @@ func TestRealN8NWaitSurfacesError(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, err := m.ExecuteWorkflow(ctx, n8ntest.Fail, map[string]any{"x": 1}, invoker.Wait())
-	var fe *invocation.ExecutionFailedError
+	var fe *n8napi.ExecutionFailedError
 	if !errors.As(err, &fe) || fe.Status != n8napi.StatusError || fe.Node != "Fail" || !strings.Contains(fe.Message, "boom from code node") ||
 		!errors.Is(err, invocation.ErrWorkflowFailed) || fe.ExecutionID == "" {
 		t.Fatalf("err = %v (%+v)", err, fe)
 	}
 	// Manual retry of the failed execution: it runs again and fails again.
 	_, err = m.RetryExecution(ctx, fe.ExecutionID, false)
-	var fe2 *invocation.ExecutionFailedError
+	var fe2 *n8napi.ExecutionFailedError
 	if !errors.As(err, &fe2) || fe2.ExecutionID == fe.ExecutionID || fe2.Status != n8napi.StatusError {
 		t.Fatalf("retry: %v", err)
 	}

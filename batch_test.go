@@ -12,6 +12,7 @@ import (
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
 func items(n int) []invoker.BatchItem {
@@ -197,7 +198,7 @@ func TestAdaptiveBatch(t *testing.T) {
 
 func TestFallbackOnDegradation(t *testing.T) {
 	t.Parallel()
-	open := &invocation.CircuitOpenError{Workflow: "w", State: "open"}
+	open := &policy.CircuitOpenError{Workflow: "w", State: "open"}
 	tests := []struct {
 		name     string
 		err      error
@@ -258,7 +259,7 @@ func TestBulkheadFromConfig(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	_, err = m.ExecuteWorkflow(context.Background(), "w", nil)
-	var be *invocation.BulkheadError
+	var be *policy.BulkheadError
 	if !errors.As(err, &be) || !invoker.IsDegraded(err) {
 		t.Errorf("third call: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
@@ -52,9 +53,9 @@ func account(t *testing.T, results []invoker.BatchResult, keyOf func(int) string
 			var (
 				he *invocation.HTTPError
 				te *invocation.TransportError
-				ra *invocation.RetryAfterError
-				co *invocation.CircuitOpenError
-				be *invocation.BudgetExhaustedError
+				ra *pipeline.RetryAfterError
+				co *policy.CircuitOpenError
+				be *policy.BudgetExhaustedError
 			)
 			if !(errors.As(r.Err, &he) || errors.As(r.Err, &te) || errors.As(r.Err, &ra) || errors.As(r.Err, &co) || errors.As(r.Err, &be)) {
 				t.Errorf("item %d: untyped error %T: %v", i, r.Err, r.Err)

@@ -125,7 +125,7 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 		Workflow: req.Workflow, Params: params, IdempotencyKey: req.IdempotencyKey, RequestID: req.RequestID,
 		Attempts: invocation.AttemptsOf(err), Reason: reason, FirstError: info, LastError: info,
 	}
-	var fe *invocation.ExecutionFailedError
+	var fe *n8napi.ExecutionFailedError
 	if errors.As(err, &fe) {
 		e.ExecutionID = fe.ExecutionID
 	}
@@ -135,7 +135,7 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 			"idempotency_key", req.IdempotencyKey, "error", derr.Error())
 		return nil, err
 	}
-	return nil, &invocation.DeadLetteredError{EntryID: id, Err: err}
+	return nil, &dlq.DeadLetteredError{EntryID: id, Err: err}
 }
 
 func errorInfo(err error) dlq.ErrorInfo {

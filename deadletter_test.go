@@ -14,6 +14,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
 func dlqManager(t *testing.T, f *fakeInvoker, on ...string) (*invoker.Manager, *dlq.SQLite) {
@@ -42,7 +43,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	down.Store(true)
 	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 		if down.Load() {
-			return nil, &invocation.AttemptsExhaustedError{Workflow: req.Workflow, Attempts: 4,
+			return nil, &pipeline.AttemptsExhaustedError{Workflow: req.Workflow, Attempts: 4,
 				Last: &invocation.HTTPError{StatusCode: 503, ErrClass: invocation.Transient, Attempts: 4}}
 		}
 		return okResult(ctx, req)
@@ -54,7 +55,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 		{Workflow: "w", Params: map[string]any{"i": 1}, IdempotencyKey: "key-1"},
 	}, 2)
 	for i, r := range results {
-		var de *invocation.DeadLetteredError
+		var de *dlq.DeadLetteredError
 		if !errors.As(r.Err, &de) || de.EntryID == 0 || invocation.ClassOf(r.Err) != invocation.Transient || invocation.AttemptsOf(r.Err) != 4 {
 			t.Fatalf("item %d: %v", i, r.Err)
 		}

@@ -300,7 +300,7 @@ type notification struct {
 func (h *notificationHook) OnError(ctx context.Context, ec *ExecutionContext) {
 	n := notification{Workflow: ec.Workflow, RequestID: ec.RequestID, Class: invocation.ClassOf(ec.Err).String(),
 		Attempts: invocation.AttemptsOf(ec.Err), Error: ec.Err.Error(), DurationMS: ec.Duration.Milliseconds()}
-	var fe *invocation.ExecutionFailedError
+	var fe *n8napi.ExecutionFailedError
 	if errors.As(ec.Err, &fe) {
 		n.ExecutionID = fe.ExecutionID
 	}

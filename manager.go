@@ -435,7 +435,7 @@ func (m *Manager) record(ctx context.Context, span trace.Span, c *pipeline.Call,
 		r.WorkflowID, r.ExecutionID, r.Attempts = res.WorkflowID, res.ExecutionID, res.Attempts
 	}
 	if err != nil {
-		var fe *invocation.ExecutionFailedError
+		var fe *n8napi.ExecutionFailedError
 		if errors.As(err, &fe) {
 			r.ExecutionID = fe.ExecutionID
 		}

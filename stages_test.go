@@ -18,6 +18,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/pipeline"
+	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
 // scripted answers attempts in order: a status (0 = 200) per attempt,
@@ -105,7 +106,7 @@ func TestEveryTransportGetsEveryStage(t *testing.T) {
 		}},
 		{"exhausted after the default retries", "", []int{503}, func(t *testing.T, m *invoker.Manager, s *scripted) {
 			_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
-			var ex *invocation.AttemptsExhaustedError
+			var ex *pipeline.AttemptsExhaustedError
 			if !errors.As(err, &ex) || ex.Attempts != 1+config.DefaultMaxRetries || len(s.attempts()) != 1+config.DefaultMaxRetries {
 				t.Fatalf("err %v after %d attempts", err, len(s.attempts()))
 			}
@@ -116,7 +117,7 @@ func TestEveryTransportGetsEveryStage(t *testing.T) {
 			}
 			sent := len(s.attempts())
 			_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
-			var coe *invocation.CircuitOpenError
+			var coe *policy.CircuitOpenError
 			if !errors.As(err, &coe) || len(s.attempts()) != sent || sent != config.DefaultConsecutiveFails {
 				t.Fatalf("err %v; %d attempts sent, then %d", err, sent, len(s.attempts()))
 			}

@@ -234,120 +234,27 @@ func (e *ResponseError) Class() Class { return Permanent }
 // Is matches ErrPermanent.
 func (e *ResponseError) Is(target error) bool { return target == ErrPermanent }
 
-// RetryAfterError is returned when n8n (or a proxy) asks to wait longer
-// than the invoker's maximum Retry-After delay. It carries the requested
-// wait so that a caller can schedule the item instead of sleeping.
-type RetryAfterError struct {
-	Workflow string
-	// Wait is the delay the server asked for.
-	Wait time.Duration
-	// Attempts is the number of attempts made.
-	Attempts int
-	// Err is the answer that carried the Retry-After header.
-	Err error
-}
-
-// Error returns the message.
-func (e *RetryAfterError) Error() string {
-	return fmt.Sprintf("workflow %q: server asked to retry after %s, more than allowed (%d attempt%s): %v",
-		e.Workflow, e.Wait, e.Attempts, plural(e.Attempts), e.Err)
-}
-
-// Unwrap returns the answer that carried the Retry-After header.
-func (e *RetryAfterError) Unwrap() error { return e.Err }
-
-// Class returns Transient: the call may succeed later.
-func (e *RetryAfterError) Class() Class { return Transient }
-
-// AttemptsExhaustedError is returned when every allowed attempt failed
-// with a retryable error.
-type AttemptsExhaustedError struct {
-	Workflow string
-	Attempts int
-	// Last is the error of the last attempt.
-	Last error
-}
-
-// Error returns the message.
-func (e *AttemptsExhaustedError) Error() string {
-	return fmt.Sprintf("workflow %q: gave up after %d attempt%s: %v", e.Workflow, e.Attempts, plural(e.Attempts), e.Last)
-}
-
-// Unwrap returns the error of the last attempt.
-func (e *AttemptsExhaustedError) Unwrap() error { return e.Last }
-
-// Class returns the class of the last attempt's error.
-func (e *AttemptsExhaustedError) Class() Class { return ClassOf(e.Last) }
-
-// UnknownWorkflowError is returned for a workflow name that nothing
-// resolves.
-type UnknownWorkflowError struct {
-	Workflow string
-	// Known lists the configured workflow names, for the message.
-	Known []string
-	// Hint, when set, ends the message.
-	Hint string
-}
-
-// Error returns the message.
-func (e *UnknownWorkflowError) Error() string {
-	s := fmt.Sprintf("unknown workflow %q: no workflows are configured", e.Workflow)
-	if len(e.Known) > 0 {
-		s = fmt.Sprintf("unknown workflow %q (configured: %s)", e.Workflow, strings.Join(e.Known, ", "))
-	}
-	if e.Hint != "" {
-		s += "; " + e.Hint
-	}
-	return s
-}
-
-// Class returns Permanent.
-func (e *UnknownWorkflowError) Class() Class { return Permanent }
-
-// Is matches ErrUnknownWorkflow and ErrPermanent.
-func (e *UnknownWorkflowError) Is(target error) bool {
-	return target == ErrUnknownWorkflow || target == ErrPermanent
-}
-
-// AttemptsOf returns the number of attempts recorded on err, 0 when none.
+// AttemptsOf returns the number of attempts recorded on err, 0 when
+// none: the count of the first error in its chain that reports one (an
+// AttemptCount() int method). The pipeline's errors (exhausted, a
+// breaker's refusal, a spent budget) wrap the last attempt's error and
+// report the call's total, so the outermost one wins.
 func AttemptsOf(err error) int {
-	if err == nil {
-		return 0
-	}
-	var (
-		h *HTTPError
-		t *TransportError
-		r *ResponseError
-		a *RetryAfterError
-		x *AttemptsExhaustedError
-		c *CircuitOpenError
-		b *BudgetExhaustedError
-	)
 	var ac interface{ AttemptCount() int }
-	switch {
-	case errors.As(err, &x):
-		return x.Attempts
-	case errors.As(err, &c):
-		return c.Attempts
-	case errors.As(err, &b):
-		return b.Attempts
-	case errors.As(err, &a):
-		return a.Attempts
-	case errors.As(err, &h):
-		return h.Attempts
-	case errors.As(err, &t):
-		return t.Attempts
-	case errors.As(err, &r):
-		return r.Attempts
-	case errors.As(err, &ac):
+	if errors.As(err, &ac) {
 		return ac.AttemptCount()
-	}
-	var f *ExecutionFailedError
-	if errors.As(err, &f) {
-		return f.Attempts
 	}
 	return 0
 }
+
+// AttemptCount returns the number of attempts made.
+func (e *HTTPError) AttemptCount() int { return e.Attempts }
+
+// AttemptCount returns the number of attempts made.
+func (e *TransportError) AttemptCount() int { return e.Attempts }
+
+// AttemptCount returns the number of attempts made.
+func (e *ResponseError) AttemptCount() int { return e.Attempts }
 
 func quote(s string) string { return fmt.Sprintf("%q", s) }
 
@@ -360,142 +267,8 @@ func plural(n int) string {
 	return "s"
 }
 
-// CircuitOpenError is a call refused without being sent because the
-// circuit breaker of its endpoint is open (or half-open with all probes
-// taken).
-type CircuitOpenError struct {
-	Workflow string
-	// Endpoint is the breaker's name (the workflow's webhook).
-	Endpoint string
-	// State is "open" or "half-open".
-	State string
-	// RetryIn is the time until the breaker lets a probe through.
-	RetryIn time.Duration
-	// Attempts is the number of attempts made before the refusal.
-	Attempts int
-	// Last is the error of the last attempt, if any was made.
-	Last error
-}
-
-// Error returns the message.
-func (e *CircuitOpenError) Error() string {
-	s := fmt.Sprintf("workflow %q: circuit breaker %s is %s, retry in %s (%d attempt%s)",
-		e.Workflow, e.Endpoint, e.State, e.RetryIn.Round(time.Millisecond), e.Attempts, plural(e.Attempts))
-	if e.Last != nil {
-		s += ": last error: " + e.Last.Error()
-	}
-	return s
-}
-
-// Unwrap returns the last attempt's error, if any.
-func (e *CircuitOpenError) Unwrap() error { return e.Last }
-
-// Outcome returns NotSent: the breaker refused the attempt.
-func (e *CircuitOpenError) Outcome() Outcome { return NotSent }
-
-// Is matches ErrCircuitOpen.
-func (e *CircuitOpenError) Is(target error) bool { return target == ErrCircuitOpen }
-
-// Class returns Transient: the call may succeed once the endpoint recovers.
-func (e *CircuitOpenError) Class() Class { return Transient }
-
-// BudgetExhaustedError ends an invocation whose retry the client-wide
-// retry budget refused; Last is the error that would have been retried.
-type BudgetExhaustedError struct {
-	Workflow string
-	Attempts int
-	Last     error
-}
-
-// Error returns the message.
-func (e *BudgetExhaustedError) Error() string {
-	return fmt.Sprintf("workflow %q: retry budget exhausted after %d attempt%s: %v", e.Workflow, e.Attempts, plural(e.Attempts), e.Last)
-}
-
-// Unwrap returns the last attempt's error.
-func (e *BudgetExhaustedError) Unwrap() error { return e.Last }
-
-// Is matches ErrRetryBudgetExhausted.
-func (e *BudgetExhaustedError) Is(target error) bool { return target == ErrRetryBudgetExhausted }
-
-// Class returns Transient.
-func (e *BudgetExhaustedError) Class() Class { return Transient }
-
-// BulkheadError is a call refused because its workflow already has the
-// maximum number of calls in flight and none ended within the wait.
-type BulkheadError struct {
-	Workflow    string
-	MaxInFlight int
-}
-
-// Error returns the message.
-func (e *BulkheadError) Error() string {
-	return fmt.Sprintf("workflow %q: %d calls already in flight (bulkhead full)", e.Workflow, e.MaxInFlight)
-}
-
-// Is matches ErrBulkheadFull.
-func (e *BulkheadError) Is(target error) bool { return target == ErrBulkheadFull }
-
-// Class returns Transient.
-func (e *BulkheadError) Class() Class { return Transient }
-
-// ExecutionFailedError is an execution that n8n reports as ended without
-// success (error, crashed, canceled), with n8n's own error message and
-// failing node, which the webhook's 500 "Error in workflow" hides.
-type ExecutionFailedError struct {
-	Workflow    string
-	ExecutionID string
-	// Status is n8n's execution status: error, crashed or canceled.
-	Status string
-	// Message is n8n's error message; Node the failing node.
-	Message string
-	Node    string
-	// Attempts is the number of webhook attempts made.
-	Attempts int
-}
-
-// Error returns the message.
-func (e *ExecutionFailedError) Error() string {
-	s := fmt.Sprintf("workflow %q: execution %s %s", e.Workflow, e.ExecutionID, e.Status)
-	if e.Node != "" {
-		s += fmt.Sprintf(" in node %q", e.Node)
-	}
-	if e.Message != "" {
-		s += ": " + e.Message
-	}
-	return s
-}
-
-// Class returns Permanent: the workflow ran.
-func (e *ExecutionFailedError) Class() Class { return Permanent }
-
-// Is matches ErrWorkflowFailed and ErrPermanent.
-func (e *ExecutionFailedError) Is(target error) bool {
-	return target == ErrWorkflowFailed || target == ErrPermanent
-}
-
 // ErrDeadLettered matches an invocation stored in the dead-letter queue.
 var ErrDeadLettered = errors.New("stored in the dead-letter queue")
-
-// DeadLetteredError is an invocation that failed and was stored in the
-// dead-letter queue, to be replayed later with the same idempotency key.
-type DeadLetteredError struct {
-	// EntryID is the queue entry's id.
-	EntryID int64
-	// Err is the failure that sent it there.
-	Err error
-}
-
-// Error returns the message.
-func (e *DeadLetteredError) Error() string {
-	return fmt.Sprintf("%v (stored in the dead-letter queue as entry %d)", e.Err, e.EntryID)
-}
-
-// Unwrap returns the failure.
-func (e *DeadLetteredError) Unwrap() error { return e.Err }
-
-// Is matches ErrDeadLettered.
-func (e *DeadLetteredError) Is(target error) bool { return target == ErrDeadLettered }
 
 // MessageOf returns an error body's "message" field (n8n's JSON errors),
 // else the start of the body as text (at most 200 bytes, "" when it is

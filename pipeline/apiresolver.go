@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-		"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
 )
 
 // DefaultResolverTTL is how long a resolved webhook is cached.
@@ -158,7 +158,6 @@ func (r *APIResolver) lookup(ctx context.Context, workflow string) (*n8napi.Work
 	return nil, &ResolveError{Workflow: workflow, Reason: "n8n has no workflow with this id or name", NotFound: true}
 }
 
-
 func (r *APIResolver) endpoint(workflow string, w *n8napi.Workflow) (*invocation.Target, error) {
 	if !w.Active {
 		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("workflow %s (%q) is not active: activate it in n8n to run it by webhook", w.ID, w.Name)}
@@ -193,7 +192,7 @@ func (r *APIResolver) endpoint(workflow string, w *n8napi.Workflow) (*invocation
 	}
 	ep := &invocation.Target{
 		Workflow:     workflow,
-		WorkflowID:           w.ID.String(),
+		WorkflowID:   w.ID.String(),
 		Path:         path,
 		Method:       strings.ToUpper(str("httpMethod", "GET")),
 		ResponseMode: str("responseMode", invocation.ResponseModeOnReceived),

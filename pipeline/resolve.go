@@ -10,7 +10,7 @@ import (
 
 // Resolver finds the Target of a workflow name, for any transport.
 // Implementations return an error that is Permanent (such as
-// *invocation.UnknownWorkflowError) for a name they do not know.
+// *UnknownWorkflowError) for a name they do not know.
 type Resolver interface {
 	Resolve(ctx context.Context, workflow string) (*invocation.Target, error)
 }
@@ -67,5 +67,5 @@ func (s StaticResolver) Resolve(_ context.Context, workflow string) (*invocation
 		known = append(known, k)
 	}
 	sort.Strings(known)
-	return nil, &invocation.UnknownWorkflowError{Workflow: workflow, Known: known}
+	return nil, &UnknownWorkflowError{Workflow: workflow, Known: known}
 }

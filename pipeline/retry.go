@@ -74,7 +74,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		if last != nil && r.Budget != nil {
 			var ok bool
 			if cost, ok = r.Budget.Acquire(timedOut(last)); !ok {
-				return nil, &invocation.BudgetExhaustedError{Workflow: wf, Attempts: c.Attempts, Last: last}
+				return nil, &policy.BudgetExhaustedError{Workflow: wf, Attempts: c.Attempts, Last: last}
 			}
 		}
 		a.Number, a.Header = c.Attempts+1, nil
@@ -112,7 +112,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		ra, hasRA := retryAfter(err)
 		wait, ok := r.Policy.Wait(retries+1, ra, hasRA)
 		if !ok {
-			return nil, &invocation.RetryAfterError{Workflow: wf, Wait: wait, Attempts: c.Attempts, Err: err}
+			return nil, &RetryAfterError{Workflow: wf, Wait: wait, Attempts: c.Attempts, Err: err}
 		}
 		if r.Policy.MaxElapsed > 0 && time.Since(start)+wait > r.Policy.MaxElapsed {
 			return nil, exhausted(c, err)
@@ -141,7 +141,7 @@ func refused(ctx context.Context, err error, wf string, attempts int, last error
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	var coe *invocation.CircuitOpenError
+	var coe *policy.CircuitOpenError
 	if !errors.As(err, &coe) {
 		return err
 	}
@@ -195,5 +195,5 @@ func exhausted(c *Call, err error) error {
 	if c.Attempts == 1 {
 		return err
 	}
-	return &invocation.AttemptsExhaustedError{Workflow: c.Request.Workflow, Attempts: c.Attempts, Last: err}
+	return &AttemptsExhaustedError{Workflow: c.Request.Workflow, Attempts: c.Attempts, Last: err}
 }

@@ -299,8 +299,8 @@ func TestRetryTiming(t *testing.T) {
 					}
 				}
 				var (
-					ex *invocation.AttemptsExhaustedError
-					ra *invocation.RetryAfterError
+					ex *AttemptsExhaustedError
+					ra *RetryAfterError
 					he *invocation.HTTPError
 				)
 				switch tt.errType {

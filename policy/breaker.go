@@ -180,7 +180,7 @@ func (b *Breaker) acquire() (gen uint64, err error) {
 	if b.state == Open {
 		if wait := b.cfg.OpenTimeout - now.Sub(b.openedAt); wait > 0 {
 			b.mu.Unlock()
-			return 0, &invocation.CircuitOpenError{Endpoint: b.name, State: Open.String(), RetryIn: wait}
+			return 0, &CircuitOpenError{Endpoint: b.name, State: Open.String(), RetryIn: wait}
 		}
 		changes = append(changes, b.setState(HalfOpen, now))
 	}
@@ -188,7 +188,7 @@ func (b *Breaker) acquire() (gen uint64, err error) {
 		if b.probes >= b.cfg.HalfOpenProbes {
 			b.mu.Unlock()
 			b.notify(changes)
-			return 0, &invocation.CircuitOpenError{Endpoint: b.name, State: HalfOpen.String()}
+			return 0, &CircuitOpenError{Endpoint: b.name, State: HalfOpen.String()}
 		}
 		b.probes++
 	}

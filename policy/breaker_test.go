@@ -68,7 +68,7 @@ func TestBreakerConsecutiveFailuresAndRecovery(t *testing.T) {
 			t.Fatalf("state %s after 3 consecutive failures", b.State())
 		}
 		err = call(t, b, Success)
-		var coe *invocation.CircuitOpenError
+		var coe *CircuitOpenError
 		if !errors.As(err, &coe) || coe.RetryIn != 10*time.Second || !errors.Is(err, invocation.ErrCircuitOpen) || invocation.ClassOf(err) != invocation.Transient {
 			t.Fatalf("open breaker: %v", err)
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // Bulkhead bounds the calls in flight per key (per workflow), so that one
@@ -51,7 +49,7 @@ func (b *Bulkhead) Acquire(ctx context.Context, key string) (release func(), err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-timeout:
-		return nil, &invocation.BulkheadError{Workflow: key, MaxInFlight: b.max}
+		return nil, &BulkheadError{Workflow: key, MaxInFlight: b.max}
 	}
 }
 

@@ -90,7 +90,7 @@ func TestBulkhead(t *testing.T) {
 		other()
 		start := time.Now()
 		_, err = b.Acquire(t.Context(), "wf")
-		var be *invocation.BulkheadError
+		var be *BulkheadError
 		if !errors.As(err, &be) || !errors.Is(err, invocation.ErrBulkheadFull) || time.Since(start) != time.Second {
 			t.Fatalf("full bulkhead: %v after %s", err, time.Since(start))
 		}

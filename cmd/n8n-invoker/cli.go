@@ -18,6 +18,7 @@ import (
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
 // Exit codes.
@@ -257,8 +258,8 @@ func exitCode(ctx context.Context, err error) int {
 	var (
 		h   *invocation.HTTPError
 		t   *invocation.TransportError
-		ra  *invocation.RetryAfterError
-		uw  *invocation.UnknownWorkflowError
+		ra  *pipeline.RetryAfterError
+		uw  *pipeline.UnknownWorkflowError
 		cfg *config.Error
 	)
 	switch {

@@ -1,0 +1,97 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/invocation"
+)
+
+// RetryAfterError is returned when n8n (or a proxy) asks to wait longer
+// than the invoker's maximum Retry-After delay. It carries the requested
+// wait so that a caller can schedule the item instead of sleeping.
+type RetryAfterError struct {
+	Workflow string
+	// Wait is the delay the server asked for.
+	Wait time.Duration
+	// Attempts is the number of attempts made.
+	Attempts int
+	// Err is the answer that carried the Retry-After header.
+	Err error
+}
+
+// Error returns the message.
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("workflow %q: server asked to retry after %s, more than allowed (%d attempt%s): %v",
+		e.Workflow, e.Wait, e.Attempts, pluralS(e.Attempts), e.Err)
+}
+
+// Unwrap returns the answer that carried the Retry-After header.
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// invocation.Class returns invocation.Transient: the call may succeed later.
+func (e *RetryAfterError) Class() invocation.Class { return invocation.Transient }
+
+// AttemptsExhaustedError is returned when every allowed attempt failed
+// with a retryable error.
+type AttemptsExhaustedError struct {
+	Workflow string
+	Attempts int
+	// Last is the error of the last attempt.
+	Last error
+}
+
+// Error returns the message.
+func (e *AttemptsExhaustedError) Error() string {
+	return fmt.Sprintf("workflow %q: gave up after %d attempt%s: %v", e.Workflow, e.Attempts, pluralS(e.Attempts), e.Last)
+}
+
+// Unwrap returns the error of the last attempt.
+func (e *AttemptsExhaustedError) Unwrap() error { return e.Last }
+
+// invocation.Class returns the class of the last attempt's error.
+func (e *AttemptsExhaustedError) Class() invocation.Class { return invocation.ClassOf(e.Last) }
+
+// UnknownWorkflowError is returned for a workflow name that nothing
+// resolves.
+type UnknownWorkflowError struct {
+	Workflow string
+	// Known lists the configured workflow names, for the message.
+	Known []string
+	// Hint, when set, ends the message.
+	Hint string
+}
+
+// Error returns the message.
+func (e *UnknownWorkflowError) Error() string {
+	s := fmt.Sprintf("unknown workflow %q: no workflows are configured", e.Workflow)
+	if len(e.Known) > 0 {
+		s = fmt.Sprintf("unknown workflow %q (configured: %s)", e.Workflow, strings.Join(e.Known, ", "))
+	}
+	if e.Hint != "" {
+		s += "; " + e.Hint
+	}
+	return s
+}
+
+// invocation.Class returns invocation.Permanent.
+func (e *UnknownWorkflowError) Class() invocation.Class { return invocation.Permanent }
+
+// Is matches invocation.ErrUnknownWorkflow and invocation.ErrPermanent.
+func (e *UnknownWorkflowError) Is(target error) bool {
+	return target == invocation.ErrUnknownWorkflow || target == invocation.ErrPermanent
+}
+
+// AttemptCount returns the number of attempts made.
+func (e *RetryAfterError) AttemptCount() int { return e.Attempts }
+
+// AttemptCount returns the number of attempts made.
+func (e *AttemptsExhaustedError) AttemptCount() int { return e.Attempts }
+
+func pluralS(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
