@@ -25,4 +25,3 @@ func (e *DeadLetteredError) Unwrap() error { return e.Err }
 
 // Is matches invocation.ErrDeadLettered.
 func (e *DeadLetteredError) Is(target error) bool { return target == invocation.ErrDeadLettered }
-

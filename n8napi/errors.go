@@ -43,4 +43,3 @@ func (e *ExecutionFailedError) Is(target error) bool {
 
 // AttemptCount returns the number of attempts made.
 func (e *ExecutionFailedError) AttemptCount() int { return e.Attempts }
-
