@@ -10,6 +10,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
@@ -100,11 +101,11 @@ func ExampleManager_ExecuteBatch() {
 // CustomMetricsHook counts executions; embedding HookBase gives the other
 // methods their defaults.
 type CustomMetricsHook struct {
-	invoker.HookBase
+	hooks.Base
 	started int
 }
 
-func (h *CustomMetricsHook) PreExecution(_ context.Context, ec *invoker.ExecutionContext) error {
+func (h *CustomMetricsHook) PreExecution(_ context.Context, ec *hooks.ExecutionContext) error {
 	h.started++
 	ec.Params["source"] = "example" // pre hooks may change the parameters
 	return nil
@@ -117,7 +118,7 @@ func ExampleManager_RegisterHook() {
 	defer manager.Close(context.Background())
 
 	hook := &CustomMetricsHook{}
-	if err := manager.RegisterHook(invoker.StagePreExecution, hook); err != nil {
+	if err := manager.RegisterHook(hooks.StagePreExecution, hook); err != nil {
 		panic(err)
 	}
 	res, _ := manager.ExecuteWorkflow(context.Background(), "user-onboarding", map[string]any{"email": "a@b.c"})

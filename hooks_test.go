@@ -18,15 +18,16 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 type slowHook struct {
-	invoker.HookBase
+	hooks.Base
 	d time.Duration
 }
 
-func (h slowHook) PreExecution(ctx context.Context, ec *invoker.ExecutionContext) error {
+func (h slowHook) PreExecution(ctx context.Context, ec *hooks.ExecutionContext) error {
 	time.Sleep(h.d)
 	ec.Params["late"] = true // too late: must not reach the call
 	return nil
@@ -38,7 +39,7 @@ func TestHookTimeoutIsolated(t *testing.T) {
 		var logs bytes.Buffer
 		f := &fakeInvoker{fn: okResult}
 		m := newManager(t, f, invoker.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-		_ = m.RegisterHook(invoker.StagePreExecution, slowHook{d: time.Minute})
+		_ = m.RegisterHook(hooks.StagePreExecution, slowHook{d: time.Minute})
 		start := time.Now()
 		if _, err := m.ExecuteWorkflow(t.Context(), "w", map[string]any{"a": 1}); err != nil {
 			t.Fatal(err)
@@ -54,19 +55,19 @@ func TestHookTimeoutIsolated(t *testing.T) {
 }
 
 type recordingPlugin struct {
-	invoker.PluginBase
+	hooks.PluginBase
 	mu     sync.Mutex
 	events []string
 }
 
 func (p *recordingPlugin) add(s string) { p.mu.Lock(); p.events = append(p.events, s); p.mu.Unlock() }
-func (p *recordingPlugin) OnWorkflowStarted(_ context.Context, ec *invoker.ExecutionContext) {
+func (p *recordingPlugin) OnWorkflowStarted(_ context.Context, ec *hooks.ExecutionContext) {
 	p.add("started " + ec.Workflow)
 }
-func (p *recordingPlugin) OnWorkflowSucceeded(_ context.Context, ec *invoker.ExecutionContext) {
+func (p *recordingPlugin) OnWorkflowSucceeded(_ context.Context, ec *hooks.ExecutionContext) {
 	p.add("succeeded")
 }
-func (p *recordingPlugin) OnWorkflowFailed(_ context.Context, ec *invoker.ExecutionContext) {
+func (p *recordingPlugin) OnWorkflowFailed(_ context.Context, ec *hooks.ExecutionContext) {
 	p.add("failed " + invocation.ClassOf(ec.Err).String())
 }
 
@@ -178,8 +179,8 @@ func TestRegisterNamedHook(t *testing.T) {
 		t.Error("a built-in name was taken")
 	}
 	var called atomic.Bool
-	_ = invoker.RegisterNamedHook("test_custom_hook", func(*invoker.Manager, config.HookRef) (invoker.ExecutionHook, error) {
-		return invoker.HookFunc(func(context.Context, *invoker.ExecutionContext) error { called.Store(true); return nil }), nil
+	_ = invoker.RegisterNamedHook("test_custom_hook", func(*invoker.Manager, config.HookRef) (hooks.Hook, error) {
+		return hooks.Func(func(context.Context, *hooks.ExecutionContext) error { called.Store(true); return nil }), nil
 	})
 	cfg, _ := config.Parse([]byte("n8n: {base_url: 'http://x'}\nworkflows: {w: {path: w}}\nhooks: {pre_execution: [test_custom_hook]}\n"), "c.yaml")
 	m, err := invoker.New(cfg, invoker.WithTransport(&fakeInvoker{fn: okResult}))

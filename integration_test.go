@@ -13,6 +13,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
@@ -131,7 +132,7 @@ func TestRealN8NFailingWorkflowIsNotResent(t *testing.T) {
 	t.Parallel()
 	m, rt := realManager(t, nil)
 	var hookErr atomic.Value
-	_ = m.RegisterHook(invoker.StageError, invoker.HookFunc(func(_ context.Context, ec *invoker.ExecutionContext) error {
+	_ = m.RegisterHook(hooks.StageError, hooks.Func(func(_ context.Context, ec *hooks.ExecutionContext) error {
 		hookErr.Store(ec.Err)
 		return nil
 	}))

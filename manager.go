@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
@@ -53,7 +54,7 @@ type Manager struct {
 	onBreaker    func(endpoint string, from, to policy.State)
 
 	mu     sync.RWMutex
-	hooks  map[Stage][]ExecutionHook
+	hooks  map[hooks.Stage][]hooks.Hook
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -228,7 +229,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		cfg:   cfg,
 		log:   slog.New(slog.DiscardHandler),
 		newID: newIDGenerator(),
-		hooks: map[Stage][]ExecutionHook{},
+		hooks: map[hooks.Stage][]hooks.Hook{},
 	}
 	for _, o := range opts {
 		if err := o(m); err != nil {
@@ -333,9 +334,9 @@ func (m *Manager) observeBreakers(yield func(endpoint string, state int)) {
 // namedHooks registers the hooks the configuration names, in its order.
 func (m *Manager) namedHooks() error {
 	for _, st := range []struct {
-		stage Stage
+		stage hooks.Stage
 		refs  []config.HookRef
-	}{{StagePreExecution, m.cfg.Hooks.PreExecution}, {StagePostExecution, m.cfg.Hooks.PostExecution}, {StageError, m.cfg.Hooks.Error}} {
+	}{{hooks.StagePreExecution, m.cfg.Hooks.PreExecution}, {hooks.StagePostExecution, m.cfg.Hooks.PostExecution}, {hooks.StageError, m.cfg.Hooks.Error}} {
 		for i, r := range st.refs {
 			field := fmt.Sprintf("hooks.%s[%d]", st.stage, i)
 			mk, known, ok := namedHook(r.Name)
@@ -361,8 +362,8 @@ func (m *Manager) namedHooks() error {
 func (m *Manager) Config() *config.Config { return m.cfg }
 
 // RegisterHook adds hook to run at stage, after those already registered.
-func (m *Manager) RegisterHook(stage Stage, hook ExecutionHook) error {
-	if !stage.valid() {
+func (m *Manager) RegisterHook(stage hooks.Stage, hook hooks.Hook) error {
+	if !stage.Valid() {
 		return fmt.Errorf("invoker: unknown hook stage %q (want pre_execution, post_execution or error)", stage)
 	}
 	if hook == nil {
@@ -467,11 +468,11 @@ func (m *Manager) track(ctx context.Context, rec telemetry.Record) {
 // runPre runs a pre-execution hook on a copy of ec, isolated: an error
 // vetoes the call; a panic or a timeout is reported and ignored (the call
 // goes on with the parameters as they were).
-func (m *Manager) runPre(ctx context.Context, h ExecutionHook, ec *ExecutionContext) error {
+func (m *Manager) runPre(ctx context.Context, h hooks.Hook, ec *hooks.ExecutionContext) error {
 	cp := *ec
 	cp.Params = maps.Clone(ec.Params)
 	var err error
-	if m.isolate(ctx, StagePreExecution, ec.Workflow, func(hctx context.Context) { err = h.PreExecution(hctx, &cp) }) {
+	if m.isolate(ctx, hooks.StagePreExecution, ec.Workflow, func(hctx context.Context) { err = h.PreExecution(hctx, &cp) }) {
 		if err == nil {
 			ec.Params = cp.Params
 		}
@@ -481,7 +482,7 @@ func (m *Manager) runPre(ctx context.Context, h ExecutionHook, ec *ExecutionCont
 }
 
 // safely runs a post or error hook, isolated.
-func (m *Manager) safely(ctx context.Context, stage Stage, ec *ExecutionContext, f func(context.Context, *ExecutionContext)) {
+func (m *Manager) safely(ctx context.Context, stage hooks.Stage, ec *hooks.ExecutionContext, f func(context.Context, *hooks.ExecutionContext)) {
 	cp := *ec
 	m.isolate(ctx, stage, ec.Workflow, func(hctx context.Context) { f(hctx, &cp) })
 }
@@ -489,7 +490,7 @@ func (m *Manager) safely(ctx context.Context, stage Stage, ec *ExecutionContext,
 // isolate runs f with the hook timeout. It reports whether f returned in
 // time without panicking; a panic or a timeout is logged and counted
 // (n8n_invoker.hook.failures), never propagated.
-func (m *Manager) isolate(ctx context.Context, stage Stage, workflow string, f func(context.Context)) bool {
+func (m *Manager) isolate(ctx context.Context, stage hooks.Stage, workflow string, f func(context.Context)) bool {
 	hctx, cancel := context.WithTimeout(ctx, m.cfg.Hooks.Timeout.D())
 	defer cancel()
 	done := make(chan any, 1)

@@ -15,6 +15,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
@@ -69,8 +70,8 @@ func TestHooksOrderAndParams(t *testing.T) {
 	m := newManager(t, f)
 	var calls []string
 	var mu sync.Mutex
-	rec := func(name string) invoker.HookFunc {
-		return func(_ context.Context, ec *invoker.ExecutionContext) error {
+	rec := func(name string) hooks.Func {
+		return func(_ context.Context, ec *hooks.ExecutionContext) error {
 			mu.Lock()
 			defer mu.Unlock()
 			calls = append(calls, name)
@@ -81,9 +82,9 @@ func TestHooksOrderAndParams(t *testing.T) {
 		}
 	}
 	for _, h := range []struct {
-		stage invoker.Stage
+		stage hooks.Stage
 		name  string
-	}{{invoker.StagePreExecution, "pre1"}, {invoker.StagePreExecution, "pre2"}, {invoker.StagePostExecution, "post"}, {invoker.StageError, "err"}} {
+	}{{hooks.StagePreExecution, "pre1"}, {hooks.StagePreExecution, "pre2"}, {hooks.StagePostExecution, "post"}, {hooks.StageError, "err"}} {
 		if err := m.RegisterHook(h.stage, rec(h.name)); err != nil {
 			t.Fatal(err)
 		}
@@ -108,27 +109,27 @@ func TestHooksOrderAndParams(t *testing.T) {
 }
 
 type vetoHook struct {
-	invoker.HookBase
+	hooks.Base
 	err   error
 	panic bool
 }
 
-func (v vetoHook) PreExecution(context.Context, *invoker.ExecutionContext) error {
+func (v vetoHook) PreExecution(context.Context, *hooks.ExecutionContext) error {
 	if v.panic {
 		panic("hook bug")
 	}
 	return v.err
 }
 
-type panicPost struct{ invoker.HookBase }
+type panicPost struct{ hooks.Base }
 
-func (panicPost) PostExecution(context.Context, *invoker.ExecutionContext) { panic("post bug") }
+func (panicPost) PostExecution(context.Context, *hooks.ExecutionContext) { panic("post bug") }
 
 func TestPreHookVetoAndPanics(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		hook invoker.ExecutionHook
+		hook hooks.Hook
 		msg  string
 	}{
 		{"veto", vetoHook{err: errors.New("not today")}, "not today"},
@@ -138,11 +139,11 @@ func TestPreHookVetoAndPanics(t *testing.T) {
 			t.Parallel()
 			f := &fakeInvoker{fn: okResult}
 			m := newManager(t, f)
-			_ = m.RegisterHook(invoker.StagePreExecution, tt.hook)
+			_ = m.RegisterHook(hooks.StagePreExecution, tt.hook)
 			var errHook atomic.Bool
-			_ = m.RegisterHook(invoker.StageError, invoker.HookFunc(func(context.Context, *invoker.ExecutionContext) error { errHook.Store(true); return nil }))
+			_ = m.RegisterHook(hooks.StageError, hooks.Func(func(context.Context, *hooks.ExecutionContext) error { errHook.Store(true); return nil }))
 			_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
-			var he *invoker.HookError
+			var he *hooks.Error
 			if !errors.As(err, &he) || !strings.Contains(err.Error(), tt.msg) || invocation.ClassOf(err) != invocation.Permanent {
 				t.Fatalf("err = %v", err)
 			}
@@ -155,7 +156,7 @@ func TestPreHookVetoAndPanics(t *testing.T) {
 		t.Parallel()
 		f := &fakeInvoker{fn: okResult}
 		m := newManager(t, f)
-		_ = m.RegisterHook(invoker.StagePreExecution, vetoHook{panic: true})
+		_ = m.RegisterHook(hooks.StagePreExecution, vetoHook{panic: true})
 		if _, err := m.ExecuteWorkflow(t.Context(), "w", nil); err != nil || len(f.seen) != 1 {
 			t.Fatalf("a panicking pre hook broke the execution: %v", err)
 		}
@@ -163,7 +164,7 @@ func TestPreHookVetoAndPanics(t *testing.T) {
 	t.Run("post panic isolated", func(t *testing.T) {
 		t.Parallel()
 		m := newManager(t, &fakeInvoker{fn: okResult})
-		_ = m.RegisterHook(invoker.StagePostExecution, panicPost{})
+		_ = m.RegisterHook(hooks.StagePostExecution, panicPost{})
 		if _, err := m.ExecuteWorkflow(t.Context(), "w", nil); err != nil {
 			t.Fatalf("a panicking post hook broke the execution: %v", err)
 		}
@@ -176,7 +177,7 @@ func TestErrorHooksSkipCancellation(t *testing.T) {
 		return nil, context.Canceled
 	}})
 	var called atomic.Bool
-	_ = m.RegisterHook(invoker.StageError, invoker.HookFunc(func(context.Context, *invoker.ExecutionContext) error { called.Store(true); return nil }))
+	_ = m.RegisterHook(hooks.StageError, hooks.Func(func(context.Context, *hooks.ExecutionContext) error { called.Store(true); return nil }))
 	if _, err := m.ExecuteWorkflow(t.Context(), "w", nil); !invocation.IsCanceled(err) || called.Load() {
 		t.Errorf("err %v, error hook called %v", err, called.Load())
 	}

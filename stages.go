@@ -6,6 +6,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/pipeline"
@@ -80,13 +81,13 @@ func (m *Manager) fallbackStage(ctx context.Context, c *pipeline.Call, next pipe
 // change its parameters), then the post-execution or error hooks.
 func (m *Manager) hooksStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
 	m.mu.RLock()
-	pre, post, onErr := m.hooks[StagePreExecution], m.hooks[StagePostExecution], m.hooks[StageError]
+	pre, post, onErr := m.hooks[hooks.StagePreExecution], m.hooks[hooks.StagePostExecution], m.hooks[hooks.StageError]
 	m.mu.RUnlock()
 	if len(pre)+len(post)+len(onErr) == 0 {
 		return next(ctx, c)
 	}
 	req := c.Request
-	ec := &ExecutionContext{
+	ec := &hooks.ExecutionContext{
 		Workflow: req.Workflow, Params: req.Params, RequestID: req.RequestID,
 		IdempotencyKey: req.IdempotencyKey, StartedAt: c.Started,
 	}
@@ -102,14 +103,14 @@ func (m *Manager) hooksStage(ctx context.Context, c *pipeline.Call, next pipelin
 		ec.Err, ec.Duration = err, time.Since(ec.StartedAt)
 		if !invocation.IsCanceled(err) {
 			for _, h := range onErr {
-				m.safely(ctx, StageError, ec, h.OnError)
+				m.safely(ctx, hooks.StageError, ec, h.OnError)
 			}
 		}
 		return nil, err
 	}
 	for _, h := range pre {
 		if err := m.runPre(ctx, h, ec); err != nil {
-			return fail(&HookError{Stage: StagePreExecution, Workflow: req.Workflow, Err: err})
+			return fail(&hooks.Error{Stage: hooks.StagePreExecution, Workflow: req.Workflow, Err: err})
 		}
 	}
 	req.Params = ec.Params
@@ -119,7 +120,7 @@ func (m *Manager) hooksStage(ctx context.Context, c *pipeline.Call, next pipelin
 	}
 	ec.Result, ec.Duration = res, time.Since(ec.StartedAt)
 	for _, h := range post {
-		m.safely(ctx, StagePostExecution, ec, h.PostExecution)
+		m.safely(ctx, hooks.StagePostExecution, ec, h.PostExecution)
 	}
 	return res, nil
 }
