@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/pack"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
@@ -64,7 +65,7 @@ type batchOptions struct {
 	failFast bool
 	progress func(Progress)
 	adaptive bool
-	pack     *PackOptions
+	pack     *pack.Options
 }
 
 // BatchOption changes how a batch runs.
@@ -267,15 +268,15 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 
 // configuredPacking returns the packing the configuration asks for when
 // every item's workflow is set to pack, nil otherwise.
-func (m *Manager) configuredPacking(items []BatchItem) *PackOptions {
-	var p *PackOptions
+func (m *Manager) configuredPacking(items []BatchItem) *pack.Options {
+	var p *pack.Options
 	for _, it := range items {
 		w, ok := m.cfg.Workflows[it.Workflow]
 		if !ok || !w.Pack.Enabled {
 			return nil
 		}
 		if p == nil {
-			p = &PackOptions{MaxItems: w.Pack.MaxItems, MaxBytes: w.Pack.MaxBytes, InFlight: w.Pack.InFlight}
+			p = &pack.Options{MaxItems: w.Pack.MaxItems, MaxBytes: w.Pack.MaxBytes, InFlight: w.Pack.InFlight}
 		}
 	}
 	return p

@@ -1,36 +1,14 @@
 package invoker
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"sync"
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/pack"
 )
-
-// Defaults of packing.
-const (
-	DefaultPackItems    = 200
-	DefaultPackBytes    = 8 << 20 // well under n8n's 16 MiB body limit
-	DefaultPackInFlight = 2
-)
-
-// PackOptions cut a batch into packs: many items per n8n execution.
-type PackOptions struct {
-	// MaxItems per pack (default DefaultPackItems).
-	MaxItems int
-	// MaxBytes of a pack's encoded body (default DefaultPackBytes). n8n
-	// refuses bodies over 16 MiB with a misleading 500.
-	MaxBytes int
-	// InFlight is the number of packs sent at once (default 2: more only
-	// adds latency, n8n runs one execution mostly on one event loop).
-	InFlight int
-}
 
 // WithPacking sends the batch's items many per call to a packed workflow
 // (see templates/packed-items.json): the body is {"items": [{"key",
@@ -41,54 +19,8 @@ type PackOptions struct {
 // which take the normal retry and dead-letter path. Delivery is at least
 // once per item: an item's key travels with it for the workflow to
 // dedupe.
-func WithPacking(p PackOptions) BatchOption {
+func WithPacking(p pack.Options) BatchOption {
 	return func(o *batchOptions) { o.pack = &p }
-}
-
-// PackError is a pack whose answer does not confirm its items: wrong
-// length, a key out of place, or not a JSON array of item results.
-type PackError struct {
-	Workflow string
-	Items    int
-	Reason   string
-}
-
-// Error returns the message.
-func (e *PackError) Error() string {
-	return fmt.Sprintf("workflow %q: packed answer for %d items rejected: %s", e.Workflow, e.Items, e.Reason)
-}
-
-// Class returns Unknown: the workflow may have run the items.
-func (e *PackError) Class() invocation.Class { return invocation.Unknown }
-
-// ItemError is one item that the packed workflow reported failed
-// ({key, ok: false, error}).
-type ItemError struct {
-	Workflow    string
-	Key         string
-	Message     string
-	ExecutionID string
-}
-
-// Error returns the message.
-func (e *ItemError) Error() string {
-	return fmt.Sprintf("workflow %q: item %q failed in execution %s: %s", e.Workflow, e.Key, e.ExecutionID, e.Message)
-}
-
-// Class returns Permanent: the workflow ran the item.
-func (e *ItemError) Class() invocation.Class { return invocation.Permanent }
-
-// Is matches ErrWorkflowFailed and ErrPermanent.
-func (e *ItemError) Is(target error) bool {
-	return target == invocation.ErrWorkflowFailed || target == invocation.ErrPermanent
-}
-
-// packItem is one item result of a packed answer.
-type packItem struct {
-	Key    *string         `json:"key"`
-	OK     *bool           `json:"ok"`
-	Result json.RawMessage `json:"result"`
-	Error  any             `json:"error"`
 }
 
 // packed is one item as the batch prepares it.
@@ -98,22 +30,10 @@ type packed struct {
 	entry []byte // {"key":..,"params":..}
 }
 
-func (p *PackOptions) fill() {
-	if p.MaxItems <= 0 {
-		p.MaxItems = DefaultPackItems
-	}
-	if p.MaxBytes <= 0 {
-		p.MaxBytes = DefaultPackBytes
-	}
-	if p.InFlight <= 0 {
-		p.InFlight = DefaultPackInFlight
-	}
-}
-
 // executePacked runs a batch in packs, per workflow.
 func (m *Manager) executePacked(ctx context.Context, items []BatchItem, o *batchOptions, results []BatchResult) {
 	opts := *o.pack
-	opts.fill()
+	opts.Fill()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
@@ -217,23 +137,16 @@ func (m *Manager) executePacked(ctx context.Context, items []BatchItem, o *batch
 // runPack sends one pack; on a pack-level failure it splits it in halves
 // and sends each, down to single items.
 func (m *Manager) runPack(ctx context.Context, workflow string, pk []packed, items []BatchItem, end func(BatchResult)) {
-	var body bytes.Buffer
-	body.WriteString(`{"items":[`)
-	keys := sha256.New()
+	its := make([]pack.Item, len(pk))
 	for i, p := range pk {
-		if i > 0 {
-			body.WriteByte(',')
-		}
-		body.Write(p.entry)
-		keys.Write([]byte(p.key))
-		keys.Write([]byte{0})
+		its[i] = pack.Item{Key: p.key, Entry: p.entry}
 	}
-	body.WriteString(`]}`)
-	req := invocation.Request{Workflow: workflow, Body: body.Bytes(), IdempotencyKey: "pack-" + hex.EncodeToString(keys.Sum(nil))[:32]}
+	body, key := pack.Body(its)
+	req := invocation.Request{Workflow: workflow, Body: body, IdempotencyKey: key}
 	res, err := m.execute(ctx, req, nil)
-	var answers []packItem
+	var answers []pack.Answer
 	if err == nil {
-		answers, err = checkPack(workflow, pk, res.Output)
+		answers, err = pack.Check(workflow, its, res.Output)
 	}
 	if err != nil {
 		if invocation.IsCanceled(err) {
@@ -255,11 +168,7 @@ func (m *Manager) runPack(ctx context.Context, workflow string, pk []packed, ite
 	for i, p := range pk {
 		a := answers[i]
 		if !*a.OK {
-			msg := fmt.Sprint(a.Error)
-			if s, ok := a.Error.(string); ok {
-				msg = s
-			}
-			end(BatchResult{Index: p.idx, Item: items[p.idx], Err: &ItemError{Workflow: workflow, Key: p.key, Message: msg, ExecutionID: res.ExecutionID}})
+			end(BatchResult{Index: p.idx, Item: items[p.idx], Err: &pack.ItemError{Workflow: workflow, Key: p.key, Message: a.Message(), ExecutionID: res.ExecutionID}})
 			continue
 		}
 		r := *res
@@ -269,25 +178,4 @@ func (m *Manager) runPack(ctx context.Context, workflow string, pk []packed, ite
 		}
 		end(BatchResult{Index: p.idx, Item: items[p.idx], Result: &r})
 	}
-}
-
-// checkPack validates a packed answer: an array of the pack's length,
-// each element with its own key in its position and an ok flag.
-func checkPack(workflow string, pk []packed, out json.RawMessage) ([]packItem, error) {
-	var answers []packItem
-	if err := json.Unmarshal(out, &answers); err != nil {
-		return nil, &PackError{Workflow: workflow, Items: len(pk), Reason: "not a JSON array of item results (is the webhook's response data set to all entries?)"}
-	}
-	if len(answers) != len(pk) {
-		return nil, &PackError{Workflow: workflow, Items: len(pk), Reason: "answer has " + strconv.Itoa(len(answers)) + " items"}
-	}
-	for i, a := range answers {
-		switch {
-		case a.Key == nil || a.OK == nil:
-			return nil, &PackError{Workflow: workflow, Items: len(pk), Reason: fmt.Sprintf("item %d has no key or no ok", i)}
-		case *a.Key != pk[i].key:
-			return nil, &PackError{Workflow: workflow, Items: len(pk), Reason: fmt.Sprintf("item %d has key %q, want %q (order changed)", i, *a.Key, pk[i].key)}
-		}
-	}
-	return answers, nil
 }

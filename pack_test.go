@@ -17,6 +17,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/pack"
 )
 
 type packReq struct {
@@ -99,7 +100,7 @@ func checkPacked(t *testing.T, results []invoker.BatchResult, failAt int) {
 	t.Helper()
 	for i, r := range results {
 		if i == failAt {
-			var ie *invoker.ItemError
+			var ie *pack.ItemError
 			if !errors.As(r.Err, &ie) || ie.Key != fmt.Sprintf("item-%d", i) || !errors.Is(r.Err, invocation.ErrWorkflowFailed) {
 				t.Errorf("item %d: %v", i, r.Err)
 			}
@@ -124,31 +125,31 @@ func TestPackingUnit(t *testing.T) {
 	tests := []struct {
 		name      string
 		fault     func(n int) string
-		opts      invoker.PackOptions
+		opts      pack.Options
 		items     int
 		failAt    int
 		wantCalls int64
 	}{
-		{"packs of 10", func(int) string { return "" }, invoker.PackOptions{MaxItems: 10}, 95, 17, 10},
+		{"packs of 10", func(int) string { return "" }, pack.Options{MaxItems: 10}, 95, 17, 10},
 		{"500 splits to singles", func(n int) string {
 			if n > 1 {
 				return "500"
 			}
 			return ""
-		}, invoker.PackOptions{MaxItems: 4}, 8, -1, 2 + 4 + 8},
+		}, pack.Options{MaxItems: 4}, 8, -1, 2 + 4 + 8},
 		{"wrong length rejected", func(n int) string {
 			if n == 4 {
 				return "short"
 			}
 			return ""
-		}, invoker.PackOptions{MaxItems: 4}, 4, -1, 1 + 2},
+		}, pack.Options{MaxItems: 4}, 4, -1, 1 + 2},
 		{"key order rejected", func(n int) string {
 			if n > 1 {
 				return "swap"
 			}
 			return ""
-		}, invoker.PackOptions{MaxItems: 2}, 2, -1, 1 + 2},
-		{"size splits before sending", func(int) string { return "" }, invoker.PackOptions{MaxItems: 1000, MaxBytes: 400}, 30, -1, 3},
+		}, pack.Options{MaxItems: 2}, 2, -1, 1 + 2},
+		{"size splits before sending", func(int) string { return "" }, pack.Options{MaxItems: 1000, MaxBytes: 400}, 30, -1, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,7 +180,7 @@ func TestPackingSingleItemFailureIsTyped(t *testing.T) {
 	t.Parallel()
 	srv, _, _ := packStub(t, func(int) string { return "500" })
 	m := packManager(t, srv.URL)
-	results, _ := m.ExecuteBatch(t.Context(), packItems(3, -1), 0, invoker.WithPacking(invoker.PackOptions{}))
+	results, _ := m.ExecuteBatch(t.Context(), packItems(3, -1), 0, invoker.WithPacking(pack.Options{}))
 	for i, r := range results {
 		var he *invocation.HTTPError
 		if !errors.As(r.Err, &he) || !errors.Is(r.Err, invocation.ErrWorkflowFailed) {
@@ -203,7 +204,7 @@ func TestRealN8NPacking(t *testing.T) {
 	defer cancel()
 
 	start := time.Now()
-	results, err := m.ExecuteBatch(ctx, packItems(2000, 1234), 0, invoker.WithPacking(invoker.PackOptions{}))
+	results, err := m.ExecuteBatch(ctx, packItems(2000, 1234), 0, invoker.WithPacking(pack.Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +216,7 @@ func TestRealN8NPacking(t *testing.T) {
 	t.Logf("packing: 2,000 items in %s (%.0f items/s) in 10 calls", el.Round(time.Millisecond), 2000/el.Seconds())
 
 	before := rt.total.Load()
-	results, _ = m.ExecuteBatch(ctx, packItems(50, -1), 0, invoker.WithPacking(invoker.PackOptions{MaxBytes: 1000}))
+	results, _ = m.ExecuteBatch(ctx, packItems(50, -1), 0, invoker.WithPacking(pack.Options{MaxBytes: 1000}))
 	checkPacked(t, results, -1)
 	if n := rt.total.Load() - before; n < 2 {
 		t.Errorf("a 50-item batch under a 1,000-byte limit went in %d call(s)", n)
@@ -226,7 +227,7 @@ func TestRealN8NPacking(t *testing.T) {
 	for i := range rev {
 		rev[i].Workflow = "reversed"
 	}
-	results, _ = m.ExecuteBatch(ctx, rev, 0, invoker.WithPacking(invoker.PackOptions{}))
+	results, _ = m.ExecuteBatch(ctx, rev, 0, invoker.WithPacking(pack.Options{}))
 	for i, r := range results {
 		var out map[string]any
 		if r.Err != nil || r.Result.Decode(&out) != nil || out["i"] != float64(i) {

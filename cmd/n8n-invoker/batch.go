@@ -20,6 +20,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/pack"
 )
 
 const maxLine = 16 << 20
@@ -39,7 +40,7 @@ func newBatchCmd(g *globals, stdin io.Reader, stdout, stderr io.Writer) *cobra.C
 	var (
 		file, output, concurrency string
 		failFast                  bool
-		pack                      int
+		packItems                 int
 	)
 	cmd := &cobra.Command{
 		Use:   "batch --file items.jsonl [--concurrency N|auto]",
@@ -100,13 +101,13 @@ Exit codes: 0 every item succeeded; 1 some item failed or was canceled;
 				opts = append(opts, invoker.WithFailFast())
 			}
 			var seq iter.Seq[invoker.BatchResult]
-			if pack > 0 {
+			if packItems > 0 {
 				// Packing cuts the whole batch: read it first.
 				var all []invoker.BatchItem
 				for it := range items {
 					all = append(all, it)
 				}
-				opts = append(opts, invoker.WithPacking(invoker.PackOptions{MaxItems: pack}))
+				opts = append(opts, invoker.WithPacking(pack.Options{MaxItems: packItems}))
 				res, err := m.ExecuteBatch(ctx, all, maxC, opts...)
 				if err != nil {
 					return usageErr("%v", err)
@@ -158,7 +159,7 @@ Exit codes: 0 every item succeeded; 1 some item failed or was canceled;
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write results here instead of stdout")
 	cmd.Flags().StringVar(&concurrency, "concurrency", "5", "items in flight: a number, or auto to adapt (up to 32)")
 	cmd.Flags().BoolVar(&failFast, "fail-fast", false, "stop at the first failed item")
-	cmd.Flags().IntVar(&pack, "pack", 0, "send N items per call to a packed workflow (see templates/packed-items.json)")
+	cmd.Flags().IntVar(&packItems, "pack", 0, "send N items per call to a packed workflow (see templates/packed-items.json)")
 	return cmd
 }
 

@@ -22,6 +22,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/pack"
 )
 
 func main() {
@@ -132,7 +133,7 @@ func runPack(m *invoker.Manager, single, packed int) {
 		}
 		var opts []invoker.BatchOption
 		if mode > 1 {
-			opts = append(opts, invoker.WithPacking(invoker.PackOptions{MaxItems: mode}))
+			opts = append(opts, invoker.WithPacking(pack.Options{MaxItems: mode}))
 		} else {
 			opts = append(opts, invoker.WithAdaptiveConcurrency())
 		}
