@@ -20,14 +20,14 @@ const module = "github.com/n8n-invoker/n8n-invoker"
 var rank = map[string]int{
 	"secret":     0,
 	"invocation": 1,
-	"policy":     2, "telemetry": 2, "n8napi": 2, "dlq": 2, "config": 2,
+	"policy":     2, "telemetry": 2, "n8napi": 2, "dlq": 2,
 	"httpinvoker": 3, "pipeline": 3,
-	"hooks": 4, "pack": 2,
+	"hooks": 4, "pack": 2, "config": 4,
 	"":                5, // the root package invoker
 	"cmd/n8n-invoker": 6, "internal/tools/n8nload": 6,
 	// test helpers
 	"internal/chaos": 0, "internal/testcerts": 0, "internal/n8ntest/n8nboot": 0,
-	"internal/n8ntest": 3,
+	"internal/n8ntest": 5,
 }
 
 // projectImports returns each package of the module with the module's

@@ -31,7 +31,7 @@ func crashBatch(prefix string) []invoker.BatchItem {
 
 func crashConfigFile(t *testing.T, n8n *n8ntest.Instance, dbPath string) string {
 	p := filepath.Join(filepath.Dir(dbPath), "config.yaml")
-	y := n8n.ConfigYAML() + fmt.Sprintf("dlq: {enabled: true, path: %q}\n", dbPath)
+	y := n8n.ConfigYAML() + fmt.Sprintf("dlq: {enabled: true}\nstore: {path: %q}\n", dbPath)
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -29,22 +29,19 @@ func WithDLQ(d DeadLetters) Option {
 func (m *Manager) DLQ() DeadLetters { return m.dlq }
 
 func (m *Manager) openDLQ() error {
-	d := m.cfg.DLQ
+	d, st := m.cfg.DLQ, m.cfg.Store
 	if m.dlq != nil || !d.Enabled {
 		return nil
 	}
-	path := d.Path
-	if path == "" {
-		path = dlq.DefaultPath()
-	}
-	s, err := dlq.Open(context.Background(), path, dlq.Options{Retention: d.Retention.D(), SyncNormal: d.Sync == "normal"})
+	b, err := dlq.OpenBackend(context.Background(), st.Backend, dlq.StoreOptions{
+		Path: st.Path, DSN: st.DSN, Retention: d.Retention.D(), SyncNormal: st.Sync == "normal"})
 	if err != nil {
 		return err
 	}
-	if s.Recovered > 0 {
-		m.log.Warn("dead-letter queue: invocations left in flight by a crash are stored for replay", "count", s.Recovered, "path", path)
+	if s, ok := b.(*dlq.SQLite); ok && s.Recovered > 0 {
+		m.log.Warn("dead-letter queue: invocations left in flight by a crash are stored for replay", "count", s.Recovered, "path", s.Path())
 	}
-	m.dlq, m.ownDLQ = s, s
+	m.dlq, m.ownDLQ = b, b
 	return nil
 }
 

@@ -20,7 +20,8 @@ import (
 func dlqManager(t *testing.T, f *fakeInvoker, on ...string) (*invoker.Manager, *dlq.SQLite) {
 	t.Helper()
 	cfg := testConfig(t)
-	cfg.DLQ = config.DLQ{Enabled: true, Path: filepath.Join(t.TempDir(), "dlq.db"), On: on}
+	cfg.DLQ = config.DLQ{Enabled: true, On: on}
+	cfg.Store.Path = filepath.Join(t.TempDir(), "dlq.db")
 	// The fakes answer for a whole invocation, retries included (an
 	// *AttemptsExhaustedError of 4 attempts): the pipeline adds none. The
 	// retry loop's own tests (package pipeline) and the chaos tests run
@@ -138,7 +139,8 @@ func TestDLQConfigErrorAtStart(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
 	dir := t.TempDir()
-	cfg.DLQ = config.DLQ{Enabled: true, Path: filepath.Join(dir, "not-a-dir", "x.db")}
+	cfg.DLQ = config.DLQ{Enabled: true}
+	cfg.Store.Path = filepath.Join(dir, "not-a-dir", "x.db")
 	_ = writeFile(filepath.Join(dir, "not-a-dir"), "file")
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -156,7 +158,7 @@ func BenchmarkReplay(b *testing.B) {
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
 	defer srv.Close()
-	cfg, err := config.Parse([]byte(fmt.Sprintf("n8n: {base_url: %q}\nworkflows: {w: {path: w}}\ndlq: {enabled: true, path: %q}\n",
+	cfg, err := config.Parse([]byte(fmt.Sprintf("n8n: {base_url: %q}\nworkflows: {w: {path: w}}\ndlq: {enabled: true}\nstore: {path: %q}\n",
 		srv.URL, filepath.Join(b.TempDir(), "dlq.db"))), "b.yaml")
 	if err != nil {
 		b.Fatal(err)

@@ -48,7 +48,8 @@ func TestRedactionEverywhere(t *testing.T) {
 	cfg.Hooks.Error = []config.HookRef{{Name: "logging_hook"}, {Name: "notification_hook"}}
 	cfg.Hooks.Notification = config.Notification{URL: secret.New(recv.URL + "/hooks/" + notifyToken), Format: "json"}
 	cfg.Tracing.Enabled = true
-	cfg.DLQ = config.DLQ{Enabled: true, Path: filepath.Join(t.TempDir(), "dlq.db"), On: []string{"transient", "unknown", "permanent"}}
+	cfg.DLQ = config.DLQ{Enabled: true, On: []string{"transient", "unknown", "permanent"}}
+	cfg.Store.Path = filepath.Join(t.TempDir(), "dlq.db")
 	cfg.Invokers.HTTP.MaxRetries = 1
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

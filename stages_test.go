@@ -210,7 +210,8 @@ invokers:
   http:
     rate_limit: {enabled: true, requests_per_second: 100}
     bulkhead: {max_in_flight: 4}
-dlq: {enabled: true, path: `+filepath.Join(t.TempDir(), "dlq.db")+`}
+dlq: {enabled: true}
+store: {path: `+filepath.Join(t.TempDir(), "dlq.db")+`}
 tracing: {enabled: true}
 `), "t.yaml")
 		if err != nil {

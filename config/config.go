@@ -3,62 +3,63 @@ package config
 import (
 	"fmt"
 	"math"
-	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/n8n-invoker/n8n-invoker/dlq"
+	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/policy"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
 // Defaults of the configuration, applied to keys the file leaves out.
+// Each is the default of the layer that owns the setting: one set of
+// defaults, not two.
 const (
-	DefaultTimeout          = 30 * time.Second
-	DefaultMaxRetries       = 3
-	DefaultBackoffFactor    = 2.0
-	DefaultPoolConnections  = 10
-	DefaultPoolMaxSize      = 20
-	DefaultMaxResponseBytes = 16 << 20
+	DefaultTimeout          = httpinvoker.DefaultTimeout
+	DefaultMaxRetries       = policy.DefaultMaxRetries
+	DefaultBackoffFactor    = float64(policy.DefaultBaseDelay) / float64(time.Second)
+	DefaultPoolConnections  = httpinvoker.DefaultPoolConnections
+	DefaultPoolMaxSize      = httpinvoker.DefaultPoolMaxSize
+	DefaultMaxResponseBytes = httpinvoker.DefaultMaxResponseBytes
 	DefaultTracingBackend   = "opentelemetry"
 	DefaultSampleRate       = 1.0
 	DefaultMethod           = "POST"
 	DefaultResponseMode     = ResponseModeLastNode
-	DefaultMultiplier       = 2.0
-	DefaultMaxDelay         = 60 * time.Second
-	DefaultMaxRetryAfter    = 60 * time.Second
-	DefaultBudgetCapacity   = 500
-	DefaultRetryCost        = 5
-	DefaultTimeoutCost      = 10
-	DefaultConsecutiveFails = 5
-	DefaultFailureRate      = 0.5
-	DefaultBreakerWindow    = 60 * time.Second
-	DefaultMinCalls         = 10
-	DefaultOpenTimeout      = 30 * time.Second
-	DefaultHalfOpenProbes   = 1
+	DefaultMultiplier       = policy.DefaultMultiplier
+	DefaultMaxDelay         = policy.DefaultMaxDelay
+	DefaultMaxRetryAfter    = policy.DefaultMaxRetryAfter
+	DefaultBudgetCapacity   = policy.DefaultBudgetCapacity
+	DefaultRetryCost        = policy.DefaultRetryCost
+	DefaultTimeoutCost      = policy.DefaultTimeoutCost
+	DefaultConsecutiveFails = policy.DefaultConsecutiveFailures
+	DefaultFailureRate      = policy.DefaultFailureRate
+	DefaultBreakerWindow    = policy.DefaultWindow
+	DefaultMinCalls         = policy.DefaultMinCalls
+	DefaultOpenTimeout      = policy.DefaultOpenTimeout
+	DefaultHalfOpenProbes   = policy.DefaultHalfOpenProbes
 	DefaultHookTimeout      = 5 * time.Second
+	DefaultStoreBackend     = dlq.BackendSQLite
+	DefaultDLQRetention     = 7 * 24 * time.Hour
 )
 
 // Response modes of an n8n webhook node.
 const (
-	ResponseModeOnReceived   = "onReceived"
-	ResponseModeLastNode     = "lastNode"
-	ResponseModeResponseNode = "responseNode"
+	ResponseModeOnReceived   = invocation.ResponseModeOnReceived
+	ResponseModeLastNode     = invocation.ResponseModeLastNode
+	ResponseModeResponseNode = invocation.ResponseModeResponseNode
 )
 
-// Auth types of a workflow's webhook.
+// Auth types of a workflow's webhook (see invocation.Auth).
 const (
-	AuthNone   = "none"
-	AuthHeader = "header"
-	AuthBasic  = "basic"
-	// AuthHMAC signs each request: X-Invoker-Timestamp and
-	// X-Invoker-Signature: v1=hex(HMAC-SHA256(secret, timestamp "." body)).
-	AuthHMAC = "hmac"
-	// AuthJWT sends n8n's JWT webhook auth: Authorization: Bearer <an HS256
-	// token made per request with the secret, valid 60 s>.
-	AuthJWT = "jwt"
+	AuthNone   = invocation.AuthNone
+	AuthHeader = invocation.AuthHeader
+	AuthBasic  = invocation.AuthBasic
+	AuthHMAC   = invocation.AuthHMAC
+	AuthJWT    = invocation.AuthJWT
 )
 
 // Config is the whole configuration. Start from Default (or Load a file):
@@ -76,6 +77,9 @@ type Config struct {
 	Credentials map[string]Auth `yaml:"credentials"`
 	// DLQ configures the dead-letter queue and idempotency journal.
 	DLQ DLQ `yaml:"dlq"`
+	// Store selects where the journal, the idempotency records and the
+	// dead letters are kept.
+	Store Store `yaml:"store"`
 
 	file string
 	pos  map[string]Position
@@ -118,20 +122,28 @@ type DLQ struct {
 	// Enabled turns on the write-ahead journal and the queue (default
 	// false).
 	Enabled bool `yaml:"enabled"`
-	// Backend is sqlite, the only one so far.
-	Backend string `yaml:"backend"`
-	// Path of the SQLite file; empty means
-	// $XDG_STATE_HOME/n8n-invoker/dlq.db (~/.local/state/n8n-invoker/dlq.db).
-	// A relative path is relative to the configuration file.
-	Path string `yaml:"path"`
 	// Retention is how long succeeded idempotency keys are remembered
 	// (default 7 days).
 	Retention Duration `yaml:"retention"`
 	// On lists the error classes that go to the queue (default transient
 	// and unknown; add permanent to keep workflow failures too).
 	On []string `yaml:"on"`
+}
+
+// Store selects the store of the journal, the idempotency records and
+// the dead letters: the embedded SQLite store by default; stores of other
+// modules register a backend name with dlq.Register.
+type Store struct {
+	// Backend names the store (default sqlite).
+	Backend string `yaml:"backend"`
+	// Path of the SQLite file; empty means
+	// $XDG_STATE_HOME/n8n-invoker/dlq.db (~/.local/state/n8n-invoker/dlq.db).
+	// A relative path is relative to the configuration file.
+	Path string `yaml:"path"`
+	// DSN is the connection string of a server store.
+	DSN secret.Secret `yaml:"dsn"`
 	// Sync is full (default: durable across power loss) or normal
-	// (durable across process crashes, faster).
+	// (durable across process crashes, faster), for SQLite.
 	Sync string `yaml:"sync"`
 }
 
@@ -414,186 +426,6 @@ func (c *Config) errorf(field, format string, args ...any) *Error {
 
 var validMethods = map[string]bool{"GET": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "HEAD": true}
 
-// Validate fills in the defaults for zero values that have no meaning of
-// their own (timeouts, pool sizes, methods, modes) and checks every value.
-// It returns all problems found, joined, each an *Error.
-func (c *Config) Validate() error {
-	var errs []error
-	add := func(e *Error) { errs = append(errs, e) }
-
-	if c.N8N.BaseURL == "" {
-		add(c.errorf("n8n.base_url", "is required"))
-	} else if u, err := url.Parse(c.N8N.BaseURL); err != nil {
-		add(c.errorf("n8n.base_url", "invalid URL: %v", err))
-	} else if u.Scheme != "http" && u.Scheme != "https" {
-		add(c.errorf("n8n.base_url", "must start with http:// or https://, got %q", c.N8N.BaseURL))
-	} else if u.Host == "" {
-		add(c.errorf("n8n.base_url", "has no host: %q", c.N8N.BaseURL))
-	} else if u.User != nil {
-		add(c.errorf("n8n.base_url", "must not carry credentials; use n8n.api_key or a workflow's auth"))
-	} else if u.RawQuery != "" || u.Fragment != "" {
-		add(c.errorf("n8n.base_url", "must not have a query or fragment"))
-	}
-	c.validateTLS(add)
-	switch {
-	case c.N8N.Timeout < 0:
-		add(c.errorf("n8n.timeout", "must be positive, got %s", c.N8N.Timeout.D()))
-	case c.N8N.Timeout == 0:
-		c.N8N.Timeout = Duration(DefaultTimeout)
-	}
-
-	h := &c.Invokers.HTTP
-	if h.MaxRetries < 0 || h.MaxRetries > 100 {
-		add(c.errorf("invokers.http.max_retries", "must be between 0 and 100, got %d", h.MaxRetries))
-	}
-	if h.BackoffFactor < 0 || h.BackoffFactor > 3600 || math.IsNaN(h.BackoffFactor) {
-		add(c.errorf("invokers.http.backoff_factor", "must be between 0 and 3600, got %v", h.BackoffFactor))
-	}
-	positive := func(field string, v *int, def int) {
-		switch {
-		case *v < 0:
-			add(c.errorf(field, "must not be negative, got %d", *v))
-		case *v == 0:
-			*v = def
-		}
-	}
-	positive("invokers.http.pool_connections", &h.PoolConnections, DefaultPoolConnections)
-	positive("invokers.http.pool_maxsize", &h.PoolMaxSize, DefaultPoolMaxSize)
-	switch {
-	case h.MaxResponseBytes < 0:
-		add(c.errorf("invokers.http.max_response_bytes", "must not be negative, got %d", h.MaxResponseBytes))
-	case h.MaxResponseBytes == 0:
-		h.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-
-	c.validatePolicy(add)
-	c.validateDLQ(add)
-
-	t := &c.Tracing
-	switch t.Backend {
-	case "":
-		t.Backend = DefaultTracingBackend
-	case "opentelemetry", "none":
-	default:
-		add(c.errorf("tracing.backend", "must be opentelemetry or none, got %q", t.Backend))
-	}
-	if !(t.SampleRate >= 0 && t.SampleRate <= 1) {
-		add(c.errorf("tracing.sample_rate", "must be between 0 and 1, got %v", t.SampleRate))
-	}
-
-	switch {
-	case c.Hooks.Timeout < 0:
-		add(c.errorf("hooks.timeout", "must not be negative, got %s", c.Hooks.Timeout.D()))
-	case c.Hooks.Timeout == 0:
-		c.Hooks.Timeout = Duration(DefaultHookTimeout)
-	}
-	n := &c.Hooks.Notification
-	switch n.Format {
-	case "":
-		n.Format = "slack"
-	case "slack", "json":
-	default:
-		add(c.errorf("hooks.notification.format", "must be slack or json, got %q", n.Format))
-	}
-	if n.Timeout <= 0 {
-		n.Timeout = Duration(DefaultHookTimeout)
-	}
-	if !n.URL.IsZero() {
-		if u, err := url.Parse(n.URL.Reveal()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add(c.errorf("hooks.notification.url", "must be an http(s) URL"))
-		}
-	}
-	for stage, refs := range map[string][]HookRef{
-		"pre_execution": c.Hooks.PreExecution, "post_execution": c.Hooks.PostExecution, "error": c.Hooks.Error,
-	} {
-		for i, r := range refs {
-			if strings.TrimSpace(r.Name) == "" {
-				add(&Error{Pos: r.Pos, Field: fmt.Sprintf("hooks.%s[%d]", stage, i), Msg: "empty hook name"})
-			}
-		}
-	}
-
-	for name, a := range c.Credentials {
-		f := "credentials." + name
-		switch a.Type {
-		case AuthHeader:
-			if a.Name == "" || a.Value.IsZero() {
-				add(c.errorf(f, "header auth needs name and value"))
-			}
-		case AuthBasic:
-			if a.Username == "" || a.Password.IsZero() {
-				add(c.errorf(f, "basic auth needs username and password"))
-			}
-		default:
-			add(c.errorf(f+".type", "must be header or basic, got %q", a.Type))
-		}
-	}
-
-	for _, name := range c.WorkflowNames() {
-		w := c.Workflows[name]
-		f := "workflows." + name
-		if strings.TrimSpace(name) == "" {
-			add(c.errorf(f, "workflow name must not be empty"))
-		}
-		w.Path = strings.TrimPrefix(w.Path, "/")
-		switch {
-		case w.Path == "":
-			add(c.errorf(f+".path", "is required"))
-		case strings.Contains(w.Path, "://") || strings.ContainsAny(w.Path, "?# "):
-			add(c.errorf(f+".path", "must be the webhook node's path (no scheme, query or spaces), got %q", w.Path))
-		}
-		w.Method = strings.ToUpper(w.Method)
-		if w.Method == "" {
-			w.Method = DefaultMethod
-		} else if !validMethods[w.Method] {
-			add(c.errorf(f+".method", "must be one of GET, POST, PUT, PATCH, DELETE, HEAD, got %q", w.Method))
-		}
-		switch w.ResponseMode {
-		case "":
-			w.ResponseMode = DefaultResponseMode
-		case ResponseModeOnReceived, ResponseModeLastNode, ResponseModeResponseNode:
-		default:
-			add(c.errorf(f+".response_mode", "must be onReceived, lastNode or responseNode, got %q", w.ResponseMode))
-		}
-		if w.Timeout < 0 {
-			add(c.errorf(f+".timeout", "must be positive, got %s", w.Timeout.D()))
-		}
-		if w.Pack.MaxItems < 0 || w.Pack.MaxBytes < 0 || w.Pack.InFlight < 0 {
-			add(c.errorf(f+".pack", "values must not be negative"))
-		}
-		if w.Pack.MaxBytes > 16<<20 {
-			add(c.errorf(f+".pack.max_bytes", "must be at most 16 MiB (n8n's body limit), got %d", w.Pack.MaxBytes))
-		}
-		a := &w.Auth
-		switch a.Type {
-		case "", AuthNone:
-			a.Type = AuthNone
-		case AuthHeader:
-			if a.Name == "" {
-				add(c.errorf(f+".auth.name", "is required for header auth"))
-			}
-			if a.Value.IsZero() {
-				add(c.errorf(f+".auth.value", "is required for header auth"))
-			}
-		case AuthBasic:
-			if a.Username == "" {
-				add(c.errorf(f+".auth.username", "is required for basic auth"))
-			}
-			if a.Password.IsZero() {
-				add(c.errorf(f+".auth.password", "is required for basic auth"))
-			}
-		case AuthHMAC, AuthJWT:
-			if len(a.Secret.Reveal()) < 16 {
-				add(c.errorf(f+".auth.secret", "%s auth needs a secret of at least 16 characters", a.Type))
-			}
-		default:
-			add(c.errorf(f+".auth.type", "must be none, header, basic, hmac or jwt, got %q", a.Type))
-		}
-		c.Workflows[name] = w
-	}
-	return joinErrors(errs)
-}
-
 // joinErrors returns nil, the one error, or all of them sorted by line.
 func joinErrors(errs []error) error {
 	switch len(errs) {
@@ -639,110 +471,6 @@ func parseDuration(s string) (Duration, error) {
 	return Duration(d), nil
 }
 
-// validatePolicy checks the retry, breaker, rate-limit and bulkhead
-// sections, filling in defaults for zeros that have no meaning of their
-// own.
-func (c *Config) validatePolicy(add func(*Error)) {
-	h := &c.Invokers.HTTP
-	const p = "invokers.http."
-	r := &h.Retry
-	if r.Multiplier == 0 {
-		r.Multiplier = DefaultMultiplier
-	} else if !(r.Multiplier >= 1 && r.Multiplier <= 100) {
-		add(c.errorf(p+"retry.multiplier", "must be between 1 and 100, got %v", r.Multiplier))
-	}
-	durations := []struct {
-		field string
-		d     *Duration
-		def   time.Duration
-	}{
-		{p + "retry.max_delay", &r.MaxDelay, DefaultMaxDelay},
-		{p + "retry.max_elapsed", &r.MaxElapsed, 0},
-		{p + "retry.max_retry_after", &r.MaxRetryAfter, DefaultMaxRetryAfter},
-		{p + "circuit_breaker.window", &h.CircuitBreaker.Window, DefaultBreakerWindow},
-		{p + "circuit_breaker.open_timeout", &h.CircuitBreaker.OpenTimeout, DefaultOpenTimeout},
-		{p + "bulkhead.max_wait", &h.Bulkhead.MaxWait, 0},
-	}
-	for _, d := range durations {
-		switch {
-		case *d.d < 0:
-			add(c.errorf(d.field, "must not be negative, got %s", d.d.D()))
-		case *d.d == 0:
-			*d.d = Duration(d.def)
-		}
-	}
-	counts := []struct {
-		field string
-		v     *int
-		def   int
-	}{
-		{p + "retry.budget.capacity", &r.Budget.Capacity, DefaultBudgetCapacity},
-		{p + "retry.budget.retry_cost", &r.Budget.RetryCost, DefaultRetryCost},
-		{p + "retry.budget.timeout_cost", &r.Budget.TimeoutCost, DefaultTimeoutCost},
-		{p + "circuit_breaker.consecutive_failures", &h.CircuitBreaker.ConsecutiveFailures, DefaultConsecutiveFails},
-		{p + "circuit_breaker.min_calls", &h.CircuitBreaker.MinCalls, DefaultMinCalls},
-		{p + "circuit_breaker.half_open_probes", &h.CircuitBreaker.HalfOpenProbes, DefaultHalfOpenProbes},
-		{p + "rate_limit.burst", &h.RateLimit.Burst, 0},
-		{p + "bulkhead.max_in_flight", &h.Bulkhead.MaxInFlight, 0},
-	}
-	for _, n := range counts {
-		switch {
-		case *n.v < 0:
-			add(c.errorf(n.field, "must not be negative, got %d", *n.v))
-		case *n.v == 0:
-			*n.v = n.def
-		}
-	}
-	cb := &h.CircuitBreaker
-	if cb.FailureRate == 0 {
-		cb.FailureRate = DefaultFailureRate
-	} else if !(cb.FailureRate > 0 && cb.FailureRate <= 1) {
-		add(c.errorf(p+"circuit_breaker.failure_rate", "must be in (0, 1], got %v", cb.FailureRate))
-	}
-	rl := &h.RateLimit
-	if rl.Enabled && !(rl.RequestsPerSecond > 0 && rl.RequestsPerSecond <= 1e6) {
-		add(c.errorf(p+"rate_limit.requests_per_second", "must be positive when rate_limit is enabled, got %v", rl.RequestsPerSecond))
-	}
-}
-
-// Default DLQ settings.
-const DefaultDLQRetention = 7 * 24 * time.Hour
-
-func (c *Config) validateDLQ(add func(*Error)) {
-	d := &c.DLQ
-	switch d.Backend {
-	case "":
-		d.Backend = "sqlite"
-	case "sqlite":
-	default:
-		add(c.errorf("dlq.backend", "must be sqlite, got %q", d.Backend))
-	}
-	switch {
-	case d.Retention < 0:
-		add(c.errorf("dlq.retention", "must not be negative, got %s", d.Retention.D()))
-	case d.Retention == 0:
-		d.Retention = Duration(DefaultDLQRetention)
-	}
-	switch d.Sync {
-	case "":
-		d.Sync = "full"
-	case "full", "normal":
-	default:
-		add(c.errorf("dlq.sync", "must be full or normal, got %q", d.Sync))
-	}
-	if d.On == nil {
-		d.On = []string{"transient", "unknown"}
-	}
-	for i, cl := range d.On {
-		if cl != "transient" && cl != "unknown" && cl != "permanent" {
-			add(c.errorf(fmt.Sprintf("dlq.on[%d]", i), "must be transient, unknown or permanent, got %q", cl))
-		}
-	}
-	if d.Path != "" && !filepath.IsAbs(d.Path) && c.file != "" {
-		d.Path = filepath.Join(filepath.Dir(c.file), d.Path)
-	}
-}
-
 // SecretValues returns every secret value in the configuration (API key,
 // webhook and credential secrets), for log redaction backstops.
 func (c *Config) SecretValues() []string {
@@ -754,6 +482,7 @@ func (c *Config) SecretValues() []string {
 	}
 	add(c.N8N.APIKey)
 	add(c.Hooks.Notification.URL)
+	add(c.Store.DSN)
 	for _, w := range c.Workflows {
 		add(w.Auth.Value)
 		add(w.Auth.Password)
@@ -764,38 +493,4 @@ func (c *Config) SecretValues() []string {
 		add(a.Password)
 	}
 	return out
-}
-
-func (c *Config) validateTLS(add func(*Error)) {
-	t := &c.N8N.TLS
-	rel := func(p *string) {
-		if *p != "" && !filepath.IsAbs(*p) && c.file != "" {
-			*p = filepath.Join(filepath.Dir(c.file), *p)
-		}
-	}
-	rel(&t.CAFile)
-	rel(&t.CertFile)
-	rel(&t.KeyFile)
-	rel(&c.N8N.APIKeyFile)
-	switch t.MinVersion {
-	case "":
-		t.MinVersion = "1.2"
-	case "1.2", "1.3":
-	default:
-		add(c.errorf("n8n.tls.min_version", "must be 1.2 or 1.3, got %q", t.MinVersion))
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		add(c.errorf("n8n.tls", "cert_file and key_file go together"))
-	}
-	for f, p := range map[string]string{"n8n.tls.ca_file": t.CAFile, "n8n.tls.cert_file": t.CertFile, "n8n.tls.key_file": t.KeyFile, "n8n.api_key_file": c.N8N.APIKeyFile} {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err != nil {
-			add(c.errorf(f, "%v", err))
-		}
-	}
-	if c.N8N.APIKeyFile != "" && !c.N8N.APIKey.IsZero() {
-		add(c.errorf("n8n.api_key_file", "set api_key or api_key_file, not both"))
-	}
 }

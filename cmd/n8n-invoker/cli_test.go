@@ -285,7 +285,8 @@ func TestDLQCommands(t *testing.T) {
 	_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`n8n: {base_url: %q, timeout: 5}
 invokers: {http: {max_retries: 1, backoff_factor: 0.01}}
 workflows: {echo: {path: echo}}
-dlq: {enabled: true, path: dlq.db}
+dlq: {enabled: true}
+store: {path: dlq.db}
 `, srv.URL)), 0o600)
 	cli := func(args ...string) (int, string, string) {
 		var out, errOut bytes.Buffer
