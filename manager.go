@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,10 +54,12 @@ type Manager struct {
 	fallbackOn   func(error) bool
 	onBreaker    func(endpoint string, from, to policy.State)
 
-	mu     sync.RWMutex
-	hooks  map[hooks.Stage][]hooks.Hook
-	closed bool
-	wg     sync.WaitGroup
+	mu    sync.RWMutex
+	hooks map[hooks.Stage][]hooks.Hook
+	// hookSet is the snapshot the hooks stage reads without a lock.
+	hookSet atomic.Pointer[hookSet]
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 // Option configures a Manager.
@@ -353,6 +356,7 @@ func (m *Manager) namedHooks() error {
 				return &config.Error{Pos: r.Pos, Field: field, Msg: err.Error()}
 			}
 			m.hooks[st.stage] = append(m.hooks[st.stage], h)
+			m.publishHooks()
 		}
 	}
 	return nil
@@ -372,7 +376,21 @@ func (m *Manager) RegisterHook(stage hooks.Stage, hook hooks.Hook) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.hooks[stage] = append(m.hooks[stage], hook)
+	m.publishHooks()
 	return nil
+}
+
+// hookSet is an immutable snapshot of the registered hooks.
+type hookSet struct{ pre, post, onErr []hooks.Hook }
+
+// publishHooks makes the hooks registered so far visible to calls; m.mu
+// must be held.
+func (m *Manager) publishHooks() {
+	m.hookSet.Store(&hookSet{
+		pre:   slices.Clone(m.hooks[hooks.StagePreExecution]),
+		post:  slices.Clone(m.hooks[hooks.StagePostExecution]),
+		onErr: slices.Clone(m.hooks[hooks.StageError]),
+	})
 }
 
 // ExecuteWorkflow runs a workflow with params as its JSON body.

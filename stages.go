@@ -80,12 +80,11 @@ func (m *Manager) fallbackStage(ctx context.Context, c *pipeline.Call, next pipe
 // hooksStage runs the pre-execution hooks (which may veto the call or
 // change its parameters), then the post-execution or error hooks.
 func (m *Manager) hooksStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
-	m.mu.RLock()
-	pre, post, onErr := m.hooks[hooks.StagePreExecution], m.hooks[hooks.StagePostExecution], m.hooks[hooks.StageError]
-	m.mu.RUnlock()
-	if len(pre)+len(post)+len(onErr) == 0 {
+	hs := m.hookSet.Load()
+	if hs == nil {
 		return next(ctx, c)
 	}
+	pre, post, onErr := hs.pre, hs.post, hs.onErr
 	req := c.Request
 	ec := &hooks.ExecutionContext{
 		Workflow: req.Workflow, Params: req.Params, RequestID: req.RequestID,

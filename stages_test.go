@@ -239,3 +239,29 @@ tracing: {enabled: true}
 		}
 	})
 }
+
+// BenchmarkManagerOverhead is the manager's own stages per call (hooks,
+// call span and metrics, await, ids) over the pipeline and a transport
+// that answers at once, with the default configuration.
+func BenchmarkManagerOverhead(b *testing.B) {
+	cfg, err := config.Parse([]byte("n8n: {base_url: 'http://n8n.test'}\nworkflows: {w: {path: w}}\n"), "b.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ok := &invocation.Result{StatusCode: 200, Output: []byte("{}"), Completed: true}
+	m, err := invoker.New(cfg, invoker.WithTransport(invocation.TransportFunc(func(context.Context, *invocation.Attempt) (*invocation.Result, error) {
+		r := *ok
+		return &r, nil
+	})))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = m.Close(context.Background()) }()
+	params := map[string]any{"email": "a@b.c"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := m.ExecuteWorkflow(context.Background(), "w", params); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

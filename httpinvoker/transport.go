@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -58,8 +60,12 @@ type Transport struct {
 	poolConns int
 	poolMax   int
 	tlsConfig *tls.Config
-	// hostOnly is the webhook URL prefix: base + "/webhook/".
+	// prefix is the webhook URL prefix: base + "/webhook/".
 	prefix string
+	// others holds a client per other attempt timeout (a target's own),
+	// made on first use: the timeout of the response headers is the
+	// transport's.
+	others sync.Map // time.Duration -> *http.Client
 }
 
 // Option configures a Transport.
@@ -141,9 +147,16 @@ func New(baseURL string, opts ...Option) (*Transport, error) {
 	if tlsConf.MinVersion < tls.VersionTLS12 {
 		tlsConf.MinVersion = tls.VersionTLS12
 	}
+	dialer := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
 	t.transport = &http.Transport{
-		Proxy:                  http.ProxyFromEnvironment,
-		DialContext:            (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &writeDeadlineConn{Conn: c, timeout: t.timeout}, nil
+		},
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           t.poolConns * t.poolMax,
 		MaxIdleConnsPerHost:    t.poolMax,
@@ -151,26 +164,73 @@ func New(baseURL string, opts ...Option) (*Transport, error) {
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
+		ResponseHeaderTimeout:  t.timeout,
 		TLSClientConfig:        tlsConf,
 	}
-	var rt http.RoundTripper = t.transport
-	for _, w := range t.wrap {
-		rt = w(rt)
-	}
-	t.client = &http.Client{
-		Transport: rt,
-		// Webhooks do not redirect; following one could carry auth
-		// headers to another host. A 3xx is returned as a permanent error.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	t.client = t.newClient(t.transport)
 	b := *u
 	b.Path += "/webhook/"
 	t.prefix = b.String()
 	return t, nil
 }
 
+func (t *Transport) newClient(tr *http.Transport) *http.Client {
+	var rt http.RoundTripper = tr
+	for _, w := range t.wrap {
+		rt = w(rt)
+	}
+	return &http.Client{
+		Transport: rt,
+		// Webhooks do not redirect; following one could carry auth
+		// headers to another host. A 3xx is returned as a permanent error.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// clientFor returns the client whose response headers wait at most d.
+func (t *Transport) clientFor(d time.Duration) *http.Client {
+	if d == t.timeout {
+		return t.client
+	}
+	if c, ok := t.others.Load(d); ok {
+		return c.(*http.Client)
+	}
+	tr := t.transport.Clone()
+	tr.ResponseHeaderTimeout = d
+	c, _ := t.others.LoadOrStore(d, t.newClient(tr))
+	return c.(*http.Client)
+}
+
 // Close releases idle connections.
-func (t *Transport) Close() { t.transport.CloseIdleConnections() }
+func (t *Transport) Close() {
+	t.transport.CloseIdleConnections()
+	t.others.Range(func(_, c any) bool {
+		c.(*http.Client).CloseIdleConnections()
+		return true
+	})
+}
+
+// writeDeadlineConn bounds every write by the attempt timeout, so that a
+// request to a server that stopped reading cannot block forever when the
+// caller's context cannot be canceled.
+type writeDeadlineConn struct {
+	net.Conn
+	timeout  time.Duration
+	deadline time.Time // the write deadline set last
+}
+
+// Write moves the deadline only when less than half the timeout is left
+// (a connection is used by one request at a time): most writes set
+// nothing.
+func (c *writeDeadlineConn) Write(p []byte) (int, error) {
+	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 {
+		c.deadline = now.Add(c.timeout)
+		if err := c.Conn.SetWriteDeadline(c.deadline); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Write(p)
+}
 
 // call is what one attempt needs of its request.
 type call struct {
@@ -209,8 +269,19 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	if tg.Timeout > 0 {
 		timeout = tg.Timeout
 	}
-	actx, cancel := context.WithTimeoutCause(ctx, timeout, errAttemptTimeout)
-	defer cancel()
+	// The attempt's timeout: a context deadline when the caller's context
+	// can be canceled anyway; otherwise (net/http pays several
+	// microseconds per request for a cancelable context) the transport's
+	// limits bound each phase: the dial, the writes (writeDeadlineConn),
+	// the response headers (ResponseHeaderTimeout) and the body (a timer
+	// that closes it).
+	actx := ctx
+	if ctx.Done() != nil {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeoutCause(ctx, timeout, errAttemptTimeout)
+		defer cancel()
+	}
+	start := time.Now()
 
 	// A body net/http cannot rewind (no GetBody): it never re-sends the
 	// request by itself, and what it read of the body tells whether the
@@ -253,25 +324,36 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 		hreq.SetBasicAuth(au.Username, au.Password.Reveal())
 	}
 
-	resp, err := t.client.Do(hreq)
+	resp, err := t.clientFor(timeout).Do(hreq)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		timedOut := context.Cause(actx) == errAttemptTimeout
+		var ne net.Error
+		timedOut := context.Cause(actx) == errAttemptTimeout || (errors.As(err, &ne) && ne.Timeout())
 		terr := &invocation.TransportError{Workflow: c.workflow, Method: c.method, URL: c.url, Attempts: c.attempt,
 			Err: cleanURLError(err), TimedOut: timedOut, Sent: st.sent(len(a.Body))}
 		if timedOut {
 			terr.Err = fmt.Errorf("attempt timed out after %s", timeout)
+			terr.Sent = terr.Sent || ne != nil // a response header timeout: the request was written
 		}
 		return nil, terr
 	}
 	defer resp.Body.Close()
+	var bodyTimedOut atomic.Bool
+	if actx == ctx {
+		left := timeout - time.Since(start)
+		stop := time.AfterFunc(max(left, 0), func() { bodyTimedOut.Store(true); resp.Body.Close() })
+		defer stop.Stop()
+	}
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		herr := t.httpError(&c, resp)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if bodyTimedOut.Load() {
+			return nil, t.bodyTimeout(&c, timeout)
 		}
 		return nil, herr
 	}
@@ -279,7 +361,17 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	if err != nil && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	if err != nil && (bodyTimedOut.Load() || context.Cause(actx) == errAttemptTimeout) {
+		return nil, t.bodyTimeout(&c, timeout)
+	}
 	return res, err
+}
+
+// bodyTimeout is the error of an answer whose body did not arrive within
+// the attempt's timeout: the workflow ran, its answer is lost.
+func (t *Transport) bodyTimeout(c *call, timeout time.Duration) error {
+	return &invocation.TransportError{Workflow: c.workflow, Method: c.method, URL: c.url, Attempts: c.attempt,
+		TimedOut: true, Sent: true, Err: fmt.Errorf("attempt timed out after %s reading the answer", timeout)}
 }
 
 // attemptState is what one attempt allocates: its body and its id

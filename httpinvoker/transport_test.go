@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
@@ -135,5 +136,51 @@ func TestRefusedIsNotSent(t *testing.T) {
 	_, err = tr.Attempt(context.Background(), attempt("wf", &invocation.Target{Path: "hook"}))
 	if invocation.OutcomeOf(err) != invocation.NotSent {
 		t.Fatalf("err = %v (%s), want not sent", err, invocation.OutcomeOf(err))
+	}
+}
+
+// TestAttemptTimeout: the attempt's timeout holds with a context that
+// cannot be canceled (the transport's limits) and with one that can (a
+// deadline), for an answer that never comes and for a body that stalls;
+// both are sent and timed out, so ambiguous.
+func TestAttemptTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/webhook/stall-body" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", "100")
+			_, _ = io.WriteString(w, `{"partial":`)
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	tr, err := New(srv.URL, WithTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	cancelable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, path := range []string{"no-answer", "stall-body"} {
+		for name, ctx := range map[string]context.Context{"background": context.Background(), "cancelable": cancelable} {
+			start := time.Now()
+			_, err := tr.Attempt(ctx, attempt("wf", &invocation.Target{Path: path}))
+			var te *invocation.TransportError
+			if !errors.As(err, &te) || !te.TimedOut || !te.Sent || time.Since(start) > 5*time.Second {
+				t.Errorf("%s, %s context: %v after %s, want a sent, timed-out transport error", path, name, err, time.Since(start))
+			}
+		}
+	}
+	// A target's own timeout overrides the transport's.
+	start := time.Now()
+	_, err = tr.Attempt(context.Background(), attempt("wf", &invocation.Target{Path: "no-answer", Timeout: 50 * time.Millisecond}))
+	if d := time.Since(start); err == nil || d >= 200*time.Millisecond {
+		t.Errorf("target timeout of 50ms: %v after %s", err, d)
 	}
 }

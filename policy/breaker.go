@@ -293,8 +293,7 @@ func (b *Breaker) shouldTrip(now time.Time) bool {
 // same configuration. Safe for concurrent use.
 type Breakers struct {
 	cfg BreakerConfig
-	mu  sync.Mutex
-	m   map[string]*Breaker
+	m   sync.Map // endpoint -> *Breaker
 }
 
 // NewBreakers validates cfg and returns an empty set.
@@ -302,19 +301,16 @@ func NewBreakers(cfg BreakerConfig) (*Breakers, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Breakers{cfg: cfg, m: map[string]*Breaker{}}, nil
+	return &Breakers{cfg: cfg}, nil
 }
 
 // Get returns the breaker of endpoint, making it if needed.
 func (s *Breakers) Get(endpoint string) *Breaker {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.m[endpoint]
-	if !ok {
-		b = &Breaker{name: endpoint, cfg: s.cfg}
-		s.m[endpoint] = b
+	if b, ok := s.m.Load(endpoint); ok {
+		return b.(*Breaker)
 	}
-	return b
+	b, _ := s.m.LoadOrStore(endpoint, &Breaker{name: endpoint, cfg: s.cfg})
+	return b.(*Breaker)
 }
 
 // Attempt is the breaker stage of the pipeline: it asks the breaker of
@@ -339,12 +335,11 @@ type BreakerState struct {
 
 // States returns the state of every breaker, sorted by endpoint.
 func (s *Breakers) States() []BreakerState {
-	s.mu.Lock()
-	names := make([]string, 0, len(s.m))
-	for n := range s.m {
-		names = append(names, n)
-	}
-	s.mu.Unlock()
+	var names []string
+	s.m.Range(func(k, _ any) bool {
+		names = append(names, k.(string))
+		return true
+	})
 	sort.Strings(names)
 	out := make([]BreakerState, len(names))
 	for i, n := range names {

@@ -63,8 +63,7 @@ type Telemetry struct {
 	tracing bool
 	prop    propagation.TextMapPropagator
 	meter   metric.Meter
-	setsMu  sync.RWMutex
-	sets    map[setKey]*optionSet // attribute sets, built once
+	sets    sync.Map // setKey -> *optionSet: attribute sets, built once
 
 	invocations metric.Int64Counter
 	attempts    metric.Int64Counter
@@ -115,8 +114,7 @@ func New(opts ...Option) (*Telemetry, error) {
 	if o.prop == nil {
 		o.prop = otel.GetTextMapPropagator()
 	}
-	t := &Telemetry{tracer: o.tp.Tracer(ScopeName), tracing: o.tracing, prop: o.prop, meter: o.mp.Meter(ScopeName),
-		sets: map[setKey]*optionSet{}}
+	t := &Telemetry{tracer: o.tp.Tracer(ScopeName), tracing: o.tracing, prop: o.prop, meter: o.mp.Meter(ScopeName)}
 	var err error
 	if t.invocations, err = t.meter.Int64Counter("n8n_invoker.invocations",
 		metric.WithDescription("Workflow invocations by outcome.")); err != nil {
@@ -177,11 +175,8 @@ type optionSet struct {
 
 func (t *Telemetry) attrSet(workflow, outcome, class string) *optionSet {
 	key := setKey{workflow, outcome, class}
-	t.setsMu.RLock()
-	v, ok := t.sets[key]
-	t.setsMu.RUnlock()
-	if ok {
-		return v
+	if v, ok := t.sets.Load(key); ok {
+		return v.(*optionSet)
 	}
 	attrs := []attribute.KeyValue{AttrWorkflow.String(workflow)}
 	if outcome != "" {
@@ -191,11 +186,8 @@ func (t *Telemetry) attrSet(workflow, outcome, class string) *optionSet {
 		attrs = append(attrs, AttrClass.String(class))
 	}
 	o := metric.WithAttributeSet(attribute.NewSet(attrs...))
-	v = &optionSet{add: []metric.AddOption{o}, record: []metric.RecordOption{o}}
-	t.setsMu.Lock()
-	t.sets[key] = v
-	t.setsMu.Unlock()
-	return v
+	v, _ := t.sets.LoadOrStore(key, &optionSet{add: []metric.AddOption{o}, record: []metric.RecordOption{o}})
+	return v.(*optionSet)
 }
 
 // EndExecution ends the span and records the metrics of one execution.
