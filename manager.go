@@ -28,7 +28,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Manager runs workflows through an Invoker and calls the hooks around
+// Manager runs workflows through the pipeline of stages and calls the hooks around
 // them. It is safe for concurrent use.
 type Manager struct {
 	cfg          *config.Config

@@ -1,23 +1,17 @@
-// Package httpinvoker runs n8n workflows through their webhooks.
+// Package httpinvoker is the webhook transport of n8n-invoker: it runs
+// one attempt of a workflow through its webhook and reports what
+// happened, and decides nothing (retries and classification are the
+// pipeline's, see package pipeline).
 //
-// An Invoker owns one pooled http.Transport. Each invocation resolves the
-// workflow name to its webhook (path, method, response mode, auth), sends
-// the parameters as JSON, and retries transient failures with exponential
-// backoff and full jitter, honouring Retry-After. Every attempt carries
-// the same X-Request-Id and Idempotency-Key headers.
-//
-// Classification of an attempt's outcome (the first definite answer of the
-// configured classifiers, then the n8n rules):
-//
-//   - Transient, retried: connection failures, 408, 429, 502, 503, 504, 524.
-//   - Permanent, returned at once: 400, 401, 403, 404 (webhook not
-//     registered), 405, 409, 410, 413, 422, redirects, and n8n's 500
-//     "Error in workflow", which means the workflow ran and failed: it is
-//     not re-sent. A success status whose body fails validation (too large,
-//     malformed JSON) is permanent too: the workflow ran.
-//   - Unknown, retried at most once: other statuses and attempt timeouts
-//     (n8n may still be running the workflow).
-//
-// Cancellation of the caller's context ends the invocation with the
-// context's error and is never counted as a failure.
+// A Transport owns one pooled http.Transport (MaxIdleConnsPerHost near a
+// batch's concurrency, so that connections do not churn). Each attempt is
+// one request on the wire: the body it gives net/http cannot be rewound,
+// so net/http never re-sends a request by itself on a reused connection
+// that fails, and a failed attempt says whether its request was sent
+// (invocation.OutcomeOf: not sent, answered, ambiguous). Every attempt
+// carries the call's X-Request-Id and Idempotency-Key headers, header or
+// basic auth; Signer, the signing stage, adds the per-attempt HMAC
+// signature or JWT. Answers are read with a size limit; a 2xx body must be
+// JSON or text; redirects are not followed (they could carry credentials
+// to another host).
 package httpinvoker
