@@ -189,8 +189,15 @@ func (s fixedSlots) Limit() int                  { return cap(s) }
 // early only when abandon is closed.
 func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total, maxConcurrent int,
 	o *batchOptions, abandon <-chan struct{}, emit func(BatchResult)) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// Only a fail-fast batch needs a context of its own to cancel: a
+	// cancelable context costs net/http microseconds per request.
+	cancel := func(error) {}
+	if o.failFast {
+		var c context.CancelCauseFunc
+		ctx, c = context.WithCancelCause(ctx)
+		defer c(nil)
+		cancel = c
+	}
 	var lim slots = make(fixedSlots, maxConcurrent)
 	if o.adaptive {
 		lim = policy.NewAdaptive(1, maxConcurrent)
@@ -220,12 +227,46 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		mu.Unlock()
 		emit(r)
 	}
+	// Items run on long-lived workers, started as needed up to the
+	// concurrency: their stacks grow once, not once per item.
+	type job struct {
+		idx int
+		it  BatchItem
+	}
+	jobs := make(chan job)
+	workers := 0
+	run := func(j job) {
+		idx, it := j.idx, j.it
+		defer m.tel.BatchInFlight(ctx, -1)
+		start := time.Now()
+		res, err := m.execute(ctx, invocation.Request{Workflow: it.Workflow, Params: it.Params, IdempotencyKey: it.IdempotencyKey}, nil)
+		rtt := time.Since(start)
+		switch {
+		case err == nil:
+		case invocation.IsCanceled(err):
+			rtt = 0
+			if cause := context.Cause(ctx); cause != nil {
+				err = cause
+			}
+		case o.failFast:
+			cancel(invocation.ErrBatchAborted)
+		}
+		mu.Lock()
+		prog.InFlight--
+		mu.Unlock()
+		end(BatchResult{Index: idx, Item: it, Result: res, Err: err})
+		// Free the slot only once the result is handed over: a slow
+		// stream consumer then holds the dispatcher back, and memory
+		// stays bounded by the concurrency.
+		lim.Release(rtt, err != nil && !invocation.IsCanceled(err) && invocation.ClassOf(err) != invocation.Permanent)
+	}
 	i := 0
 	for it := range items {
 		idx := i
 		i++
 		select {
 		case <-abandon:
+			close(jobs)
 			wg.Wait()
 			return
 		default:
@@ -238,31 +279,22 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		prog.InFlight++
 		mu.Unlock()
 		m.tel.BatchInFlight(ctx, 1)
-		wg.Go(func() {
-			defer m.tel.BatchInFlight(ctx, -1)
-			start := time.Now()
-			res, err := m.execute(ctx, invocation.Request{Workflow: it.Workflow, Params: it.Params, IdempotencyKey: it.IdempotencyKey}, nil)
-			rtt := time.Since(start)
-			switch {
-			case err == nil:
-			case invocation.IsCanceled(err):
-				rtt = 0
-				if cause := context.Cause(ctx); cause != nil {
-					err = cause
-				}
-			case o.failFast:
-				cancel(invocation.ErrBatchAborted)
+		j := job{idx: idx, it: it}
+		select {
+		case jobs <- j:
+		default:
+			if workers < maxConcurrent {
+				workers++
+				wg.Go(func() {
+					for j := range jobs {
+						run(j)
+					}
+				})
 			}
-			mu.Lock()
-			prog.InFlight--
-			mu.Unlock()
-			end(BatchResult{Index: idx, Item: it, Result: res, Err: err})
-			// Free the slot only once the result is handed over: a slow
-			// stream consumer then holds the dispatcher back, and memory
-			// stays bounded by the concurrency.
-			lim.Release(rtt, err != nil && !invocation.IsCanceled(err) && invocation.ClassOf(err) != invocation.Permanent)
-		})
+			jobs <- j
+		}
 	}
+	close(jobs)
 	wg.Wait()
 }
 

@@ -240,6 +240,9 @@ func (e *ResponseError) Is(target error) bool { return target == ErrPermanent }
 // breaker's refusal, a spent budget) wrap the last attempt's error and
 // report the call's total, so the outermost one wins.
 func AttemptsOf(err error) int {
+	if err == nil {
+		return 0
+	}
 	var ac interface{ AttemptCount() int }
 	if errors.As(err, &ac) {
 		return ac.AttemptCount()
