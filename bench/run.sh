@@ -9,6 +9,7 @@ count=${BENCH_COUNT:-3}
 go test -run '^$' -bench 'Invoke' -benchtime "${BENCH_INVOKE:-20000x}" -count "$count" . >out/invoke.txt
 go test -run '^$' -bench 'Batch' -benchtime 1x -count "$count" . >out/batch.txt
 (cd .. && go test -run '^$' -bench 'Breaker|AttemptStages' -count "$count" ./policy && go test -run '^$' -bench 'ResolverWarm' -count "$count" ./pipeline) >out/micro.txt
+(cd .. && go test -run '^$' -bench 'Stages' -benchmem -count "$count" ./pipeline && go test -run '^$' -bench 'ManagerOverhead' -benchmem -count "$count" .) >out/stages.txt
 for n in 10000 1000000; do
   N_STREAM_ITEMS=$n go test -count=1 -run '^TestStreamRSS$' -v . | grep '^STREAM'
 done >out/stream.txt
@@ -26,6 +27,21 @@ echo
 echo '```'
 grep -E '^Benchmark' out/micro.txt | sort | awk '{k=$1; n[k]++; v[k]=v[k] " " $3} END {for (k in n) print k, v[k]}' | sort
 echo '```'
+echo
+echo "### Cost of each stage (median of $count runs, one goroutine, a transport that answers at once)"
+echo
+echo "Each line of \`BenchmarkStages\` adds one stage to the line before; the difference is that stage's cost per"
+echo "call. \`manager\` is a Manager with the default configuration (budget and breaker on; hooks, call span,"
+echo "metrics and await stages; request ids) over the same transport."
+echo
+echo "| pipeline | ns/call | allocs/call | this stage's ns | this stage's allocs |"
+echo "|---|---|---|---|---|"
+grep -E '^Benchmark(Stages|ManagerOverhead)' out/stages.txt | awk '
+  { name=$1; sub(/-[0-9]+$/, "", name); sub(/^BenchmarkStages\//, "", name); sub(/^BenchmarkManagerOverhead/, "manager (default config)", name)
+    ns[name]=ns[name] " " $3; al[name]=$7; if (!(name in seen)) { order[++n]=name; seen[name]=1 } }
+  function median(s,   a, k, i, j, t) { k=split(s, a, " "); for (i=1;i<=k;i++) for (j=i+1;j<=k;j++) if (a[j]<a[i]) { t=a[i]; a[i]=a[j]; a[j]=t }; return a[int((k+1)/2)] }
+  END { prev=0; pa=0; for (i=1;i<=n;i++) { m=median(ns[order[i]]); if (order[i] ~ /^manager/) { printf "| %s | %.0f | %d | %+.0f over line 3 | %+d over line 3 |\n", order[i], m, al[order[i]], m-m3, al[order[i]]-a3 }
+      else { printf "| %s | %.0f | %d | %s | %s |\n", order[i], m, al[order[i]], (i==1?"-":sprintf("%+.0f", m-prev)), (i==1?"-":sprintf("%+d", al[order[i]]-pa)); if (order[i] ~ /^3-/) { m3=m; a3=al[order[i]] } prev=m; pa=al[order[i]] } } }'
 echo
 echo "### Streaming memory (ExecuteStream, concurrency 256, peak RSS of a process running only it)"
 echo
