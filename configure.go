@@ -88,14 +88,20 @@ func retryFromConfig(h *config.HTTP) (*pipeline.Retry, error) {
 	return r, nil
 }
 
-func breakersFromConfig(cb config.CircuitBreaker, onStateChange func(endpoint string, from, to policy.State)) (*policy.Breakers, error) {
+// breakersFromConfig maps circuit_breaker; with a fallback, an open
+// breaker sends calls to it at once instead of pausing them.
+func breakersFromConfig(cb config.CircuitBreaker, fallback bool, onStateChange func(endpoint string, from, to policy.State)) (*policy.Breakers, error) {
 	if !cb.Enabled {
 		return nil, nil
+	}
+	pause := cb.MaxPause.D()
+	if fallback {
+		pause = -1
 	}
 	return policy.NewBreakers(policy.BreakerConfig{
 		ConsecutiveFailures: cb.ConsecutiveFailures, FailureRate: cb.FailureRate, Window: cb.Window.D(),
 		MinCalls: cb.MinCalls, OpenTimeout: cb.OpenTimeout.D(), HalfOpenProbes: cb.HalfOpenProbes,
-		OnStateChange: onStateChange,
+		MaxPause: pause, OnStateChange: onStateChange,
 	})
 }
 

@@ -21,7 +21,7 @@ func (m *Manager) buildPipeline(resolve pipeline.Resolver) error {
 	if err != nil {
 		return err
 	}
-	if m.breakers, err = breakersFromConfig(h.CircuitBreaker, m.breakerChanged); err != nil {
+	if m.breakers, err = breakersFromConfig(h.CircuitBreaker, m.fallback != nil, m.breakerChanged); err != nil {
 		return err
 	}
 	limiter, err := limiterFromConfig(h.RateLimit)

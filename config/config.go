@@ -41,6 +41,7 @@ const (
 	DefaultMinCalls         = policy.DefaultMinCalls
 	DefaultOpenTimeout      = policy.DefaultOpenTimeout
 	DefaultHalfOpenProbes   = policy.DefaultHalfOpenProbes
+	DefaultMaxPause         = policy.DefaultMaxPause
 	DefaultHookTimeout      = 5 * time.Second
 	DefaultStoreBackend     = dlq.BackendSQLite
 	DefaultDLQRetention     = 7 * 24 * time.Hour
@@ -220,6 +221,11 @@ type CircuitBreaker struct {
 	OpenTimeout Duration `yaml:"open_timeout"`
 	// HalfOpenProbes is the number of probes (default 1).
 	HalfOpenProbes int `yaml:"half_open_probes"`
+	// MaxPause is how long a call waits for an open breaker to let it
+	// through, within its deadline (default 5m): an open breaker pauses
+	// the calls behind it. With a fallback configured, calls go to the
+	// fallback at once instead.
+	MaxPause Duration `yaml:"max_pause"`
 }
 
 // RateLimit keeps calls under a rate; it also backs off on 429.
@@ -383,7 +389,7 @@ func Default() *Config {
 			CircuitBreaker: CircuitBreaker{
 				Enabled: true, ConsecutiveFailures: DefaultConsecutiveFails, FailureRate: DefaultFailureRate,
 				Window: Duration(DefaultBreakerWindow), MinCalls: DefaultMinCalls, OpenTimeout: Duration(DefaultOpenTimeout),
-				HalfOpenProbes: DefaultHalfOpenProbes,
+				HalfOpenProbes: DefaultHalfOpenProbes, MaxPause: Duration(DefaultMaxPause),
 			},
 		}},
 		Tracing: Tracing{Backend: DefaultTracingBackend, SampleRate: DefaultSampleRate},

@@ -96,7 +96,7 @@ invokers:
 		t.Errorf("retry = %+v", h.Retry)
 	}
 	cb := h.CircuitBreaker
-	if !cb.Enabled || cb.ConsecutiveFailures != 7 || cb.OpenTimeout.D() != 5*time.Second || cb.HalfOpenProbes != 2 || cb.MinCalls != DefaultMinCalls || cb.FailureRate != 0.5 {
+	if !cb.Enabled || cb.ConsecutiveFailures != 7 || cb.OpenTimeout.D() != 5*time.Second || cb.HalfOpenProbes != 2 || cb.MinCalls != DefaultMinCalls || cb.FailureRate != DefaultFailureRate || cb.MaxPause.D() != DefaultMaxPause {
 		t.Errorf("breaker = %+v", cb)
 	}
 	if !h.RateLimit.Enabled || h.RateLimit.RequestsPerSecond != 8 || h.Bulkhead.MaxInFlight != 4 || h.Bulkhead.MaxWait.D() != 1500*time.Millisecond {

@@ -96,6 +96,7 @@ func (c *Config) applyDefaults() {
 	setInt(&cb.HalfOpenProbes, DefaultHalfOpenProbes)
 	setDuration(&cb.Window, DefaultBreakerWindow)
 	setDuration(&cb.OpenTimeout, DefaultOpenTimeout)
+	setDuration(&cb.MaxPause, DefaultMaxPause)
 	if cb.FailureRate == 0 {
 		cb.FailureRate = DefaultFailureRate
 	}
@@ -226,6 +227,7 @@ func (cb *CircuitBreaker) validate(v *validator, p string) {
 	v.notNegative(p+"half_open_probes", cb.HalfOpenProbes)
 	v.notNegativeDuration(p+"window", cb.Window)
 	v.notNegativeDuration(p+"open_timeout", cb.OpenTimeout)
+	v.notNegativeDuration(p+"max_pause", cb.MaxPause)
 	if !(cb.FailureRate > 0 && cb.FailureRate <= 1) {
 		v.errorf(p+"failure_rate", "must be in (0, 1], got %v", cb.FailureRate)
 	}

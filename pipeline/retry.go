@@ -9,6 +9,10 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
+// DefaultMaxThrottle bounds the time a call spends waiting out 429s
+// when max_elapsed is not set.
+const DefaultMaxThrottle = 10 * time.Minute
+
 // Retry is the retry loop between the per-call and the per-attempt
 // stages: it classifies each attempt's error, takes a retry's cost from
 // the budget, and waits the backoff or the server's Retry-After.
@@ -65,13 +69,14 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 	a := &c.attempt
 	*a = invocation.Attempt{Request: c.Request, Target: c.Target, Body: body}
 	var last error
-	unknownRetries := 0
+	unknownRetries, throttled := 0, 0
+	lastThrottled := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		cost := 0
-		if last != nil && r.Budget != nil {
+		if last != nil && r.Budget != nil && !lastThrottled {
 			var ok bool
 			if cost, ok = r.Budget.Acquire(timedOut(last)); !ok {
 				return nil, &policy.BudgetExhaustedError{Workflow: wf, Attempts: c.Attempts, Last: last}
@@ -86,7 +91,9 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		}
 		c.Attempts++
 		if err == nil {
-			r.refund(cost)
+			if r.Budget != nil {
+				r.Budget.Success(cost) // a first-try success puts back the refund
+			}
 			res.Attempts = c.Attempts
 			res.Duration = time.Since(start)
 			return res, nil
@@ -99,17 +106,35 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 			r.invalidate(wf) // the next call resolves it afresh
 		}
 		last = err
-		retries := c.Attempts - 1
 		if class == invocation.Permanent {
 			return nil, err
 		}
+		ra, hasRA := retryAfter(err)
+		// A 429 with Retry-After is n8n's flow control: waited out, never
+		// counted against max_retries (nor by the breaker or the budget);
+		// bounded by max_elapsed (DefaultMaxThrottle when unset) and ctx.
+		maxRA := r.Policy.MaxRetryAfter
+		if maxRA == 0 {
+			maxRA = policy.DefaultMaxRetryAfter
+		}
+		lastThrottled = hasRA && ra <= maxRA && errors.Is(err, invocation.ErrRateLimited)
+		if lastThrottled {
+			limit := r.Policy.MaxElapsed
+			if limit == 0 {
+				limit = DefaultMaxThrottle
+			}
+			if time.Since(start)+ra > limit {
+				return nil, exhausted(c, err)
+			}
+			throttled++
+		}
+		retries := c.Attempts - 1 - throttled
 		if retries >= r.Policy.MaxRetries || (class == invocation.Unknown && unknownRetries >= 1) {
 			return nil, exhausted(c, err)
 		}
 		if class == invocation.Unknown {
 			unknownRetries++
 		}
-		ra, hasRA := retryAfter(err)
 		wait, ok := r.Policy.Wait(retries+1, ra, hasRA)
 		if !ok {
 			return nil, &RetryAfterError{Workflow: wf, Wait: wait, Attempts: c.Attempts, Err: err}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -37,13 +38,17 @@ func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // Defaults of BreakerConfig.
 const (
-	DefaultConsecutiveFailures = 5
-	DefaultFailureRate         = 0.5
+	DefaultConsecutiveFailures = 15
+	DefaultFailureRate         = 0.6
 	DefaultWindow              = 60 * time.Second
-	DefaultMinCalls            = 10
+	DefaultMinCalls            = 30
 	DefaultOpenTimeout         = 30 * time.Second
 	DefaultHalfOpenProbes      = 1
-	windowBuckets              = 10
+	DefaultMaxPause            = 5 * time.Minute
+	// probeWait bounds one wait for a half-open breaker's probe; the
+	// probe's verdict usually ends it sooner.
+	probeWait     = time.Second
+	windowBuckets = 10
 )
 
 // BreakerConfig configures circuit breakers; zero values mean defaults.
@@ -65,6 +70,12 @@ type BreakerConfig struct {
 	// OnStateChange, if set, is called after every transition, outside the
 	// breaker's lock.
 	OnStateChange func(name string, from, to State)
+	// MaxPause is how long the breaker stage lets a call wait for an open
+	// breaker to let it through (its half-open probe), within the call's
+	// deadline: an open breaker pauses calls instead of failing what has
+	// not been tried. 0 means DefaultMaxPause; negative fails at once
+	// (for a call that has a fallback to go to).
+	MaxPause time.Duration
 }
 
 func (c *BreakerConfig) fill() error {
@@ -92,6 +103,9 @@ func (c *BreakerConfig) fill() error {
 	if c.HalfOpenProbes == 0 {
 		c.HalfOpenProbes = DefaultHalfOpenProbes
 	}
+	if c.MaxPause == 0 {
+		c.MaxPause = DefaultMaxPause
+	}
 	return nil
 }
 
@@ -109,12 +123,13 @@ const (
 	Ignore
 )
 
-// VerdictOf maps an attempt's error to a verdict.
+// VerdictOf maps an attempt's error to a verdict. A 429 is n8n's flow
+// control, not a failure of the endpoint: it is ignored.
 func VerdictOf(err error) Verdict {
 	switch {
 	case err == nil:
 		return Success
-	case invocation.IsCanceled(err):
+	case invocation.IsCanceled(err), errors.Is(err, invocation.ErrRateLimited):
 		return Ignore
 	case invocation.ClassOf(err) == invocation.Permanent:
 		return Success
@@ -140,6 +155,17 @@ type Breaker struct {
 	openedAt    time.Time
 	probes      int // in flight while half-open
 	probesOK    int
+	changed     chan struct{} // closed at the next transition
+}
+
+// Changed returns a channel closed at the breaker's next transition.
+func (b *Breaker) Changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return b.changed
 }
 
 // NewBreaker returns a closed breaker named name.
@@ -205,6 +231,10 @@ func (b *Breaker) setState(to State, now time.Time) transition {
 	t := transition{b.state, to}
 	b.state = to
 	b.gen++
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 	b.consecutive, b.probes, b.probesOK = 0, 0, 0
 	b.buckets = [windowBuckets]bucket{}
 	if to == Open {
@@ -314,17 +344,48 @@ func (s *Breakers) Get(endpoint string) *Breaker {
 }
 
 // Attempt is the breaker stage of the pipeline: it asks the breaker of
-// the attempt's workflow, refuses with a *CircuitOpenError (not sent)
-// when it is open, and records the attempt's verdict.
+// the attempt's workflow and records the attempt's verdict. When the
+// breaker is open, the call waits (not sent, not an attempt) until the
+// breaker lets a probe through or closes, within the call's deadline and
+// MaxPause; past them it returns the *CircuitOpenError.
 func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
 	b := s.Get(a.Request.Workflow)
-	gen, err := b.acquire()
-	if err != nil {
-		return nil, err
+	var paused time.Duration
+	for {
+		changed := b.Changed()
+		gen, err := b.acquire()
+		if err == nil {
+			res, err := next(ctx, a)
+			b.record(gen, VerdictOf(err))
+			return res, err
+		}
+		if s.cfg.MaxPause < 0 {
+			return nil, err
+		}
+		var coe *CircuitOpenError
+		errors.As(err, &coe)
+		wait := probeWait
+		if coe != nil && coe.RetryIn > 0 {
+			wait = coe.RetryIn
+		}
+		if dl, ok := ctx.Deadline(); ok && coe != nil && coe.RetryIn > 0 && time.Until(dl) < wait {
+			return nil, err // the deadline ends before the breaker lets anything through
+		}
+		if paused+wait > s.cfg.MaxPause {
+			return nil, err
+		}
+		start := time.Now()
+		t := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		t.Stop()
+		paused += time.Since(start)
 	}
-	res, err := next(ctx, a)
-	b.record(gen, VerdictOf(err))
-	return res, err
 }
 
 // BreakerState is one breaker's name and state.

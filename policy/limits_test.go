@@ -3,6 +3,8 @@ package policy
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -110,7 +112,9 @@ func TestBulkhead(t *testing.T) {
 func TestAttemptStages(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		br, _ := NewBreakers(BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: time.Minute})
+		// MaxPause < 0: refuse at once (a call with a fallback); the
+		// default pauses, see TestOpenBreakerPausesCalls.
+		br, _ := NewBreakers(BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: time.Minute, MaxPause: -1})
 		lim, _ := NewRateLimiter(100, 100)
 		fail := &invocation.HTTPError{StatusCode: 503, ErrClass: invocation.Transient}
 		throttle := &invocation.HTTPError{StatusCode: 429, ErrClass: invocation.Transient, RetryAfter: 2 * time.Second, HasRetryAfter: true}
@@ -140,6 +144,59 @@ func TestAttemptStages(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		if _, err := lim.Attempt(t.Context(), a, answer(nil)); err != nil || lim.Limit() <= 50 {
 			t.Errorf("limiter did not recover on success: %v %v", err, lim.Limit())
+		}
+	})
+}
+
+// TestOpenBreakerPausesCalls: with the default settings, a call that
+// meets an open breaker is not failed: it waits (not sent) for the
+// half-open probe, and goes through once the probe closed the breaker;
+// a call whose deadline ends before the breaker opens again gets the
+// *CircuitOpenError without sending anything; a 429 does not count.
+func TestOpenBreakerPausesCalls(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		br, _ := NewBreakers(BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: 30 * time.Second})
+		fail := &invocation.HTTPError{StatusCode: 503, ErrClass: invocation.Transient}
+		var sent atomic.Int32
+		answer := func(err error) invocation.AttemptHandler {
+			return func(context.Context, *invocation.Attempt) (*invocation.Result, error) {
+				sent.Add(1)
+				if err != nil {
+					return nil, err
+				}
+				return &invocation.Result{}, nil
+			}
+		}
+		a := &invocation.Attempt{Request: &invocation.Request{Workflow: "wf"}, Number: 1}
+		throttle := &invocation.HTTPError{StatusCode: 429, ErrClass: invocation.Transient, RetryAfter: time.Second, HasRetryAfter: true}
+		for range 5 {
+			_, _ = br.Attempt(t.Context(), a, answer(throttle))
+		}
+		if st := br.Get("wf").State(); st != Closed {
+			t.Fatalf("429s opened the breaker: %s", st)
+		}
+		for range 2 {
+			_, _ = br.Attempt(t.Context(), a, answer(fail))
+		}
+		sent.Store(0)
+		short, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if _, err := br.Attempt(short, a, answer(nil)); !errors.Is(err, invocation.ErrCircuitOpen) || sent.Load() != 0 {
+			t.Fatalf("a deadline before the probe: %v, %d sent", err, sent.Load())
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				if _, err := br.Attempt(t.Context(), a, answer(nil)); err != nil {
+					t.Errorf("paused call: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if d := time.Since(start); d != 30*time.Second || sent.Load() != 3 || br.Get("wf").State() != Closed {
+			t.Errorf("paused %s, %d sent, state %s; want 30s, 3, closed", d, sent.Load(), br.Get("wf").State())
 		}
 	})
 }
