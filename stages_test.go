@@ -111,15 +111,20 @@ func TestEveryTransportGetsEveryStage(t *testing.T) {
 				t.Fatalf("err %v after %d attempts", err, len(s.attempts()))
 			}
 		}},
-		{"the breaker opens and refuses without sending", "", []int{503}, func(t *testing.T, m *invoker.Manager, s *scripted) {
-			for range 2 { // 2 x 4 attempts: the 5th consecutive failure opens it
-				_, _ = m.ExecuteWorkflow(t.Context(), "w", nil)
+		{"the breaker opens and pauses the calls behind it", "", append(slices.Repeat([]int{503}, config.DefaultConsecutiveFails), 200), func(t *testing.T, m *invoker.Manager, s *scripted) {
+			// 4 calls of 4 attempts: the 15th consecutive failure opens
+			// the breaker; the last call waits (sending nothing) for the
+			// half-open probe, which succeeds and closes it.
+			start := time.Now()
+			var last error
+			for range 4 {
+				_, last = m.ExecuteWorkflow(t.Context(), "w", nil)
 			}
-			sent := len(s.attempts())
-			_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
-			var coe *policy.CircuitOpenError
-			if !errors.As(err, &coe) || len(s.attempts()) != sent || sent != config.DefaultConsecutiveFails {
-				t.Fatalf("err %v; %d attempts sent, then %d", err, sent, len(s.attempts()))
+			if last != nil || len(s.attempts()) != config.DefaultConsecutiveFails+1 || time.Since(start) < config.DefaultOpenTimeout {
+				t.Fatalf("last call: %v after %d attempts and %s", last, len(s.attempts()), time.Since(start))
+			}
+			if st := m.BreakerStates(); len(st) != 1 || st[0].State != policy.Closed {
+				t.Errorf("breakers %+v", st)
 			}
 		}},
 		{"the retry budget ends a retry storm", "retry: {budget: {capacity: 10, retry_cost: 5}}\n    circuit_breaker: {enabled: false}", []int{503}, func(t *testing.T, m *invoker.Manager, s *scripted) {
@@ -169,6 +174,37 @@ func TestEveryTransportGetsEveryStage(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestOpenBreakerWithFallbackDegradesAtOnce: with a fallback, a call
+// that meets an open breaker goes to the fallback at once (graceful
+// degradation) instead of pausing.
+func TestOpenBreakerWithFallbackDegradesAtOnce(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		cfg, err := config.Parse([]byte("n8n: {base_url: 'http://n8n.test'}\nworkflows: {w: {path: w}}\n"), "t.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &scripted{statuses: []int{503}}
+		m, err := invoker.New(cfg, invoker.WithTransport(s.custom()),
+			invoker.WithFallback(func(_ context.Context, req *invocation.Request, err error) (*invocation.Result, error) {
+				return &invocation.Result{Workflow: req.Workflow, Output: []byte(`"cached"`)}, nil
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = m.Close(context.Background()) }()
+		for range 4 {
+			_, _ = m.ExecuteWorkflow(t.Context(), "w", nil)
+		}
+		sent := len(s.attempts())
+		start := time.Now()
+		res, err := m.ExecuteWorkflow(t.Context(), "w", nil)
+		if err != nil || !res.Degraded || len(s.attempts()) != sent || time.Since(start) != 0 {
+			t.Fatalf("res %+v err %v, %d sent after %d, waited %s", res, err, len(s.attempts()), sent, time.Since(start))
+		}
+	})
 }
 
 // recorder is a user's interceptor: it records the calls and attempts
