@@ -10,6 +10,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
 // DeadLetters is what the manager needs of a dead-letter queue: the store
@@ -97,6 +98,12 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 			_ = m.dlq.Delete(bg, replayOf)
 		}
 		return res, nil
+	case invocation.IsCanceled(err) && invocation.OutcomeOf(err) == invocation.Ambiguous:
+		// Sent, then canceled: it may have run. It stays in the journal as
+		// in flight (a restart recovers it as "interrupted" and a replay
+		// reconciles it with n8n before sending it again); it is not a
+		// failure, so it is no dead letter.
+		return nil, err
 	case invocation.IsCanceled(err) || !m.deadLetterClass(err) || replayOf != 0:
 		if _, eerr := m.dlq.End(bg, req.IdempotencyKey, nil); eerr != nil {
 			m.log.Error("dead-letter queue: clearing an in-flight record failed", "error", eerr.Error())
@@ -109,6 +116,10 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 	info := errorInfo(err)
 	reason := "exhausted"
 	switch {
+	case errors.Is(err, pipeline.ErrAmbiguous):
+		reason = "ambiguous"
+	case errors.Is(err, pipeline.ErrUnresolved):
+		reason = "unresolved"
 	case errors.Is(err, invocation.ErrCircuitOpen):
 		reason = "circuit-open"
 	case errors.Is(err, invocation.ErrRetryBudgetExhausted):

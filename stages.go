@@ -2,13 +2,16 @@ package invoker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
@@ -29,6 +32,10 @@ func (m *Manager) buildPipeline(resolve pipeline.Resolver) error {
 		return err
 	}
 	m.bulkhead = bulkheadFromConfig(h.Bulkhead)
+	retry.RetryAmbiguous = h.RetryAmbiguous
+	if m.api != nil {
+		retry.Reconciler = pipeline.ReconcilerFunc(m.reconcileAttempt)
+	}
 	s := pipeline.Stages{
 		Resolve:      resolve,
 		Hooks:        pipeline.CallFunc(m.hooksStage),
@@ -147,4 +154,53 @@ func (m *Manager) awaitStage(ctx context.Context, c *pipeline.Call, next pipelin
 // journalStage runs the rest of the call under the write-ahead journal.
 func (m *Manager) journalStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
 	return m.journaled(ctx, c.Request, c.ExplicitKey, c.ReplayOf, func() (*invocation.Result, error) { return next(ctx, c) })
+}
+
+// reconcileAttempt asks n8n whether an attempt of c whose answer was lost
+// ran: by its Idempotency-Key among the workflow's executions since the
+// attempt.
+func (m *Manager) reconcileAttempt(ctx context.Context, c *pipeline.Call, since time.Time) pipeline.Reconciled {
+	req := c.Request
+	wfID := c.Target.WorkflowID
+	if wfID == "" {
+		id, err := m.workflowID(ctx, req.Workflow)
+		if err != nil {
+			return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: "finding the workflow's n8n id to reconcile: " + err.Error()}
+		}
+		wfID = id
+	}
+	timeout := m.cfg.Invokers.HTTP.ReconcileTimeout.D()
+	rc, err := m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since, &n8napi.ReconcileOptions{Timeout: timeout})
+	switch {
+	case err != nil:
+		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: "n8n's executions API failed: " + err.Error()}
+	case rc.Unresolved:
+		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: fmt.Sprintf("an execution started after the attempt was still running after %s", timeout)}
+	case rc.Execution == nil:
+		m.log.InfoContext(ctx, "reconciled a lost answer: n8n did not run it; sending it again", "workflow", req.Workflow, "idempotency_key", req.IdempotencyKey)
+		return pipeline.Reconciled{Verdict: pipeline.NotRun}
+	}
+	e := rc.Execution
+	m.log.InfoContext(ctx, "reconciled a lost answer with n8n's execution", "workflow", req.Workflow, "idempotency_key", req.IdempotencyKey,
+		"execution_id", e.ID.String(), "status", e.Status)
+	switch {
+	case !e.Terminal():
+		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: fmt.Sprintf("its execution %s is still %s", e.ID, e.Status)}
+	case e.Status == n8napi.StatusSuccess:
+		res := &invocation.Result{Workflow: req.Workflow, WorkflowID: wfID, RequestID: req.RequestID, ExecutionID: e.ID.String(),
+			Status: e.Status, Completed: true, Reconciled: true, APICalls: rc.Calls, Output: json.RawMessage("null")}
+		if out := e.Data.LastOutput(); out != nil {
+			if b, err := json.Marshal(out); err == nil {
+				res.Output, res.ContentType = b, "application/json"
+			}
+		}
+		return pipeline.Reconciled{Verdict: pipeline.Ran, Result: res}
+	case e.Status == n8napi.StatusCrashed:
+		return pipeline.Reconciled{Verdict: pipeline.Crashed}
+	}
+	fe := &n8napi.ExecutionFailedError{Workflow: req.Workflow, ExecutionID: e.ID.String(), Status: e.Status, Attempts: c.Attempts}
+	if e.Data != nil && e.Data.ResultData.Error != nil {
+		fe.Message, fe.Node = e.Data.ResultData.Error.Message, e.Data.ResultData.Error.NodeName()
+	}
+	return pipeline.Reconciled{Verdict: pipeline.RanAndFailed, Err: fe}
 }

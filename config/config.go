@@ -11,6 +11,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
@@ -42,6 +43,7 @@ const (
 	DefaultOpenTimeout      = policy.DefaultOpenTimeout
 	DefaultHalfOpenProbes   = policy.DefaultHalfOpenProbes
 	DefaultMaxPause         = policy.DefaultMaxPause
+	DefaultReconcileTimeout = n8napi.DefaultReconcileTimeout
 	DefaultHookTimeout      = 5 * time.Second
 	DefaultStoreBackend     = dlq.BackendSQLite
 	DefaultDLQRetention     = 7 * 24 * time.Hour
@@ -178,6 +180,15 @@ type HTTP struct {
 	RateLimit RateLimit `yaml:"rate_limit"`
 	// Bulkhead bounds the calls in flight per workflow.
 	Bulkhead Bulkhead `yaml:"bulkhead"`
+	// RetryAmbiguous re-sends an attempt whose answer was lost after it
+	// was sent when no API key lets the invoker reconcile it with n8n's
+	// executions first (default false: never fire twice; the call ends in
+	// an *AmbiguousError).
+	RetryAmbiguous bool `yaml:"retry_ambiguous"`
+	// ReconcileTimeout bounds the wait for the executions that may be a
+	// lost answer's to end before it is re-sent (default 2m); past it the
+	// call is unresolved.
+	ReconcileTimeout Duration `yaml:"reconcile_timeout"`
 }
 
 // Retry refines the retry policy.
@@ -382,6 +393,7 @@ func Default() *Config {
 			PoolConnections:  DefaultPoolConnections,
 			PoolMaxSize:      DefaultPoolMaxSize,
 			MaxResponseBytes: DefaultMaxResponseBytes,
+			ReconcileTimeout: Duration(DefaultReconcileTimeout),
 			Retry: Retry{
 				Multiplier: DefaultMultiplier, MaxDelay: Duration(DefaultMaxDelay), MaxRetryAfter: Duration(DefaultMaxRetryAfter),
 				Budget: Budget{Enabled: true, Capacity: DefaultBudgetCapacity, RetryCost: DefaultRetryCost, TimeoutCost: DefaultTimeoutCost},

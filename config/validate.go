@@ -81,6 +81,7 @@ func (c *Config) applyDefaults() {
 	if h.MaxResponseBytes == 0 {
 		h.MaxResponseBytes = DefaultMaxResponseBytes
 	}
+	setDuration(&h.ReconcileTimeout, DefaultReconcileTimeout)
 	r := &h.Retry
 	if r.Multiplier == 0 {
 		r.Multiplier = DefaultMultiplier
@@ -205,6 +206,7 @@ func (h *HTTP) validate(v *validator) {
 	h.Retry.validate(v, p+"retry.")
 	h.CircuitBreaker.validate(v, p+"circuit_breaker.")
 	h.RateLimit.validate(v, p+"rate_limit.")
+	v.notNegativeDuration(p+"reconcile_timeout", h.ReconcileTimeout)
 	v.notNegative(p+"bulkhead.max_in_flight", h.Bulkhead.MaxInFlight)
 	v.notNegativeDuration(p+"bulkhead.max_wait", h.Bulkhead.MaxWait)
 }

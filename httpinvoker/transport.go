@@ -327,7 +327,7 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	resp, err := t.clientFor(timeout).Do(hreq)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, &invocation.CanceledError{Workflow: c.workflow, Attempts: c.attempt, Sent: st.sent(len(a.Body)), Err: ctx.Err()}
 		}
 		var ne net.Error
 		timedOut := context.Cause(actx) == errAttemptTimeout || (errors.As(err, &ne) && ne.Timeout())
@@ -350,7 +350,7 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		herr := t.httpError(&c, resp)
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, &invocation.CanceledError{Workflow: c.workflow, Attempts: c.attempt, Sent: true, Err: ctx.Err()}
 		}
 		if bodyTimedOut.Load() {
 			return nil, t.bodyTimeout(&c, timeout)
@@ -359,7 +359,7 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	}
 	res, err := t.decode(&c, a.Request, resp)
 	if err != nil && ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, &invocation.CanceledError{Workflow: c.workflow, Attempts: c.attempt, Sent: true, Err: ctx.Err()}
 	}
 	if err != nil && (bodyTimedOut.Load() || context.Cause(actx) == errAttemptTimeout) {
 		return nil, t.bodyTimeout(&c, timeout)

@@ -139,8 +139,16 @@ func (e *HTTPError) Error() string {
 // Class returns the classification of the answer.
 func (e *HTTPError) Class() Class { return e.ErrClass }
 
-// Outcome returns Answered.
-func (e *HTTPError) Outcome() Outcome { return Answered }
+// Outcome returns Ambiguous for 502, 504 and 524 (a proxy's answer: it
+// may have forwarded the request, and a 502 after forwarding looks like
+// one before), Answered for every other status: n8n itself answered.
+func (e *HTTPError) Outcome() Outcome {
+	switch e.StatusCode {
+	case 502, 504, 524:
+		return Ambiguous
+	}
+	return Answered
+}
 
 // Is matches ErrPermanent, ErrWorkflowFailed, ErrNotRegistered and
 // ErrRateLimited.

@@ -199,3 +199,40 @@ func (e *AttemptError) Is(target error) bool { return isClass(e.ErrClass, target
 
 // AttemptCount returns the number of attempts made.
 func (e *AttemptError) AttemptCount() int { return e.Attempts }
+
+// CanceledError is an attempt that the caller's context ended. It
+// matches the context's error (IsCanceled is true: cancellation is not a
+// failure), counts the attempts, and says whether the last attempt had
+// been sent: a sent one may have run and is reconcilable later.
+type CanceledError struct {
+	Workflow string
+	Attempts int
+	// Sent is true when the attempt's request had been written.
+	Sent bool
+	// Err is the context's error.
+	Err error
+}
+
+// Error returns the message.
+func (e *CanceledError) Error() string {
+	s := "workflow " + quote(e.Workflow) + ": " + e.Err.Error() + " after " + attemptsText(e.Attempts)
+	if e.Sent {
+		s += " (the last one was sent: it may have run)"
+	}
+	return s
+}
+
+// Unwrap returns the context's error.
+func (e *CanceledError) Unwrap() error { return e.Err }
+
+// Outcome returns Ambiguous when the last attempt was sent, NotSent
+// otherwise.
+func (e *CanceledError) Outcome() Outcome {
+	if e.Sent {
+		return Ambiguous
+	}
+	return NotSent
+}
+
+// AttemptCount returns the number of attempts made.
+func (e *CanceledError) AttemptCount() int { return e.Attempts }

@@ -61,6 +61,11 @@ type Result struct {
 	// Degraded is true when the result comes from the manager's fallback,
 	// not from n8n.
 	Degraded bool `json:"degraded,omitempty"`
+	// Reconciled is true when an attempt's answer was lost and the result
+	// was found in n8n's executions instead (by the idempotency key): the
+	// workflow ran once and was not sent again. Output is then the last
+	// node's items.
+	Reconciled bool `json:"reconciled,omitempty"`
 	// Attempts is the number of attempts made, at least 1.
 	Attempts int `json:"attempts"`
 	// Duration is the wall time of the invocation, retries included.

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -95,3 +96,78 @@ func pluralS(n int) string {
 	}
 	return "s"
 }
+
+// AmbiguousError ends a call whose attempt was sent and whose answer was
+// lost (a reset after writing, a timeout, a proxy's 502/504) when nothing
+// can tell whether n8n ran it (no API key to reconcile with) and
+// retry_ambiguous is off: re-sending could run the workflow twice. With
+// the dead-letter queue on it is stored as a dead letter marked
+// ambiguous, to be reconciled and replayed.
+type AmbiguousError struct {
+	Workflow string
+	Attempts int
+	// Last is the ambiguous attempt's error.
+	Last error
+}
+
+// Error returns the message.
+func (e *AmbiguousError) Error() string {
+	return fmt.Sprintf("workflow %q: the answer of attempt %d was lost after it was sent, and without n8n.api_key it cannot be reconciled (not re-sent; retry_ambiguous re-sends): %v",
+		e.Workflow, e.Attempts, e.Last)
+}
+
+// Unwrap returns the last attempt's error.
+func (e *AmbiguousError) Unwrap() error { return e.Last }
+
+// Class returns Unknown: the workflow may have run.
+func (e *AmbiguousError) Class() invocation.Class { return invocation.Unknown }
+
+// Outcome returns Ambiguous.
+func (e *AmbiguousError) Outcome() invocation.Outcome { return invocation.Ambiguous }
+
+// Is matches ErrAmbiguous.
+func (e *AmbiguousError) Is(target error) bool { return target == ErrAmbiguous }
+
+// AttemptCount returns the number of attempts made.
+func (e *AmbiguousError) AttemptCount() int { return e.Attempts }
+
+// UnresolvedError ends a call whose lost answer reconciliation could not
+// settle in time: an execution that may be the call's was still running
+// when the bound expired, or n8n's API failed. The call is not re-sent by
+// itself; with the queue on it is a dead letter marked unresolved.
+type UnresolvedError struct {
+	Workflow string
+	Attempts int
+	// Reason says why.
+	Reason string
+	// Last is the ambiguous attempt's error.
+	Last error
+}
+
+// Error returns the message.
+func (e *UnresolvedError) Error() string {
+	return fmt.Sprintf("workflow %q: unresolved after %d attempt%s: %s: %v", e.Workflow, e.Attempts, pluralS(e.Attempts), e.Reason, e.Last)
+}
+
+// Unwrap returns the last attempt's error.
+func (e *UnresolvedError) Unwrap() error { return e.Last }
+
+// Class returns Unknown.
+func (e *UnresolvedError) Class() invocation.Class { return invocation.Unknown }
+
+// Outcome returns Ambiguous.
+func (e *UnresolvedError) Outcome() invocation.Outcome { return invocation.Ambiguous }
+
+// Is matches ErrUnresolved.
+func (e *UnresolvedError) Is(target error) bool { return target == ErrUnresolved }
+
+// AttemptCount returns the number of attempts made.
+func (e *UnresolvedError) AttemptCount() int { return e.Attempts }
+
+// Sentinels of the reconcile outcomes.
+var (
+	// ErrAmbiguous matches an *AmbiguousError.
+	ErrAmbiguous = errors.New("ambiguous: sent, answer lost, not reconcilable")
+	// ErrUnresolved matches an *UnresolvedError.
+	ErrUnresolved = errors.New("unresolved: reconciliation did not settle")
+)

@@ -24,6 +24,13 @@ type Retry struct {
 	Classifiers policy.Chain
 	// Budget, when not nil, limits retries client-wide.
 	Budget *policy.Budget
+	// Reconciler, when set, is asked before any re-send of an attempt
+	// whose outcome is ambiguous (sent, answer lost): a call n8n ran is
+	// not sent again.
+	Reconciler Reconciler
+	// RetryAmbiguous re-sends an ambiguous attempt when there is no
+	// Reconciler. Off by default: never fire twice.
+	RetryAmbiguous bool
 	// StartupGrace is how long after n8n last looked unavailable a 404
 	// "webhook not registered" counts as transient; zero means
 	// policy.DefaultStartupGrace, negative turns it off.
@@ -70,7 +77,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 	*a = invocation.Attempt{Request: c.Request, Target: c.Target, Body: body}
 	var last error
 	unknownRetries, throttled := 0, 0
-	lastThrottled := false
+	lastThrottled, crashResent := false, false
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -83,6 +90,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 			}
 		}
 		a.Number, a.Header = c.Attempts+1, nil
+		sentAt := time.Now()
 		res, err := next(ctx, a)
 		if err != nil && errors.Is(err, invocation.ErrCircuitOpen) {
 			// The breaker refused before sending: not an attempt.
@@ -99,9 +107,36 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 			return res, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err() // the caller's cancellation: not a failure
+			return nil, canceled(ctx, err) // the caller's cancellation: not a failure
 		}
 		class := invocation.ClassOf(err)
+		if class != invocation.Permanent && invocation.OutcomeOf(err) == invocation.Ambiguous {
+			// Sent, answer lost: find out before sending it again.
+			switch {
+			case r.Reconciler != nil:
+				rc := r.Reconciler.Reconcile(ctx, c, sentAt)
+				if ctx.Err() != nil {
+					return nil, canceled(ctx, err)
+				}
+				switch rc.Verdict {
+				case Ran:
+					rc.Result.Attempts = c.Attempts
+					rc.Result.Duration = time.Since(start)
+					return rc.Result, nil
+				case RanAndFailed:
+					return nil, rc.Err
+				case Unresolved:
+					return nil, &UnresolvedError{Workflow: wf, Attempts: c.Attempts, Reason: rc.Reason, Last: err}
+				case Crashed:
+					if crashResent {
+						return nil, &UnresolvedError{Workflow: wf, Attempts: c.Attempts, Reason: "its execution crashed twice", Last: err}
+					}
+					crashResent = true // n8n died while running it: re-sent once
+				}
+			case !r.RetryAmbiguous:
+				return nil, &AmbiguousError{Workflow: wf, Attempts: c.Attempts, Last: err}
+			}
+		}
 		if r.invalidate != nil && errors.Is(err, invocation.ErrNotRegistered) {
 			r.invalidate(wf) // the next call resolves it afresh
 		}
@@ -159,6 +194,17 @@ func (r *Retry) classified(t invocation.Transport) invocation.AttemptHandler {
 		}
 		return nil, withClass(err, r.grace.Adjust(err, r.Classifiers.Classify(err)), a)
 	}
+}
+
+// canceled is the error of a call its caller canceled: the transport's
+// *invocation.CanceledError (it counts the attempts and says whether the
+// last one was sent), else the context's error.
+func canceled(ctx context.Context, err error) error {
+	var ce *invocation.CanceledError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	return ctx.Err()
 }
 
 // refused completes a breaker's refusal with the call's details.

@@ -31,6 +31,9 @@ type answer struct {
 	header map[string]string
 	err    error
 	hang   bool
+	// notSent: the error happened before the request was written (the
+	// body is not read), as a refused connection.
+	notSent bool
 }
 
 // script is an in-memory RoundTripper that plays answers in order and
@@ -47,14 +50,14 @@ func (s *script) RoundTrip(r *http.Request) (*http.Response, error) {
 	s.mu.Lock()
 	i := len(s.requests)
 	s.requests = append(s.requests, r)
+	a := s.answers[min(i, len(s.answers)-1)]
 	var b []byte
-	if r.Body != nil {
+	if r.Body != nil && !a.notSent {
 		b, _ = io.ReadAll(r.Body)
 		r.Body.Close()
 	}
 	s.bodies = append(s.bodies, string(b))
 	s.at = append(s.at, time.Now())
-	a := s.answers[min(i, len(s.answers)-1)]
 	s.mu.Unlock()
 	if a.hang {
 		<-r.Context().Done()
@@ -190,7 +193,38 @@ func newWebhook(baseURL string, opts ...Option) (*webhook, error) {
 	return &webhook{Pipeline: p, t: t}, nil
 }
 
+// WithRetryAmbiguous re-sends ambiguous attempts without reconciling:
+// the timing tests of the retry loop use it; the default (no re-send
+// without a reconciler) has tests of its own.
+func WithRetryAmbiguous() Option {
+	return func(s *setup) error {
+		if s.stages.Retry == nil {
+			s.stages.Retry = &Retry{}
+		}
+		s.stages.Retry.RetryAmbiguous = true
+		return nil
+	}
+}
+
+// WithReconciler sets the retry loop's reconciler.
+func WithReconciler(r Reconciler) Option {
+	return func(s *setup) error {
+		if s.stages.Retry == nil {
+			s.stages.Retry = &Retry{}
+		}
+		s.stages.Retry.Reconciler = r
+		return nil
+	}
+}
+
 func newScripted(t *testing.T, s *script, opts ...Option) *webhook {
+	t.Helper()
+	return newScriptedDefault(t, s, append([]Option{WithRetryAmbiguous()}, opts...)...)
+}
+
+// newScriptedDefault is newScripted with the default handling of
+// ambiguous attempts.
+func newScriptedDefault(t *testing.T, s *script, opts ...Option) *webhook {
 	t.Helper()
 	base := []Option{
 		WithResolver(testEndpoints),
@@ -627,7 +661,7 @@ func TestStartingN8NIsTransient(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		notRegistered := answer{status: 404, body: `{"code":404,"message":"The requested webhook \"POST hook\" is not registered."}`}
 		s := &script{answers: []answer{
-			{err: errors.New("connection refused")},
+			{err: errors.New("connection refused"), notSent: true},
 			{status: 404, body: "<!DOCTYPE html><html>editor</html>", header: map[string]string{"Content-Type": "text/html; charset=utf-8"}},
 			notRegistered,
 			{status: 200, body: "{}"},
@@ -673,5 +707,97 @@ func TestHeaderSizeLimit(t *testing.T) {
 	var te *invocation.TransportError
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "header") {
 		t.Fatalf("a 2 MiB header was accepted: %v", err)
+	}
+}
+
+// TestAmbiguousAttempts: with the default settings an attempt that was
+// sent and lost its answer is never re-sent blindly: without a
+// reconciler it ends in *AmbiguousError; with one, what n8n ran decides.
+// An attempt n8n answered without running it (503) is retried as before.
+func TestAmbiguousAttempts(t *testing.T) {
+	t.Parallel()
+	ok := answer{status: 200, body: `{"ok":true}`}
+	ran := &invocation.Result{StatusCode: 200, Output: []byte(`{"from":"n8n's execution"}`), Completed: true}
+	failed := errors.New("execution 7 failed: boom")
+	verdicts := func(vs ...Verdict) (Reconciler, *int) {
+		n := 0
+		return ReconcilerFunc(func(context.Context, *Call, time.Time) Reconciled {
+			v := vs[min(n, len(vs)-1)]
+			n++
+			switch v {
+			case Ran:
+				r := *ran
+				return Reconciled{Verdict: Ran, Result: &r}
+			case RanAndFailed:
+				return Reconciled{Verdict: RanAndFailed, Err: failed}
+			case Unresolved:
+				return Reconciled{Verdict: Unresolved, Reason: "execution 9 still running"}
+			}
+			return Reconciled{Verdict: v}
+		}), &n
+	}
+	tests := []struct {
+		name      string
+		answers   []answer
+		verdicts  []Verdict // nil: no reconciler
+		requests  int
+		reconcile int
+		check     func(res *invocation.Result, err error) bool
+	}{
+		{"502 without reconciler", []answer{{status: 502}, ok}, nil, 1, 0, func(_ *invocation.Result, err error) bool {
+			var ae *AmbiguousError
+			return errors.As(err, &ae) && ae.Attempts == 1 && invocation.AttemptsOf(err) == 1 && invocation.OutcomeOf(err) == invocation.Ambiguous
+		}},
+		{"reset after sending, without reconciler", []answer{{err: errors.New("connection reset by peer")}, ok}, nil, 1, 0, func(_ *invocation.Result, err error) bool {
+			return errors.Is(err, ErrAmbiguous)
+		}},
+		{"503 is not run: retried", []answer{{status: 503}, ok}, nil, 2, 0, func(res *invocation.Result, err error) bool {
+			return err == nil && res.Attempts == 2
+		}},
+		{"refused connection is not sent: retried", []answer{{err: errors.New("connection refused"), notSent: true}, ok}, nil, 2, 0, func(_ *invocation.Result, err error) bool {
+			return err == nil
+		}},
+		{"it ran: its result, not sent again", []answer{{status: 504}, ok}, []Verdict{Ran}, 1, 1, func(res *invocation.Result, err error) bool {
+			return err == nil && string(res.Output) == `{"from":"n8n's execution"}` && res.Attempts == 1
+		}},
+		{"it ran and failed", []answer{{status: 502}, ok}, []Verdict{RanAndFailed}, 1, 1, func(_ *invocation.Result, err error) bool {
+			return errors.Is(err, failed)
+		}},
+		{"not run: sent again", []answer{{status: 502}, ok}, []Verdict{NotRun}, 2, 1, func(res *invocation.Result, err error) bool {
+			return err == nil && res.Attempts == 2
+		}},
+		{"crashed: sent again once", []answer{{status: 502}, {status: 502}, ok}, []Verdict{Crashed, Crashed}, 2, 2, func(_ *invocation.Result, err error) bool {
+			return errors.Is(err, ErrUnresolved)
+		}},
+		{"unresolved: typed, not sent again", []answer{{status: 502}, ok}, []Verdict{Unresolved}, 1, 1, func(_ *invocation.Result, err error) bool {
+			var ue *UnresolvedError
+			return errors.As(err, &ue) && strings.Contains(ue.Reason, "still running") && invocation.ClassOf(err) == invocation.Unknown
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				s := &script{answers: tt.answers}
+				var opts []Option
+				var calls *int
+				if tt.verdicts != nil {
+					var rc Reconciler
+					rc, calls = verdicts(tt.verdicts...)
+					opts = append(opts, WithReconciler(rc))
+				}
+				inv := newScriptedDefault(t, s, opts...)
+				res, err := inv.Invoke(t.Context(), req("wf"))
+				if !tt.check(res, err) {
+					t.Errorf("res %+v err %v", res, err)
+				}
+				if s.count() != tt.requests {
+					t.Errorf("%d requests, want %d", s.count(), tt.requests)
+				}
+				if calls != nil && *calls != tt.reconcile {
+					t.Errorf("%d reconciliations, want %d", *calls, tt.reconcile)
+				}
+			})
+		})
 	}
 }
