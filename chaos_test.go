@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,8 +57,12 @@ func account(t *testing.T, results []invoker.BatchResult, keyOf func(int) string
 				ra *pipeline.RetryAfterError
 				co *policy.CircuitOpenError
 				be *policy.BudgetExhaustedError
+				ae *pipeline.AmbiguousError
+				ue *pipeline.UnresolvedError
+				fe *n8napi.ExecutionFailedError
 			)
-			if !(errors.As(r.Err, &he) || errors.As(r.Err, &te) || errors.As(r.Err, &ra) || errors.As(r.Err, &co) || errors.As(r.Err, &be)) {
+			if !(errors.As(r.Err, &he) || errors.As(r.Err, &te) || errors.As(r.Err, &ra) || errors.As(r.Err, &co) || errors.As(r.Err, &be) ||
+				errors.As(r.Err, &ae) || errors.As(r.Err, &ue) || errors.As(r.Err, &fe)) {
 				t.Errorf("item %d: untyped error %T: %v", i, r.Err, r.Err)
 			}
 			if invocation.AttemptsOf(r.Err) == 0 && !errors.As(r.Err, &co) {
@@ -73,14 +78,20 @@ var errFallback = errors.New("handed to fallback")
 
 func chaosConfig(t *testing.T, baseURL string, mutate func(*config.HTTP)) *config.Config {
 	t.Helper()
-	n8n := n8ntest.Require(t)
+	return chaosConfigOf(t, n8ntest.Require(t), baseURL, mutate)
+}
+
+// chaosConfigOf is chaosConfig for the instance n8n (its API key).
+func chaosConfigOf(t *testing.T, n8n *n8ntest.Instance, baseURL string, mutate func(*config.HTTP)) *config.Config {
+	t.Helper()
 	cfg := n8n.Config(t)
 	cfg.N8N.BaseURL = baseURL
 	cfg.N8N.Timeout = config.Duration(3 * time.Second)
+	// The defaults (retries, backoff, breaker, budget), with the dead-letter
+	// queue on and the API key set (reconcile): what these tests test.
+	cfg.DLQ.Enabled = true
+	cfg.Store.Path = filepath.Join(t.TempDir(), "dlq.db")
 	h := &cfg.Invokers.HTTP
-	h.MaxRetries, h.BackoffFactor = 6, 0.05
-	h.Retry.MaxDelay = config.Duration(time.Second)
-	h.Retry.Budget.Capacity = 100000
 	if mutate != nil {
 		mutate(h)
 	}
@@ -105,7 +116,7 @@ func TestChaosFaultsAccounting(t *testing.T) {
 		chaos.ResetBefore: 0.05, chaos.ResetAfter: 0.04, chaos.Latency: 0.10, chaos.BadGateway: 0.05,
 		chaos.Unavailable: 0.05, chaos.Throttle: 0.04, chaos.Blackhole: 0.02,
 	})
-	cfg := chaosConfig(t, proxy.URL, func(h *config.HTTP) { h.CircuitBreaker.Enabled = false })
+	cfg := chaosConfig(t, proxy.URL, nil)
 	m, err := invoker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -279,12 +290,9 @@ func TestChaosBreakerOpensAndRecovers(t *testing.T) {
 func TestChaosKillN8NMidBatch(t *testing.T) {
 	t.Parallel()
 	priv := n8ntest.StartPrivate(t)
-	cfg := chaosConfig(t, priv.BaseURL, func(h *config.HTTP) {
-		// Enough retries to outlast the restart (~20-30 s).
-		h.MaxRetries, h.BackoffFactor = 40, 0.5
-		h.Retry.MaxDelay = config.Duration(3 * time.Second)
-		h.CircuitBreaker.Enabled = false
-	})
+	// The defaults: the breaker opens on the refused connections and the
+	// calls behind it pause until n8n is back.
+	cfg := chaosConfigOf(t, priv.Instance, priv.BaseURL, nil)
 	cfg.N8N.Timeout = config.Duration(30 * time.Second)
 	m, err := invoker.New(cfg)
 	if err != nil {

@@ -162,15 +162,34 @@ func (m *Manager) journalStage(ctx context.Context, c *pipeline.Call, next pipel
 func (m *Manager) reconcileAttempt(ctx context.Context, c *pipeline.Call, since time.Time) pipeline.Reconciled {
 	req := c.Request
 	wfID := c.Target.WorkflowID
-	if wfID == "" {
+	for wait := time.Second; wfID == ""; wait = min(2*wait, 5*time.Second) {
 		id, err := m.workflowID(ctx, req.Workflow)
-		if err != nil {
+		switch {
+		case err == nil:
+			wfID = id
+		case !apiDown(err) || time.Since(since) > m.cfg.Invokers.HTTP.ReconcileTimeout.D():
 			return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: "finding the workflow's n8n id to reconcile: " + err.Error()}
+		default:
+			if invocation.Sleep(ctx, wait) != nil {
+				return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: "canceled while reconciling"}
+			}
 		}
-		wfID = id
 	}
 	timeout := m.cfg.Invokers.HTTP.ReconcileTimeout.D()
-	rc, err := m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since, &n8napi.ReconcileOptions{Timeout: timeout})
+	deadline := time.Now().Add(timeout)
+	var rc *n8napi.Reconciliation
+	var err error
+	for wait := time.Second; ; wait = min(2*wait, 5*time.Second) {
+		// n8n's API may be down with the webhook (a restart): wait for it
+		// within the bound.
+		rc, err = m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since, &n8napi.ReconcileOptions{Timeout: time.Until(deadline)})
+		if err == nil || !apiDown(err) || time.Now().Add(wait).After(deadline) {
+			break
+		}
+		if invocation.Sleep(ctx, wait) != nil {
+			return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: "canceled while reconciling"}
+		}
+	}
 	switch {
 	case err != nil:
 		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: "n8n's executions API failed: " + err.Error()}
@@ -203,4 +222,16 @@ func (m *Manager) reconcileAttempt(ctx context.Context, c *pipeline.Call, since 
 		fe.Message, fe.Node = e.Data.ResultData.Error.Message, e.Data.ResultData.Error.NodeName()
 	}
 	return pipeline.Reconciled{Verdict: pipeline.RanAndFailed, Err: fe}
+}
+
+// apiDown reports whether an API error may pass (n8n restarting): a
+// transient error, or a 401 (a restarting n8n refuses valid keys for a
+// moment; a wrong key is caught by health and by every other API call),
+// within the reconcile bound.
+func apiDown(err error) bool {
+	var ae *n8napi.APIError
+	if errors.As(err, &ae) && ae.StatusCode == 401 {
+		return true
+	}
+	return n8napi.IsTransient(err) && invocation.ClassOf(err) != invocation.Permanent && !invocation.IsCanceled(err)
 }

@@ -87,7 +87,7 @@ func TestEveryTransportGetsEveryStage(t *testing.T) {
 		statuses []int
 		check    check
 	}{
-		{"retried with the same key", "", []int{503, 502, 200}, func(t *testing.T, m *invoker.Manager, s *scripted) {
+		{"retried with the same key", "", []int{503, 503, 200}, func(t *testing.T, m *invoker.Manager, s *scripted) {
 			res, err := m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "k-1"})
 			if err != nil || res.Attempts != 3 {
 				t.Fatalf("res %+v err %v", res, err)

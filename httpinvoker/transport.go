@@ -358,6 +358,12 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 		return nil, herr
 	}
 	res, err := t.decode(&c, a.Request, resp)
+	if err == nil && string(res.Output) == startingUp {
+		// A starting n8n answers every request 200 with this text before
+		// its database is migrated: nothing ran.
+		return nil, &invocation.HTTPError{Workflow: c.workflow, Method: c.method, URL: c.url, StatusCode: resp.StatusCode,
+			Message: "n8n is starting up", Header: resp.Header, Attempts: c.attempt, Starting: true}
+	}
 	if err != nil && ctx.Err() != nil {
 		return nil, &invocation.CanceledError{Workflow: c.workflow, Attempts: c.attempt, Sent: true, Err: ctx.Err()}
 	}
@@ -427,6 +433,10 @@ func query(req *invocation.Request) (string, error) {
 }
 
 var errAttemptTimeout = errors.New("attempt timeout")
+
+// startingUp is the body a starting n8n answers to every request, as a
+// JSON string.
+const startingUp = `"n8n is starting up. Please wait"`
 
 // Constant header values, shared read-only by every request.
 var (

@@ -119,6 +119,9 @@ type HTTPError struct {
 	WorkflowFailed bool
 	// NotRegistered is true for n8n's 404 "webhook is not registered".
 	NotRegistered bool
+	// Starting is true for the answer of an n8n that is still migrating its
+	// database: a 200 "n8n is starting up. Please wait" that ran nothing.
+	Starting bool
 	// RetryAfter is the wait the answer's Retry-After header asked for;
 	// HasRetryAfter says whether it had a valid one.
 	RetryAfter    time.Duration

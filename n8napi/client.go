@@ -155,10 +155,13 @@ func (e *APIError) Error() string {
 }
 
 // Class classifies the answer: 429 and 5xx are transient, other 4xx
-// permanent.
+// permanent, except a 404 HTML page: a starting n8n serves its editor's
+// page before the API's routes are up.
 func (e *APIError) Class() invocation.Class {
 	switch {
 	case e.StatusCode == 429 || e.StatusCode == 502 || e.StatusCode == 503 || e.StatusCode == 504:
+		return invocation.Transient
+	case e.StatusCode == 404 && strings.HasPrefix(e.Message, "<"):
 		return invocation.Transient
 	case e.StatusCode >= 400 && e.StatusCode < 500:
 		return invocation.Permanent
@@ -169,7 +172,7 @@ func (e *APIError) Class() invocation.Class {
 // IsNotFound reports whether err is an API 404.
 func IsNotFound(err error) bool {
 	var e *APIError
-	return errors.As(err, &e) && e.StatusCode == http.StatusNotFound
+	return errors.As(err, &e) && e.StatusCode == http.StatusNotFound && !strings.HasPrefix(e.Message, "<")
 }
 
 // NewRequest builds a request for path (relative to /api/v1/) with body

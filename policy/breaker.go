@@ -45,6 +45,7 @@ const (
 	DefaultOpenTimeout         = 30 * time.Second
 	DefaultHalfOpenProbes      = 1
 	DefaultMaxPause            = 5 * time.Minute
+	DefaultConsecutiveRefusals = 5
 	// probeWait bounds one wait for a half-open breaker's probe; the
 	// probe's verdict usually ends it sooner.
 	probeWait     = time.Second
@@ -70,6 +71,10 @@ type BreakerConfig struct {
 	// OnStateChange, if set, is called after every transition, outside the
 	// breaker's lock.
 	OnStateChange func(name string, from, to State)
+	// ConsecutiveRefusals trips the breaker after that many attempts in a
+	// row that could not reach the endpoint at all (default 5): n8n is down,
+	// so the calls behind pause instead of spending their retries.
+	ConsecutiveRefusals int
 	// MaxPause is how long the breaker stage lets a call wait for an open
 	// breaker to let it through (its half-open probe), within the call's
 	// deadline: an open breaker pauses calls instead of failing what has
@@ -106,6 +111,9 @@ func (c *BreakerConfig) fill() error {
 	if c.MaxPause == 0 {
 		c.MaxPause = DefaultMaxPause
 	}
+	if c.ConsecutiveRefusals <= 0 {
+		c.ConsecutiveRefusals = DefaultConsecutiveRefusals
+	}
 	return nil
 }
 
@@ -121,6 +129,11 @@ const (
 	Failure
 	// Ignore: the caller's cancellation; it says nothing of the endpoint.
 	Ignore
+	// Unreachable: a failure to reach the endpoint at all (a refused
+	// connection: nothing was sent), the mark of n8n being down rather
+	// than of a fault on the way. Counted as a failure, and
+	// ConsecutiveRefusals of them in a row open the breaker at once.
+	Unreachable
 )
 
 // VerdictOf maps an attempt's error to a verdict. A 429 is n8n's flow
@@ -133,6 +146,10 @@ func VerdictOf(err error) Verdict {
 		return Ignore
 	case invocation.ClassOf(err) == invocation.Permanent:
 		return Success
+	}
+	var te *invocation.TransportError
+	if errors.As(err, &te) && !te.Sent && !te.TimedOut {
+		return Unreachable
 	}
 	return Failure
 }
@@ -151,6 +168,7 @@ type Breaker struct {
 	state       State
 	gen         uint64
 	consecutive int
+	refusals    int // consecutive attempts that could not reach the endpoint
 	buckets     [windowBuckets]bucket
 	openedAt    time.Time
 	probes      int // in flight while half-open
@@ -235,7 +253,7 @@ func (b *Breaker) setState(to State, now time.Time) transition {
 		close(b.changed)
 		b.changed = nil
 	}
-	b.consecutive, b.probes, b.probesOK = 0, 0, 0
+	b.consecutive, b.refusals, b.probes, b.probesOK = 0, 0, 0, 0
 	b.buckets = [windowBuckets]bucket{}
 	if to == Open {
 		b.openedAt = now
@@ -264,7 +282,7 @@ func (b *Breaker) record(gen uint64, v Verdict) {
 	case HalfOpen:
 		b.probes--
 		switch v {
-		case Failure:
+		case Failure, Unreachable:
 			changes = append(changes, b.setState(Open, now))
 		case Success:
 			b.probesOK++
@@ -278,13 +296,18 @@ func (b *Breaker) record(gen uint64, v Verdict) {
 		}
 		bk := b.bucketAt(now)
 		if v == Success {
-			b.consecutive = 0
+			b.consecutive, b.refusals = 0, 0
 			bk.ok++
 		} else {
 			b.consecutive++
 			bk.fails++
+			if v == Unreachable {
+				b.refusals++
+			} else {
+				b.refusals = 0
+			}
 		}
-		if v == Failure && b.shouldTrip(now) {
+		if v != Success && (b.shouldTrip(now) || b.refusals >= b.cfg.ConsecutiveRefusals) {
 			changes = append(changes, b.setState(Open, now))
 		}
 	}

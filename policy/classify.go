@@ -75,6 +75,9 @@ var N8N ClassifierFunc = func(err error) (invocation.Class, bool) {
 		return invocation.Unknown, true
 	}
 	o := he
+	if o.Starting {
+		return invocation.Transient, true // a starting n8n ran nothing
+	}
 	switch o.StatusCode {
 	case 408, 429, 502, 503, 504, 524:
 		return invocation.Transient, true

@@ -33,7 +33,7 @@ func (g *Grace) Adjust(err error, c invocation.Class) invocation.Class {
 	var he *invocation.HTTPError
 	isHTTP := errors.As(err, &he)
 	switch {
-	case c == invocation.Transient && (!isHTTP || he.StatusCode == http.StatusNotFound || he.StatusCode >= 502):
+	case c == invocation.Transient && (!isHTTP || he.Starting || he.StatusCode == http.StatusNotFound || he.StatusCode >= 502):
 		g.at.Store(time.Now().UnixNano())
 	case isHTTP && he.NotRegistered && c == invocation.Permanent && g.window > 0:
 		if at := g.at.Load(); at != 0 && time.Since(time.Unix(0, at)) < g.window {

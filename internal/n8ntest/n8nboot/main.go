@@ -201,9 +201,15 @@ func randHex(n int) string {
 
 func (b *boot) ensureAPIKey(ctx context.Context) error {
 	if b.st.APIKey != "" {
-		st, _, err := b.do(ctx, "GET", "/api/v1/workflows?limit=1", nil, map[string]string{"X-N8N-API-KEY": b.st.APIKey})
-		if err == nil && st == 200 {
-			return nil
+		// A restarting n8n refuses a valid key for a moment: keep asking
+		// before making a new key (which would leave clients of the old
+		// one, such as a test's manager, refused).
+		for range 40 {
+			st, _, err := b.do(ctx, "GET", "/api/v1/workflows?limit=1", nil, map[string]string{"X-N8N-API-KEY": b.st.APIKey})
+			if err == nil && st == 200 {
+				return nil
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
 	}
 	if b.st.Email == "" {
