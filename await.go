@@ -38,8 +38,27 @@ func WaitOptions(a n8napi.AwaitOptions) CallOption {
 type noAPI struct{}
 
 func (noAPI) Resolve(_ context.Context, workflow string) (*invocation.Target, error) {
-	return nil, &pipeline.UnknownWorkflowError{Workflow: workflow, Hint: "to run workflows by n8n id or name, set n8n.api_key"}
+	return nil, &pipeline.UnknownWorkflowError{Workflow: workflow, Hint: "not a configured alias; to run workflows by n8n id or name, set n8n.api_key"}
 }
+
+// APIKeyRequiredError is a call that needs n8n's API (Wait, retrying an
+// execution) on a manager without n8n.api_key: refused before anything
+// is sent.
+type APIKeyRequiredError struct {
+	// What needs the API.
+	What string
+}
+
+// Error returns the message.
+func (e *APIKeyRequiredError) Error() string {
+	return "invoker: " + e.What + " needs n8n's API: set n8n.api_key (nothing was sent)"
+}
+
+// Class returns Permanent.
+func (e *APIKeyRequiredError) Class() invocation.Class { return invocation.Permanent }
+
+// Is matches invocation.ErrPermanent.
+func (e *APIKeyRequiredError) Is(target error) bool { return target == invocation.ErrPermanent }
 
 // API returns the n8n API client, nil when no API key is configured.
 func (m *Manager) API() *n8napi.Client { return m.api }
@@ -47,7 +66,7 @@ func (m *Manager) API() *n8napi.Client { return m.api }
 // await follows res's execution to its end and returns the final result.
 func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invocation.Result, failed error, o *n8napi.AwaitOptions) (*invocation.Result, error) {
 	if m.api == nil {
-		return nil, errors.New("invoker: waiting for an execution needs n8n.api_key")
+		return nil, &APIKeyRequiredError{What: "waiting for an execution"}
 	}
 	calls := 0
 	execID, wfID := "", ""
@@ -133,7 +152,7 @@ func (m *Manager) workflowID(ctx context.Context, name string) (string, error) {
 // execution ran. n8n refuses to retry an execution that succeeded.
 func (m *Manager) RetryExecution(ctx context.Context, executionID string, loadWorkflow bool, opts ...CallOption) (*invocation.Result, error) {
 	if m.api == nil {
-		return nil, errors.New("invoker: retrying an execution needs n8n.api_key")
+		return nil, &APIKeyRequiredError{What: "retrying an execution"}
 	}
 	o := &callOptions{}
 	for _, f := range opts {

@@ -59,12 +59,16 @@ func staticResolver(cfg *config.Config) pipeline.StaticResolver {
 
 func transportOptions(cfg *config.Config, tlsConf *tls.Config) []httpinvoker.Option {
 	h := &cfg.Invokers.HTTP
-	return []httpinvoker.Option{
+	opts := []httpinvoker.Option{
 		httpinvoker.WithTLSConfig(tlsConf),
 		httpinvoker.WithTimeout(cfg.N8N.Timeout.D()),
 		httpinvoker.WithPool(h.PoolConnections, h.PoolMaxSize),
 		httpinvoker.WithMaxResponseBytes(h.MaxResponseBytes),
 	}
+	if len(h.ExecutionIDHeaders) > 0 {
+		opts = append(opts, httpinvoker.WithExecutionIDHeaders(h.ExecutionIDHeaders...))
+	}
+	return opts
 }
 
 // retryFromConfig maps invokers.http to the retry loop: backoff_factor

@@ -440,6 +440,9 @@ func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOp
 	}
 	if o != nil {
 		c.Wait, c.Await, c.ReplayOf = o.wait, o.await, o.replayOf
+		if o.wait && m.api == nil {
+			return nil, &APIKeyRequiredError{What: "Wait (following the execution)"}
+		}
 	}
 	return m.pipe.Run(ctx, c)
 }

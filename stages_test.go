@@ -15,8 +15,11 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/pack"
 	"github.com/n8n-invoker/n8n-invoker/pipeline"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
@@ -298,6 +301,58 @@ func BenchmarkManagerOverhead(b *testing.B) {
 	for b.Loop() {
 		if _, err := m.ExecuteWorkflow(context.Background(), "w", params); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestFailBeforeSending: what cannot succeed fails with a typed error
+// before any request: an unknown name (one error, the aliases listed, the
+// right hint), Wait without an API key.
+func TestFailBeforeSending(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Parse([]byte("n8n: {base_url: 'http://n8n.test'}\nworkflows: {w: {path: w}, v: {path: v}}\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scripted{statuses: []int{200}}
+	m, err := invoker.New(cfg, invoker.WithTransport(s.custom()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Close(context.Background()) }()
+	_, err = m.ExecuteWorkflow(t.Context(), "nope", nil)
+	var ue *pipeline.UnknownWorkflowError
+	if !errors.As(err, &ue) || !slices.Equal(ue.Known, []string{"v", "w"}) || !strings.Contains(err.Error(), "set n8n.api_key") || !errors.Is(err, invocation.ErrPermanent) {
+		t.Errorf("unknown name: %v", err)
+	}
+	_, err = m.ExecuteWorkflow(t.Context(), "w", nil, invoker.Wait())
+	var ke *invoker.APIKeyRequiredError
+	if !errors.As(err, &ke) || !errors.Is(err, invocation.ErrPermanent) {
+		t.Errorf("Wait without an API key: %v", err)
+	}
+	if n := len(s.attempts()); n != 0 {
+		t.Errorf("%d requests sent", n)
+	}
+}
+
+// TestErrPermanentMatchesEveryPermanentError: errors.Is(err,
+// ErrPermanent) holds for every error whose class is permanent.
+func TestErrPermanentMatchesEveryPermanentError(t *testing.T) {
+	t.Parallel()
+	for _, err := range []error{
+		&invocation.HTTPError{StatusCode: 400, ErrClass: invocation.Permanent},
+		&invocation.ResponseError{Reason: "malformed JSON"},
+		&invocation.AttemptError{ErrClass: invocation.Permanent, Err: errors.New("x")},
+		&hooks.Error{Stage: hooks.StagePreExecution, Err: errors.New("veto")},
+		&pipeline.UnknownWorkflowError{Workflow: "x"},
+		&pipeline.ResolveError{Workflow: "x", Reason: "inactive"},
+		&n8napi.ExecutionFailedError{Status: "error"},
+		&n8napi.APIError{StatusCode: 403},
+		&pack.ItemError{Key: "k"},
+		&invoker.APIKeyRequiredError{What: "Wait"},
+	} {
+		if invocation.ClassOf(err) != invocation.Permanent || !errors.Is(err, invocation.ErrPermanent) {
+			t.Errorf("%T (%v): class %s, Is(ErrPermanent) %v", err, err, invocation.ClassOf(err), errors.Is(err, invocation.ErrPermanent))
 		}
 	}
 }

@@ -180,6 +180,9 @@ type HTTP struct {
 	RateLimit RateLimit `yaml:"rate_limit"`
 	// Bulkhead bounds the calls in flight per workflow.
 	Bulkhead Bulkhead `yaml:"bulkhead"`
+	// ExecutionIDHeaders are the answer headers read for n8n's execution
+	// id, in order (default X-N8N-Execution-Id, X-Execution-Id).
+	ExecutionIDHeaders []string `yaml:"execution_id_headers"`
 	// RetryAmbiguous re-sends an attempt whose answer was lost after it
 	// was sent when no API key lets the invoker reconcile it with n8n's
 	// executions first (default false: never fire twice; the call ends in

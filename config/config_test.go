@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestLoadSeedSchema(t *testing.T) {
 		t.Errorf("n8n = %+v", cfg.N8N)
 	}
 	want := Default().Invokers.HTTP
-	if cfg.Invokers.HTTP != want {
+	if !reflect.DeepEqual(cfg.Invokers.HTTP, want) {
 		t.Errorf("http = %+v, want %+v", cfg.Invokers.HTTP, want)
 	}
 	if !cfg.Tracing.Enabled || cfg.Tracing.Backend != "opentelemetry" || cfg.Tracing.SampleRate != 1 {

@@ -62,6 +62,8 @@ type Transport struct {
 	tlsConfig *tls.Config
 	// prefix is the webhook URL prefix: base + "/webhook/".
 	prefix string
+	// idHeaders are the answer headers that may carry the execution id.
+	idHeaders []string
 	// others holds a client per other attempt timeout (a target's own),
 	// made on first use: the timeout of the response headers is the
 	// transport's.
@@ -115,6 +117,25 @@ func WithRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) Option {
 	return func(t *Transport) error { t.wrap = append(t.wrap, wrap); return nil }
 }
 
+// DefaultExecutionIDHeaders are the answer headers read for the
+// execution id, in order.
+var DefaultExecutionIDHeaders = []string{HeaderExecutionID, "X-Execution-Id"}
+
+// WithExecutionIDHeaders sets the answer headers read for the execution
+// id, in order (default DefaultExecutionIDHeaders): a Respond to Webhook
+// node can set any of them to {{ $execution.id }}.
+func WithExecutionIDHeaders(names ...string) Option {
+	return func(t *Transport) error {
+		for _, n := range names {
+			if n == "" {
+				return errors.New("empty execution id header name")
+			}
+		}
+		t.idHeaders = names
+		return nil
+	}
+}
+
 // WithTLSConfig sets the TLS configuration (verification stays on unless
 // the given config turns it off).
 func WithTLSConfig(c *tls.Config) Option {
@@ -134,6 +155,7 @@ func New(baseURL string, opts ...Option) (*Transport, error) {
 		maxBody:   DefaultMaxResponseBytes,
 		poolConns: DefaultPoolConnections,
 		poolMax:   DefaultPoolMaxSize,
+		idHeaders: DefaultExecutionIDHeaders,
 	}
 	for _, o := range opts {
 		if err := o(t); err != nil {
@@ -523,7 +545,12 @@ func (t *Transport) decode(c *call, req *invocation.Request, resp *http.Response
 	default:
 		return nil, invalid(fmt.Sprintf("unsupported content type %q (want JSON or text)", mt), nil)
 	}
-	res.ExecutionID = resp.Header.Get(HeaderExecutionID)
+	res.Header = invocation.Header(resp.Header)
+	for _, h := range t.idHeaders {
+		if res.ExecutionID = resp.Header.Get(h); res.ExecutionID != "" {
+			break
+		}
+	}
 	if res.ExecutionID == "" {
 		res.ExecutionID = executionIDOf(res.Output)
 	}

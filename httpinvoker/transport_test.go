@@ -3,6 +3,7 @@ package httpinvoker
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -182,5 +183,32 @@ func TestAttemptTimeout(t *testing.T) {
 	_, err = tr.Attempt(context.Background(), attempt("wf", &invocation.Target{Path: "no-answer", Timeout: 50 * time.Millisecond}))
 	if d := time.Since(start); err == nil || d >= 200*time.Millisecond {
 		t.Errorf("target timeout of 50ms: %v after %s", err, d)
+	}
+}
+
+// TestAnswerHeaders: the result carries the answer's headers, redacted
+// when marshalled; the execution id is read from X-Execution-Id too.
+func TestAnswerHeaders(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Execution-Id", "4711")
+		w.Header().Set("Set-Cookie", "session=s3cr3t")
+		w.Header().Set("X-Api-Token", "t0k3n")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	}))
+	defer srv.Close()
+	tr, err := New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	res, err := tr.Attempt(context.Background(), attempt("wf", &invocation.Target{Path: "h"}))
+	if err != nil || res.ExecutionID != "4711" || res.Header.Get("X-Api-Token") != "t0k3n" {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	b, _ := json.Marshal(res)
+	if strings.Contains(string(b), "s3cr3t") || strings.Contains(string(b), "t0k3n") || !strings.Contains(string(b), `"X-Execution-Id":["4711"]`) {
+		t.Errorf("marshalled result: %s", b)
 	}
 }

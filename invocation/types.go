@@ -3,6 +3,8 @@ package invocation
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"strings"
 	"time"
 )
 
@@ -39,6 +41,10 @@ type Result struct {
 	StatusCode int `json:"status"`
 	// ContentType is the media type of the response, without parameters.
 	ContentType string `json:"content_type,omitempty"`
+	// Header is the answer's header as n8n sent it. Marshalled (in a
+	// journal record, a CLI output) it is redacted: cookies, credentials
+	// and anything named like a token, key or secret print REDACTED.
+	Header Header `json:"header,omitempty"`
 	// Output is the response body as JSON: a JSON body as it came, a text
 	// body as a JSON string, an empty body as null.
 	Output json.RawMessage `json:"output"`
@@ -91,4 +97,37 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Header is an answer's header. It marshals with secret values redacted.
+type Header map[string][]string
+
+// Get returns the first value of key (canonical or not).
+func (h Header) Get(key string) string { return http.Header(h).Get(key) }
+
+// MarshalJSON encodes the header with secret values redacted.
+func (h Header) MarshalJSON() ([]byte, error) {
+	out := make(map[string][]string, len(h))
+	for k, v := range h {
+		if secretHeader(k) {
+			v = []string{"REDACTED"}
+		}
+		out[k] = v
+	}
+	return json.Marshal(out)
+}
+
+// secretHeader reports whether a header's value must never be shown.
+func secretHeader(k string) bool {
+	k = strings.ToLower(k)
+	switch k {
+	case "set-cookie", "cookie", "authorization", "proxy-authorization", "www-authenticate":
+		return true
+	}
+	for _, w := range []string{"token", "key", "secret", "password", "auth", "session", "signature"} {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return false
 }

@@ -169,6 +169,11 @@ func (e *APIError) Class() invocation.Class {
 	return invocation.Unknown
 }
 
+// Is matches invocation.ErrPermanent for a permanent answer.
+func (e *APIError) Is(target error) bool {
+	return target == invocation.ErrPermanent && e.Class() == invocation.Permanent
+}
+
 // IsNotFound reports whether err is an API 404.
 func IsNotFound(err error) bool {
 	var e *APIError

@@ -22,20 +22,34 @@ type Invalidator interface {
 }
 
 // Chain tries resolvers in order; a resolver that does not know the
-// workflow (ErrUnknownWorkflow) passes it to the next. The last one's
-// answer stands.
+// workflow (ErrUnknownWorkflow) passes it to the next. When none knows
+// it, the answer is one *UnknownWorkflowError that lists the names the
+// resolvers know and the last one's hint.
 type Chain []Resolver
 
 // Resolve returns the first answer that is not "unknown workflow".
 func (ch Chain) Resolve(ctx context.Context, workflow string) (*invocation.Target, error) {
-	var err error
+	unknown := &UnknownWorkflowError{Workflow: workflow}
 	for _, r := range ch {
-		var t *invocation.Target
-		if t, err = r.Resolve(ctx, workflow); err == nil || !errors.Is(err, invocation.ErrUnknownWorkflow) {
+		t, err := r.Resolve(ctx, workflow)
+		if err == nil || !errors.Is(err, invocation.ErrUnknownWorkflow) {
 			return t, err
 		}
+		var ue *UnknownWorkflowError
+		var re *ResolveError
+		switch {
+		case errors.As(err, &ue):
+			unknown.Known = append(unknown.Known, ue.Known...)
+			if ue.Hint != "" {
+				unknown.Hint = ue.Hint
+			}
+		case errors.As(err, &re):
+			unknown.Hint = "n8n has no workflow with this id or name either"
+		default:
+			unknown.Hint = err.Error()
+		}
 	}
-	return nil, err
+	return nil, unknown
 }
 
 // Invalidate passes the invalidation to every resolver that caches.
