@@ -22,11 +22,14 @@ type callOptions struct {
 }
 
 // Wait makes the call follow the execution to its end through n8n's API
-// (n8n.api_key is needed): the result then carries the final status and
-// output of the last node, and a failed execution returns an
-// *ExecutionFailedError with n8n's message and failing node. Use it with
-// webhooks that answer at once (onReceived) for long workflows, so that
-// no proxy timeout cuts the call.
+// (n8n.api_key is needed, or the call fails before sending): the webhook's
+// own answer stays the result's Output (its status, content type and
+// headers too, a Respond to Webhook node's answer included); Wait adds the
+// execution's id, final Status and LastNodeOutput, every item of the last
+// node. A failed execution returns an *ExecutionFailedError with n8n's
+// message and failing node. Use it with webhooks that answer at once
+// (onReceived) for long workflows, so that no proxy timeout cuts the
+// call.
 func Wait() CallOption { return func(o *callOptions) { o.wait = true } }
 
 // WaitOptions tunes Wait's polling; it implies Wait.
@@ -120,12 +123,18 @@ func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invoc
 		}
 		return nil, fe
 	}
-	if last := e.Data.LastOutput(); last != nil {
-		b, err := json.Marshal(last)
+	if items := e.Data.LastItems(); items != nil {
+		b, err := json.Marshal(items)
 		if err != nil {
 			return nil, err
 		}
-		out.Output, out.ContentType = b, "application/json"
+		out.LastNodeOutput = b
+	}
+	if res == nil { // the webhook's answer was an error: the output is the execution's
+		out.Output, out.ContentType = out.LastNodeOutput, "application/json"
+		if out.Output == nil {
+			out.Output = json.RawMessage("null")
+		}
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package invoker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
@@ -116,8 +118,8 @@ func TestRealN8NWaitForSlowWorkflow(t *testing.T) {
 		RequestID   string         `json:"requestId"`
 		ExecutionID string         `json:"executionId"`
 	}
-	if err := res.Decode(&out); err != nil || !out.Done || out.Received["job"] != float64(42) || out.ExecutionID != res.ExecutionID || out.RequestID != res.RequestID {
-		t.Fatalf("result %+v output %s", res, res.Output)
+	if err := lastItem(res, &out); err != nil || !out.Done || out.Received["job"] != float64(42) || out.ExecutionID != res.ExecutionID || out.RequestID != res.RequestID {
+		t.Fatalf("result %+v last node output %s", res, res.LastNodeOutput)
 	}
 	if res.Status != n8napi.StatusSuccess || !res.Completed || time.Since(start) < 3*time.Second {
 		t.Errorf("status %q completed %v after %s", res.Status, res.Completed, time.Since(start))
@@ -182,8 +184,11 @@ func TestRealN8NCorrelationUnderConcurrency(t *testing.T) {
 			continue
 		}
 		var out echoOut
-		if err := res.Decode(&out); err != nil || out.Received["i"] != float64(i) || out.ExecutionID != res.ExecutionID || ids[res.ExecutionID] {
-			t.Errorf("item %d: execution %s output %s", i, res.ExecutionID, res.Output)
+		if err := lastItem(res, &out); err != nil || out.Received["i"] != float64(i) || out.ExecutionID != res.ExecutionID || ids[res.ExecutionID] {
+			t.Errorf("item %d: execution %s last node output %s", i, res.ExecutionID, res.LastNodeOutput)
+		}
+		if !strings.Contains(string(res.Output), "Workflow was started") {
+			t.Errorf("item %d: Wait replaced the webhook's answer: %s", i, res.Output)
 		}
 		ids[res.ExecutionID] = true
 	}
@@ -269,4 +274,62 @@ func TestRealN8NStopOnCancel(t *testing.T) {
 		t.Fatal("no canceled execution of the slow workflow in the last minute")
 	}
 	t.Logf("stop on cancel: execution %s is %s", last.ID, last.Status)
+}
+
+// lastItem decodes the only item of the last node's output.
+func lastItem(res *invocation.Result, v any) error {
+	var items []json.RawMessage
+	if err := json.Unmarshal(res.LastNodeOutput, &items); err != nil {
+		return err
+	}
+	if len(items) != 1 {
+		return fmt.Errorf("%d items, want 1", len(items))
+	}
+	return json.Unmarshal(items[0], v)
+}
+
+// TestRealN8NWaitKeepsTheAnswer: with Wait, a Respond to Webhook node's
+// answer (its status, content type, body and headers) stays the result's
+// Output; Wait adds the execution's status and the last node's items.
+func TestRealN8NWaitKeepsTheAnswer(t *testing.T) {
+	t.Parallel()
+	m, _, _ := apiManager(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	params := map[string]any{"email": "wait@example.com", "plan": "premium"}
+	plain, err := m.ExecuteWorkflow(ctx, n8ntest.Onboarding, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited, err := m.ExecuteWorkflow(ctx, n8ntest.Onboarding, params, invoker.Wait())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if waited.StatusCode != plain.StatusCode || waited.ContentType != plain.ContentType || len(waited.Output) == 0 ||
+		!sameKeys(t, plain.Output, waited.Output) || waited.Header.Get(httpinvoker.HeaderExecutionID) == "" {
+		t.Errorf("Wait changed the answer:\n plain  %d %s %s\n waited %d %s %s", plain.StatusCode, plain.ContentType, plain.Output,
+			waited.StatusCode, waited.ContentType, waited.Output)
+	}
+	if waited.Status != n8napi.StatusSuccess || len(waited.LastNodeOutput) == 0 || waited.LastNodeOutput[0] != '[' {
+		t.Errorf("status %q, last node output %s", waited.Status, waited.LastNodeOutput)
+	}
+}
+
+// sameKeys reports whether two JSON objects have the same keys (the
+// values differ per execution: ids).
+func sameKeys(t *testing.T, a, b json.RawMessage) bool {
+	t.Helper()
+	var ma, mb map[string]any
+	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
+		return string(a) == string(b)
+	}
+	if len(ma) != len(mb) {
+		return false
+	}
+	for k := range ma {
+		if _, ok := mb[k]; !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -53,6 +53,10 @@ type Result struct {
 	Completed bool `json:"completed"`
 	// WorkflowID is n8n's id of the workflow, when known.
 	WorkflowID string `json:"workflow_id,omitempty"`
+	// LastNodeOutput is, with Wait, every item the last node of the
+	// execution output (a JSON array), next to Output, which stays the
+	// webhook's own answer.
+	LastNodeOutput json.RawMessage `json:"last_node_output,omitempty"`
 	// Status is n8n's execution status when the execution was tracked
 	// through the API (success, waiting, ...), empty otherwise.
 	Status string `json:"execution_status,omitempty"`

@@ -194,6 +194,27 @@ func (d *ExecutionData) LastOutput() map[string]any {
 	return d.FirstItem(d.ResultData.LastNodeExecuted)
 }
 
+// LastItems returns the JSON of every output item of the last node
+// executed (its last run, first output), nil when it has none.
+func (d *ExecutionData) LastItems() []map[string]any {
+	if d == nil {
+		return nil
+	}
+	runs := d.ResultData.RunData[d.ResultData.LastNodeExecuted]
+	if len(runs) == 0 {
+		return nil
+	}
+	last := runs[len(runs)-1]
+	if last.Data == nil || len(last.Data.Main) == 0 {
+		return nil
+	}
+	items := make([]map[string]any, 0, len(last.Data.Main[0]))
+	for _, it := range last.Data.Main[0] {
+		items = append(items, it.JSON)
+	}
+	return items
+}
+
 // Credential is a credential to create.
 type Credential struct {
 	ID   ID             `json:"id,omitempty"`
