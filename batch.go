@@ -28,6 +28,8 @@ type BatchItem struct {
 	Params map[string]any `json:"params"`
 	// IdempotencyKey, when set, is sent instead of the request id.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// PathParams fill the :name segments of the webhook's path.
+	PathParams map[string]string `json:"path_params,omitempty"`
 }
 
 // BatchResult is the outcome of one BatchItem: Result or Err is set.
@@ -239,7 +241,7 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		idx, it := j.idx, j.it
 		defer m.tel.BatchInFlight(ctx, -1)
 		start := time.Now()
-		res, err := m.execute(ctx, invocation.Request{Workflow: it.Workflow, Params: it.Params, IdempotencyKey: it.IdempotencyKey}, nil)
+		res, err := m.execute(ctx, invocation.Request{Workflow: it.Workflow, Params: it.Params, PathParams: it.PathParams, IdempotencyKey: it.IdempotencyKey}, nil)
 		rtt := time.Since(start)
 		switch {
 		case err == nil:

@@ -50,7 +50,7 @@ func staticResolver(cfg *config.Config) pipeline.StaticResolver {
 	r := make(pipeline.StaticResolver, len(cfg.Workflows))
 	for name, w := range cfg.Workflows {
 		r[name] = &invocation.Target{
-			Workflow: name, WorkflowID: w.ID, Path: w.Path, Method: w.Method, ResponseMode: w.ResponseMode,
+			Workflow: name, WorkflowID: w.ID, Path: w.Path, WebhookID: w.WebhookID, Method: w.Method, ResponseMode: w.ResponseMode,
 			Timeout: w.Timeout.D(), Auth: authFromConfig(w.Auth),
 		}
 	}

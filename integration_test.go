@@ -295,3 +295,35 @@ func TestRealN8NBatchInOrder(t *testing.T) {
 		t.Errorf("%d attempts for 30 items", rt.total.Load())
 	}
 }
+
+// TestRealN8NPathParams: a webhook path with a parameter is filled from
+// Request.PathParams (percent-encoded) under the webhook id n8n serves it
+// at, by alias and by n8n id; a missing parameter fails before sending.
+func TestRealN8NPathParams(t *testing.T) {
+	t.Parallel()
+	n8n := n8ntest.Require(t)
+	m, err := invoker.New(n8n.Config(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	ctx := t.Context()
+	byID := n8n.WorkflowID(t, "n8n-invoker orders")
+	for _, name := range []string{n8ntest.Orders, byID} {
+		res, err := m.Execute(ctx, &invocation.Request{Workflow: name, Params: map[string]any{"n": 1}, PathParams: map[string]string{"orderId": "A 42é"}})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var out struct {
+			Params map[string]string `json:"params"`
+		}
+		if err := res.Decode(&out); err != nil || out.Params["orderId"] != "A 42é" {
+			t.Errorf("%s: n8n saw params %v (%s)", name, out.Params, res.Output)
+		}
+	}
+	_, err = m.ExecuteWorkflow(ctx, n8ntest.Orders, nil)
+	var pe *invocation.PathParamError
+	if !errors.As(err, &pe) || len(pe.Missing) != 1 || pe.Missing[0] != "orderId" || invocation.AttemptsOf(err) != 0 {
+		t.Errorf("missing parameter: %v", err)
+	}
+}

@@ -300,6 +300,10 @@ type Workflow struct {
 	// Path is the webhook node's path, e.g. "user-onboarding"; it is served
 	// at BaseURL/webhook/<path>.
 	Path string `yaml:"path"`
+	// WebhookID is the webhook node's id: n8n serves a path with
+	// parameters (orders/:orderId) under it. Found through the API for
+	// workflows run by id.
+	WebhookID string `yaml:"webhook_id"`
 	// Method is the webhook's HTTP method. Empty means POST.
 	Method string `yaml:"method"`
 	// ResponseMode is the webhook node's response mode. Empty means

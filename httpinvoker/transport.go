@@ -276,7 +276,11 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	if c.method == "" {
 		c.method = http.MethodPost
 	}
-	c.url = t.prefix + strings.TrimPrefix(tg.Path, "/")
+	path, err := invocation.FillPath(tg, a.Request)
+	if err != nil {
+		return nil, err
+	}
+	c.url = t.prefix + path
 	full := c.url
 	if c.method == http.MethodGet || c.method == http.MethodHead {
 		q, err := query(a.Request)

@@ -3,7 +3,10 @@ package invocation
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/secret"
@@ -71,8 +74,13 @@ type Target struct {
 	// Transport names the transport that serves the workflow; empty
 	// means the manager's default.
 	Transport string
-	// Path is the webhook node's path, served at <base>/webhook/<path>.
+	// Path is the webhook node's path, served at <base>/webhook/<path>; a
+	// path with :name segments is served under the node's webhook id:
+	// <base>/webhook/<WebhookID>/<path>.
 	Path string
+	// WebhookID is the webhook node's id, the prefix n8n serves dynamic
+	// paths under.
+	WebhookID string
 	// Method is the HTTP method; empty means POST.
 	Method string
 	// ResponseMode is the webhook node's response mode (ResponseMode...).
@@ -236,3 +244,66 @@ func (e *CanceledError) Outcome() Outcome {
 
 // AttemptCount returns the number of attempts made.
 func (e *CanceledError) AttemptCount() int { return e.Attempts }
+
+// PathParamError is a request that does not give a :name segment of its
+// webhook's path, or a target whose dynamic path has no webhook id:
+// refused before sending.
+type PathParamError struct {
+	Workflow string
+	Path     string
+	// Missing names the parameters not given.
+	Missing []string
+	// Reason, when set, is another problem of the path.
+	Reason string
+}
+
+// Error returns the message.
+func (e *PathParamError) Error() string {
+	if e.Reason != "" {
+		return "workflow " + quote(e.Workflow) + ": webhook path " + quote(e.Path) + ": " + e.Reason
+	}
+	return "workflow " + quote(e.Workflow) + ": webhook path " + quote(e.Path) + " needs the path parameter(s) " + strings.Join(e.Missing, ", ") + " (Request.PathParams, -P name=value)"
+}
+
+// Class returns Permanent.
+func (e *PathParamError) Class() Class { return Permanent }
+
+// Is matches ErrPermanent.
+func (e *PathParamError) Is(target error) bool { return target == ErrPermanent }
+
+// FillPath returns the path of t with req's path parameters filled in,
+// percent-encoded, under the webhook id when the path has parameters.
+func FillPath(t *Target, req *Request) (string, error) {
+	path := strings.Trim(t.Path, "/")
+	if !strings.Contains(path, ":") {
+		return path, nil
+	}
+	segs := strings.Split(path, "/")
+	var missing []string
+	for i, s := range segs {
+		name, ok := strings.CutPrefix(s, ":")
+		if !ok {
+			continue
+		}
+		v, ok := req.PathParams[name]
+		if !ok || v == "" {
+			missing = append(missing, name)
+			continue
+		}
+		if strings.Contains(v, "/") {
+			// n8n decodes the path before matching it: the segment would
+			// split in two and match no webhook.
+			return "", &PathParamError{Workflow: req.Workflow, Path: t.Path, Reason: fmt.Sprintf("the value of %s contains a slash, which n8n cannot match in a path segment", name)}
+		}
+		segs[i] = url.PathEscape(v)
+	}
+	if len(missing) > 0 {
+		return "", &PathParamError{Workflow: req.Workflow, Path: t.Path, Missing: missing}
+	}
+	filled := strings.Join(segs, "/")
+	if t.WebhookID == "" {
+		return "", &PathParamError{Workflow: req.Workflow, Path: t.Path,
+			Reason: "has parameters, which n8n serves under the webhook node's id: set webhook_id in the workflow's configuration (or run it by n8n id with n8n.api_key)"}
+	}
+	return t.WebhookID + "/" + filled, nil
+}

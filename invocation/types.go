@@ -18,6 +18,10 @@ type Request struct {
 	Params map[string]any
 	// Body, when set, is sent as-is as the JSON body. It must be valid JSON.
 	Body json.RawMessage
+	// PathParams fill the :name segments of a webhook path such as
+	// orders/:orderId (percent-encoded). A missing one is an error before
+	// anything is sent.
+	PathParams map[string]string
 	// RequestID identifies the invocation. It is sent on every attempt
 	// (header X-Request-Id) and stays the same across retries.
 	RequestID string

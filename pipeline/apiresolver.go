@@ -186,14 +186,13 @@ func (r *APIResolver) endpoint(workflow string, w *n8napi.Workflow) (*invocation
 	if path == "" {
 		path = n.WebhookID
 	}
-	if strings.Contains(path, ":") {
-		// Paths with parameters are served under the node's webhookId.
-		path = n.WebhookID + "/" + path
-	}
+	// Paths with parameters are served under the node's webhookId
+	// (invocation.FillPath).
 	ep := &invocation.Target{
 		Workflow:     workflow,
 		WorkflowID:   w.ID.String(),
 		Path:         path,
+		WebhookID:    n.WebhookID,
 		Method:       strings.ToUpper(str("httpMethod", "GET")),
 		ResponseMode: str("responseMode", invocation.ResponseModeOnReceived),
 		Auth:         invocation.Auth{Type: invocation.AuthNone},

@@ -75,7 +75,7 @@ func TestAPIResolverFindsTheWebhook(t *testing.T) {
 		t.Errorf("invalidation did not force a lookup")
 	}
 	ep, err = r.Resolve(ctx, "W4")
-	if err != nil || ep.Path != "uuid-4/orders/:id" || ep.Method != "GET" || ep.ResponseMode != "onReceived" {
+	if err != nil || ep.Path != "orders/:id" || ep.WebhookID != "uuid-4" || ep.Method != "GET" || ep.ResponseMode != "onReceived" {
 		t.Errorf("W4: %+v %v", ep, err)
 	}
 	for id, want := range map[string]string{"W2": "not active", "W3": "no Webhook trigger", "missing": "no workflow with this id"} {

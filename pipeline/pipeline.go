@@ -175,6 +175,9 @@ func (p *Pipeline) resolve(r Resolver) func(ctx context.Context, c *Call, next C
 			}
 			c.Target = t
 		}
+		if _, err := invocation.FillPath(c.Target, c.Request); err != nil {
+			return nil, err // a missing path parameter: nothing is sent
+		}
 		return next(ctx, c)
 	}
 }

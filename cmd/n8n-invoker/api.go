@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -74,7 +75,13 @@ func newWorkflowsCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 						if method == "" {
 							method = "GET"
 						}
-						r.Webhook = method + " " + path
+						path = strings.Trim(path, "/")
+						if path == "" {
+							path = n.WebhookID
+						} else if strings.Contains(path, ":") {
+							path = n.WebhookID + "/" + path // n8n serves dynamic paths under the node's id
+						}
+						r.Webhook = method + " " + strings.TrimSuffix(m.Config().N8N.BaseURL, "/") + "/webhook/" + path
 						break
 					}
 				}

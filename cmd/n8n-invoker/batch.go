@@ -191,6 +191,7 @@ func parseItem(b []byte) (invoker.BatchItem, error) {
 		ID             string          `json:"id"`
 		Params         json.RawMessage `json:"params"`
 		IdempotencyKey string          `json:"idempotency_key"`
+		PathParams     json.RawMessage `json:"path_params"`
 	}
 	if err := dec.Decode(&known); err != nil { // unknown fields are an error
 		return it, err

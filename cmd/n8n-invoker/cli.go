@@ -139,11 +139,11 @@ func (g *globals) manager(stderr io.Writer) (*invoker.Manager, error) {
 
 func newRunCmd(g *globals, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	var (
-		params  []string
-		data    string
-		timeout time.Duration
-		idemKey string
-		wait    bool
+		params, pathParams []string
+		data               string
+		timeout            time.Duration
+		idemKey            string
+		wait               bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run <workflow|workflow-id> [-p key=value ...] [--data @file.json] [--wait]",
@@ -151,8 +151,10 @@ func newRunCmd(g *globals, stdin io.Reader, stdout, stderr io.Writer) *cobra.Com
 		Long: `Run a workflow named in the configuration's workflows section, or, with
 n8n.api_key set, an n8n workflow id or exact name, and print the result as
 JSON on stdout. With --wait the execution is followed to its end through
-n8n's API: the output is the last node's, even for a webhook that answers at
-once, and a failure reports n8n's message and failing node.
+n8n's API: the output stays the webhook's answer, last_node_output holds
+every item of the last node (also for a webhook that answers at once), and a
+failure reports n8n's message and failing node. -P name=value fills a path
+parameter of a webhook path such as orders/:orderId.
 
 Parameters come from -p key=value (string values; repeatable) or from --data,
 a JSON object given inline, as @file.json, or as @- for stdin. -p values are
@@ -182,7 +184,15 @@ unavailable; 130 interrupted.`,
 			if wait {
 				opts = append(opts, invoker.Wait())
 			}
-			res, err := m.Execute(ctx, &invocation.Request{Workflow: args[0], Params: body, IdempotencyKey: idemKey}, opts...)
+			pp := map[string]string{}
+			for _, kv := range pathParams {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return usageErr("-P %q: want name=value", kv)
+				}
+				pp[k] = v
+			}
+			res, err := m.Execute(ctx, &invocation.Request{Workflow: args[0], Params: body, PathParams: pp, IdempotencyKey: idemKey}, opts...)
 			if err != nil {
 				_ = writeJSON(stdout, errorJSON(err))
 				return &exitError{code: exitCode(ctx, err), err: err}
@@ -191,6 +201,7 @@ unavailable; 130 interrupted.`,
 		},
 	}
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "parameter key=value (repeatable)")
+	cmd.Flags().StringArrayVarP(&pathParams, "path-param", "P", nil, "path parameter name=value, for a webhook path such as orders/:orderId (repeatable)")
 	cmd.Flags().StringVarP(&data, "data", "d", "", "JSON object of parameters: inline, @file.json or @- for stdin")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "overall deadline, retries included (0: none)")
 	cmd.Flags().StringVar(&idemKey, "idempotency-key", "", "idempotency key to send (default: the request id)")

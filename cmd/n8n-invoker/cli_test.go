@@ -230,11 +230,13 @@ func TestAPICommandsAgainstRealN8N(t *testing.T) {
 	var res struct {
 		ExecutionID string `json:"execution_id"`
 		Status      string `json:"execution_status"`
-		Output      struct {
+		// With --wait the webhook's answer stays the output; the last
+		// node's items come next to it.
+		Last []struct {
 			Done bool `json:"done"`
-		} `json:"output"`
+		} `json:"last_node_output"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !res.Output.Done || res.Status != "success" || res.ExecutionID == "" {
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Last) != 1 || !res.Last[0].Done || res.Status != "success" || res.ExecutionID == "" {
 		t.Fatalf("run --wait: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if code, out, _ := cli("workflows", "list", "--active"); code != 0 || !strings.Contains(out, slowID) {

@@ -120,6 +120,10 @@ const (
 	Missing    = "missing"
 	Signed     = "signed"
 	JWTAuth    = "jwt-auth"
+	// Orders is the fixture whose webhook path has a parameter
+	// (invoker-orders/:orderId), served under OrdersWebhookID.
+	Orders          = "orders"
+	OrdersWebhookID = "5b0c1d2e-3f40-4a51-9c62-7d8e9fa0b1c2"
 )
 
 // ConfigYAML returns a configuration for the instance that maps the
@@ -152,8 +156,9 @@ workflows:
   %s:
     path: invoker-jwt-auth
     auth: {type: jwt, secret: %q}
+  %s: {path: "invoker-orders/:orderId", webhook_id: %s}
 `, i.BaseURL, i.APIKey, Onboarding, Echo, EchoGet, Fail, HeaderAuth, i.HeaderName, i.HeaderValue,
-		BasicAuth, i.BasicUser, i.BasicPassword, OnReceived, Missing, Signed, i.HMACSecret, JWTAuth, i.JWTSecret)
+		BasicAuth, i.BasicUser, i.BasicPassword, OnReceived, Missing, Signed, i.HMACSecret, JWTAuth, i.JWTSecret, Orders, OrdersWebhookID)
 }
 
 // Config parses ConfigYAML.

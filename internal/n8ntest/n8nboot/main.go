@@ -344,6 +344,7 @@ func (b *boot) loadWorkflows(ctx context.Context, dir string) ([]webhookRef, err
 		for _, n := range wf.Nodes {
 			var node struct {
 				Type       string `json:"type"`
+				WebhookID  string `json:"webhookId"`
 				Parameters struct {
 					HTTPMethod string `json:"httpMethod"`
 					Path       string `json:"path"`
@@ -351,7 +352,17 @@ func (b *boot) loadWorkflows(ctx context.Context, dir string) ([]webhookRef, err
 			}
 			_ = json.Unmarshal(n, &node)
 			if node.Type == "n8n-nodes-base.webhook" {
-				hooks = append(hooks, webhookRef{wf.Name, node.Parameters.HTTPMethod, node.Parameters.Path})
+				path := node.Parameters.Path
+				if strings.Contains(path, ":") { // served under the webhook id, parameters filled
+					segs := strings.Split(path, "/")
+					for i, s := range segs {
+						if strings.HasPrefix(s, ":") {
+							segs[i] = "probe"
+						}
+					}
+					path = node.WebhookID + "/" + strings.Join(segs, "/")
+				}
+				hooks = append(hooks, webhookRef{wf.Name, node.Parameters.HTTPMethod, path})
 			}
 		}
 		body := map[string]any{"name": wf.Name, "nodes": wf.Nodes, "connections": wf.Connections, "settings": wf.Settings}
