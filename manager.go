@@ -37,6 +37,7 @@ type Manager struct {
 	httpOpts     []httpinvoker.Option
 	interceptors []pipeline.Interceptor
 	pipe         *pipeline.Pipeline
+	inflight     keys
 	log          *slog.Logger
 	newID        func() string
 	breakers     *policy.Breakers

@@ -38,6 +38,7 @@ func (m *Manager) buildPipeline(resolve pipeline.Resolver) error {
 	}
 	s := pipeline.Stages{
 		Resolve:      resolve,
+		Dedupe:       pipeline.CallFunc(m.dedupeStage),
 		Hooks:        pipeline.CallFunc(m.hooksStage),
 		CallSpan:     pipeline.CallFunc(m.spanStage),
 		Bulkhead:     m.bulkhead,

@@ -264,7 +264,7 @@ tracing: {enabled: true}
 			t.Fatal(err)
 		}
 		defer func() { _ = m.Close(context.Background()) }()
-		want := []string{"resolve", "journal", "fallback", "hooks", "call-span", "bulkhead", "await",
+		want := []string{"resolve", "dedupe", "journal", "fallback", "hooks", "call-span", "bulkhead", "await",
 			"interceptor(*invoker_test.recorder).call", "retry",
 			"rate-limit", "breaker", "attempt-span", "interceptor(*invoker_test.recorder).attempt", "sign", "transport"}
 		if got := m.Stages(); !slices.Equal(got, want) {

@@ -18,6 +18,7 @@ import (
 //
 //	per call (once per call, above the retry loop):
 //	  Resolve      the workflow name to the transport's Target
+//	  Dedupe       one key, one execution: a key in flight is waited for
 //	  Journal      write-ahead journal and idempotency, dead-lettering
 //	  Fallback     graceful degradation of a fail-fast refusal
 //	  Hooks        pre-execution, post-execution and error hooks
@@ -37,6 +38,7 @@ import (
 //	Transport      one attempt, one request on the wire
 type Stages struct {
 	Resolve      Resolver
+	Dedupe       CallStage
 	Journal      CallStage
 	Fallback     CallStage
 	Hooks        CallStage
@@ -117,7 +119,7 @@ func (p *Pipeline) compose(s *Stages, r *Retry) CallHandler {
 		stage CallStage
 	}
 	call := []namedCall{{"resolve", CallFunc(p.resolve(s.Resolve))}}
-	for _, c := range []namedCall{{"journal", s.Journal}, {"fallback", s.Fallback}, {"hooks", s.Hooks}, {"call-span", s.CallSpan}} {
+	for _, c := range []namedCall{{"dedupe", s.Dedupe}, {"journal", s.Journal}, {"fallback", s.Fallback}, {"hooks", s.Hooks}, {"call-span", s.CallSpan}} {
 		if c.stage != nil {
 			call = append(call, c)
 		}
