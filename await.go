@@ -16,9 +16,10 @@ import (
 type CallOption func(*callOptions)
 
 type callOptions struct {
-	wait     bool
-	await    n8napi.AwaitOptions
-	replayOf int64 // the dead-letter entry being replayed
+	wait         bool
+	await        n8napi.AwaitOptions
+	replayOf     int64 // the dead-letter entry being replayed
+	replayFailed bool
 }
 
 // Wait makes the call follow the execution to its end through n8n's API

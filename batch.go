@@ -30,6 +30,10 @@ type BatchItem struct {
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// PathParams fill the :name segments of the webhook's path.
 	PathParams map[string]string `json:"path_params,omitempty"`
+
+	body         json.RawMessage // a dead letter's parameters, as stored
+	replayOf     int64           // the dead-letter entry a replay item replays
+	replayFailed bool
 }
 
 // BatchResult is the outcome of one BatchItem: Result or Err is set.
@@ -241,7 +245,11 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		idx, it := j.idx, j.it
 		defer m.tel.BatchInFlight(ctx, -1)
 		start := time.Now()
-		res, err := m.execute(ctx, invocation.Request{Workflow: it.Workflow, Params: it.Params, PathParams: it.PathParams, IdempotencyKey: it.IdempotencyKey}, nil)
+		var co *callOptions
+		if it.replayOf != 0 {
+			co = &callOptions{replayOf: it.replayOf, replayFailed: it.replayFailed}
+		}
+		res, err := m.execute(ctx, invocation.Request{Workflow: it.Workflow, Params: it.Params, Body: it.body, PathParams: it.PathParams, IdempotencyKey: it.IdempotencyKey}, co)
 		rtt := time.Since(start)
 		switch {
 		case err == nil:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
@@ -55,7 +56,7 @@ func (m *Manager) deadLetterClass(err error) bool {
 // becomes a dead letter (returned as *DeadLetteredError). replayOf, when
 // not zero, is the entry being replayed: it is removed on success and
 // updated on failure instead of adding a new one.
-func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explicitKey bool, replayOf int64, invoke func() (*invocation.Result, error)) (*invocation.Result, error) {
+func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explicitKey bool, replayOf int64, replayFailed bool, invoke func() (*invocation.Result, error)) (*invocation.Result, error) {
 	if explicitKey || replayOf != 0 {
 		raw, ok, err := m.dlq.Completed(ctx, req.IdempotencyKey)
 		if err != nil {
@@ -73,7 +74,12 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 			return &res, nil
 		}
 	}
-	if explicitKey || replayOf != 0 {
+	if replayOf != 0 {
+		// Replay reconciles first: an entry n8n ran is not sent again.
+		if res, err, done := m.reconcileReplay(ctx, req, replayOf, replayFailed); done {
+			return res, err
+		}
+	} else if explicitKey {
 		if res, ok := m.reconcile(ctx, req); ok {
 			return res, nil
 		}
@@ -166,11 +172,14 @@ type ReplayReport struct {
 	// Selected is the number of entries the filter selected.
 	Selected int `json:"selected"`
 	// Succeeded were replayed with success and removed; AlreadyDone had
-	// succeeded before (their key's record) and were removed without
-	// calling n8n; Failed failed again and stay, updated.
+	// succeeded before (their key's record, or n8n's executions) and were
+	// removed without calling n8n; Failed failed again and stay, updated;
+	// Skipped were not replayed (a workflow that ran and failed, without
+	// ReplayFailed; an entry another replay holds).
 	Succeeded   int `json:"succeeded"`
 	AlreadyDone int `json:"already_done"`
 	Failed      int `json:"failed"`
+	Skipped     int `json:"skipped"`
 	// Results holds one outcome per entry, in entry order.
 	Results []ReplayResult `json:"results"`
 }
@@ -181,14 +190,58 @@ type ReplayResult struct {
 	Result  *invocation.Result `json:"result,omitempty"`
 	Err     error              `json:"-"`
 	Error   string             `json:"error,omitempty"`
+	// Skipped says why the entry was not replayed.
+	Skipped string `json:"skipped,omitempty"`
 }
 
-// ReplayDeadLetters re-invokes the entries f selects, one after another,
-// with their original parameters and idempotency key. A success removes
-// the entry; a failure updates its attempts and last error.
-func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter) (*ReplayReport, error) {
+// ReplayOption changes a replay.
+type ReplayOption func(*replayOptions)
+
+type replayOptions struct {
+	failed      bool
+	concurrency int
+	progress    func(Progress)
+}
+
+// ReplayFailed also replays entries whose workflow ran and failed in n8n
+// (reason failed): replaying them runs the failing workflow again.
+func ReplayFailed() ReplayOption { return func(o *replayOptions) { o.failed = true } }
+
+// ReplayConcurrency replays up to n entries at once (default
+// DefaultMaxConcurrent), on the batch engine (the breaker's pause
+// included).
+func ReplayConcurrency(n int) ReplayOption { return func(o *replayOptions) { o.concurrency = n } }
+
+// ReplayProgress reports the replay's progress, as WithProgress does for
+// a batch.
+func ReplayProgress(f func(Progress)) ReplayOption { return func(o *replayOptions) { o.progress = f } }
+
+// MissingEntriesError is a replay of entry ids the queue does not hold.
+type MissingEntriesError struct{ IDs []int64 }
+
+// Error returns the message.
+func (e *MissingEntriesError) Error() string {
+	return fmt.Sprintf("invoker: no dead-letter entries %v (nothing was replayed)", e.IDs)
+}
+
+// replayClaim is how long a replay holds an entry it has not finished.
+const replayClaim = 10 * time.Minute
+
+// ReplayDeadLetters re-invokes the entries f selects with their original
+// parameters and idempotency key, on the batch engine. Each entry is
+// claimed first (two replays of one store never replay the same entry)
+// and reconciled with n8n's executions before it is sent: an entry n8n
+// ran is not run again. A success removes the entry; a failure updates
+// its attempts, last error and execution id. Entries whose workflow ran
+// and failed are skipped unless ReplayFailed. Ids in f that the queue
+// does not hold fail the whole replay with a *MissingEntriesError.
+func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter, opts ...ReplayOption) (*ReplayReport, error) {
 	if m.dlq == nil {
 		return nil, errors.New("invoker: no dead-letter queue configured (dlq.enabled)")
+	}
+	o := &replayOptions{}
+	for _, opt := range opts {
+		opt(o)
 	}
 	if !m.enter() {
 		return nil, invocation.ErrClosed
@@ -198,30 +251,131 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter) (*ReplayR
 	if err != nil {
 		return nil, err
 	}
-	rep := &ReplayReport{Selected: len(entries)}
-	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			return rep, err
+	if len(f.IDs) > 0 {
+		have := map[int64]bool{}
+		for _, e := range entries {
+			have[e.ID] = true
 		}
-		req := invocation.Request{Workflow: e.Workflow, IdempotencyKey: e.IdempotencyKey}
+		var missing []int64
+		for _, id := range f.IDs {
+			if !have[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) > 0 {
+			return nil, &MissingEntriesError{IDs: missing}
+		}
+	}
+	rep := &ReplayReport{Selected: len(entries), Results: make([]ReplayResult, len(entries))}
+	claimer, _ := m.dlq.(dlq.Claimer)
+	owner := m.newID()
+	var items []BatchItem
+	var at []int // items[k] replays entries[at[k]]
+	for i, e := range entries {
+		rep.Results[i].EntryID = e.ID
+		if e.Reason == "failed" && !o.failed {
+			rep.Results[i].Skipped = "its workflow ran in n8n and failed: replaying runs it again (ReplayFailed, --include-failed)"
+			rep.Skipped++
+			continue
+		}
+		if claimer != nil {
+			ok, err := claimer.Claim(ctx, e.ID, owner, replayClaim)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				rep.Results[i].Skipped = "another replay holds it"
+				rep.Skipped++
+				continue
+			}
+			defer func() { _ = claimer.Release(context.WithoutCancel(ctx), e.ID, owner) }()
+		}
+		it := BatchItem{Workflow: e.Workflow, IdempotencyKey: e.IdempotencyKey, replayOf: e.ID, replayFailed: o.failed}
 		if len(e.Params) > 0 && string(e.Params) != "null" {
-			req.Body = e.Params
+			it.body = e.Params
 		}
-		res, err := m.execute(ctx, req, &callOptions{replayOf: e.ID})
-		rr := ReplayResult{EntryID: e.ID, Result: res, Err: err}
+		items = append(items, it)
+		at = append(at, i)
+	}
+	conc := o.concurrency
+	if conc <= 0 {
+		conc = DefaultMaxConcurrent
+	}
+	m.dispatch(ctx, slices.Values(items), len(items), conc, &batchOptions{progress: o.progress}, nil, func(r BatchResult) {
+		rr := &rep.Results[at[r.Index]]
+		rr.Result, rr.Err = r.Result, r.Err
 		switch {
-		case err != nil:
-			rr.Error = err.Error()
+		case r.Err != nil:
+			rr.Error = r.Err.Error()
 			rep.Failed++
-		case res.Deduplicated:
+		case r.Result.Deduplicated || r.Result.Reconciled:
 			rep.AlreadyDone++
 		default:
 			rep.Succeeded++
 		}
-		rep.Results = append(rep.Results, rr)
-	}
-	return rep, nil
+	})
+	return rep, ctx.Err()
 }
+
+// reconcileReplay asks n8n whether a dead letter's key ran since the
+// entry's first attempts, before the replay sends it: done is true when
+// the answer settles the replay (it ran: recorded and removed; it ran and
+// failed: updated, not re-run without ReplayFailed; unresolved).
+func (m *Manager) reconcileReplay(ctx context.Context, req *invocation.Request, entryID int64, replayFailed bool) (*invocation.Result, error, bool) {
+	if m.api == nil {
+		return nil, nil, false
+	}
+	e, err := m.dlq.Get(ctx, entryID)
+	if err != nil {
+		return nil, nil, false
+	}
+	wfID, err := m.workflowID(ctx, req.Workflow)
+	if err != nil {
+		return nil, nil, false
+	}
+	// The entry's attempts ended when it was stored; they started at most
+	// a call's time before.
+	since := e.CreatedAt.Add(-replayLookback)
+	rc, err := m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since,
+		&n8napi.ReconcileOptions{Settle: time.Millisecond, Timeout: m.cfg.Invokers.HTTP.ReconcileTimeout.D()})
+	switch {
+	case err != nil:
+		return nil, &pipeline.UnresolvedError{Workflow: req.Workflow, Attempts: 0, Reason: "n8n's executions API failed: " + err.Error(), Last: err}, true
+	case rc.Unresolved:
+		return nil, &pipeline.UnresolvedError{Workflow: req.Workflow, Reason: "an execution of the key is still running", Last: errors.New("not replayed")}, true
+	case rc.Execution == nil || rc.Execution.Status == n8napi.StatusCrashed:
+		return nil, nil, false // not run (or crashed): send it
+	}
+	x := rc.Execution
+	if x.Status == n8napi.StatusSuccess {
+		res := &invocation.Result{Workflow: req.Workflow, WorkflowID: wfID, RequestID: req.RequestID, ExecutionID: x.ID.String(),
+			Status: x.Status, Completed: true, Reconciled: true, APICalls: rc.Calls, Output: json.RawMessage("null")}
+		if items := x.Data.LastItems(); items != nil {
+			if b, err := json.Marshal(items); err == nil {
+				res.Output, res.LastNodeOutput, res.ContentType = b, b, "application/json"
+			}
+		}
+		raw, _ := json.Marshal(res)
+		if err := m.dlq.Complete(ctx, req.IdempotencyKey, raw); err == nil {
+			_ = m.dlq.Delete(ctx, entryID)
+		}
+		m.log.InfoContext(ctx, "replay: n8n had run the entry; recorded, not sent again", "entry", entryID, "execution_id", x.ID.String())
+		return res, nil, true
+	}
+	if replayFailed {
+		return nil, nil, false // asked for: run the failing workflow again
+	}
+	fe := &n8napi.ExecutionFailedError{Workflow: req.Workflow, ExecutionID: x.ID.String(), Status: x.Status}
+	if x.Data != nil && x.Data.ResultData.Error != nil {
+		fe.Message, fe.Node = x.Data.ResultData.Error.Message, x.Data.ResultData.Error.NodeName()
+	}
+	_ = m.dlq.MarkReplayed(ctx, entryID, 0, errorInfo(fe))
+	return nil, fe, true
+}
+
+// replayLookback is how far before an entry was stored its attempts may
+// have started.
+const replayLookback = 15 * time.Minute
 
 // reconcile looks, for a key a crash left in flight (a dead letter with
 // reason "interrupted"), whether n8n ran it after all: its executions

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
@@ -185,4 +187,36 @@ func BenchmarkReplay(b *testing.B) {
 		replayed += batch
 	}
 	b.ReportMetric(float64(replayed)/b.Elapsed().Seconds(), "replays/s")
+}
+
+// TestReplayDoesNoHarm: replaying ids the queue does not hold fails and
+// replays nothing; an entry whose workflow ran and failed is skipped
+// unless asked for; an entry another replay holds is skipped.
+func TestReplayDoesNoHarm(t *testing.T) {
+	t.Parallel()
+	var sent atomic.Int32
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+		sent.Add(1)
+		return okResult(ctx, req)
+	}}
+	m, store := dlqManager(t, f)
+	ctx := t.Context()
+	failed, _ := store.Put(ctx, &dlq.Entry{Workflow: "w", IdempotencyKey: "k-failed", Reason: "failed", Attempts: 1,
+		LastError: dlq.ErrorInfo{Class: "permanent", Message: "Error in workflow"}})
+	held, _ := store.Put(ctx, &dlq.Entry{Workflow: "w", IdempotencyKey: "k-held", Reason: "exhausted", Attempts: 4})
+	free, _ := store.Put(ctx, &dlq.Entry{Workflow: "w", IdempotencyKey: "k-free", Reason: "exhausted", Attempts: 4})
+	if _, err := m.ReplayDeadLetters(ctx, dlq.Filter{IDs: []int64{free, 999}}); err == nil || !strings.Contains(err.Error(), "999") || sent.Load() != 0 {
+		t.Fatalf("missing id: %v, %d sent", err, sent.Load())
+	}
+	if ok, err := store.Claim(ctx, held, "another-process", time.Minute); !ok || err != nil {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	rep, err := m.ReplayDeadLetters(ctx, dlq.Filter{})
+	if err != nil || rep.Selected != 3 || rep.Succeeded != 1 || rep.Skipped != 2 || sent.Load() != 1 {
+		t.Fatalf("replay: %+v %v, %d sent", rep, err, sent.Load())
+	}
+	rep, err = m.ReplayDeadLetters(ctx, dlq.Filter{IDs: []int64{failed}}, invoker.ReplayFailed())
+	if err != nil || rep.Succeeded != 1 || sent.Load() != 2 {
+		t.Fatalf("replay of a failed entry, asked for: %+v %v", rep, err)
+	}
 }

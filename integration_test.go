@@ -2,9 +2,11 @@ package invoker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
@@ -325,5 +328,53 @@ func TestRealN8NPathParams(t *testing.T) {
 	var pe *invocation.PathParamError
 	if !errors.As(err, &pe) || len(pe.Missing) != 1 || pe.Missing[0] != "orderId" || invocation.AttemptsOf(err) != 0 {
 		t.Errorf("missing parameter: %v", err)
+	}
+}
+
+// TestRealN8NReplayReconciles: replaying a dead letter whose key n8n had
+// already run (its answer was lost) records n8n's execution and sends
+// nothing: one execution per key, before and after the replay.
+func TestRealN8NReplayReconciles(t *testing.T) {
+	t.Parallel()
+	n8n := n8ntest.Require(t)
+	cfg := n8n.Config(t)
+	cfg.DLQ.Enabled = true
+	cfg.Store.Path = filepath.Join(t.TempDir(), "dlq.db")
+	m, err := invoker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := fmt.Sprintf("replay-%d", time.Now().UnixNano())
+	// n8n runs it; the answer never reaches the store (another manager,
+	// without one).
+	other, err := invoker.New(n8n.Config(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	if _, err := other.Execute(ctx, &invocation.Request{Workflow: n8ntest.Echo, IdempotencyKey: key, Params: map[string]any{"n": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	store := m.DLQ().(*dlq.SQLite)
+	// As if the answer had been lost: the success is not recorded, the
+	// call is a dead letter.
+	id, err := store.Put(ctx, &dlq.Entry{Workflow: n8ntest.Echo, IdempotencyKey: key, Params: json.RawMessage(`{"n":1}`), Reason: "ambiguous", Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := m.ReplayDeadLetters(ctx, dlq.Filter{IDs: []int64{id}})
+	if err != nil || rep.AlreadyDone != 1 || !rep.Results[0].Result.Reconciled {
+		t.Fatalf("replay: %+v %v", rep, err)
+	}
+	wfID := n8n.WorkflowID(t, "n8n-invoker echo")
+	execs := n8n.ExecutionsByHeader(ctx, t, wfID, "idempotency-key", func(k string) bool { return k == key })
+	if len(execs[key]) != 1 {
+		t.Errorf("%d executions of the key, want 1", len(execs[key]))
+	}
+	if n, _ := store.Count(ctx); n != 0 {
+		t.Errorf("%d entries left", n)
 	}
 }

@@ -440,7 +440,7 @@ func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOp
 		r.IdempotencyKey = r.RequestID
 	}
 	if o != nil {
-		c.Wait, c.Await, c.ReplayOf = o.wait, o.await, o.replayOf
+		c.Wait, c.Await, c.ReplayOf, c.ReplayFailed = o.wait, o.await, o.replayOf, o.replayFailed
 		if o.wait && m.api == nil {
 			return nil, &APIKeyRequiredError{What: "Wait (following the execution)"}
 		}

@@ -69,6 +69,13 @@ type Store interface {
 	Writer
 }
 
+// Claimer is a store whose entries a replay can claim, so that two
+// processes sharing it never replay the same entry.
+type Claimer interface {
+	Claim(ctx context.Context, id int64, owner string, ttl time.Duration) (bool, error)
+	Release(ctx context.Context, id int64, owner string) error
+}
+
 // Inflight is an invocation written ahead of being sent.
 type Inflight struct {
 	IdempotencyKey string

@@ -48,6 +48,13 @@ var migrations = []string{
 		completed_at INTEGER NOT NULL
 	);
 	CREATE INDEX completed_at ON completed(completed_at);`,
+	// 2: replay claims, so that two processes on one file never replay
+	// the same entry.
+	`CREATE TABLE claims (
+		entry_id INTEGER PRIMARY KEY,
+		owner TEXT NOT NULL,
+		until INTEGER NOT NULL
+	)`,
 }
 
 // Options configure a SQLite store.
@@ -329,6 +336,27 @@ func (s *SQLite) Delete(ctx context.Context, id int64) error {
 		return ErrNotFound
 	}
 	return nil
+}
+
+// Claim takes entry id for owner until ttl passes: it reports false when
+// another owner holds a claim that has not expired. A replay claims each
+// entry first, so two processes on one file never replay the same entry.
+func (s *SQLite) Claim(ctx context.Context, id int64, owner string, ttl time.Duration) (bool, error) {
+	now := time.Now()
+	res, err := s.db.ExecContext(ctx, `INSERT INTO claims (entry_id, owner, until) VALUES (?, ?, ?)
+		ON CONFLICT(entry_id) DO UPDATE SET owner = excluded.owner, until = excluded.until
+		WHERE claims.until < ? OR claims.owner = excluded.owner`, id, owner, now.Add(ttl).UnixNano(), now.UnixNano())
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// Release gives a claim back.
+func (s *SQLite) Release(ctx context.Context, id int64, owner string) error {
+	_, err := s.db.ExecContext(ctx, "DELETE FROM claims WHERE entry_id = ? AND owner = ?", id, owner)
+	return err
 }
 
 // MarkReplayed records a failed replay.

@@ -26,6 +26,8 @@ type Call struct {
 	Await n8napi.AwaitOptions
 	// ReplayOf is the dead-letter entry being replayed, 0 otherwise.
 	ReplayOf int64
+	// ReplayFailed re-runs an entry whose workflow ran and failed.
+	ReplayFailed bool
 	// ExplicitKey is true when the caller gave the idempotency key.
 	ExplicitKey bool
 

@@ -126,6 +126,8 @@ func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 			return writeJSON(stdout, e)
 		},
 	}
+	var includeFailed bool
+	var replayConc int
 	replay := &cobra.Command{
 		Use:   "replay [id ...] [filters]",
 		Short: "Replay dead letters with their idempotency keys; exit 1 if any fails again",
@@ -139,15 +141,25 @@ func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer m.Close(context.Background())
-			rep, err := m.ReplayDeadLetters(cmd.Context(), flt)
+			var opts []invoker.ReplayOption
+			if includeFailed {
+				opts = append(opts, invoker.ReplayFailed())
+				fmt.Fprintln(stderr, "n8n-invoker: --include-failed: entries whose workflow ran and failed are run again")
+			} else {
+				fmt.Fprintln(stderr, "n8n-invoker: entries whose workflow ran and failed are skipped (--include-failed runs them again); each entry is reconciled with n8n before it is sent")
+			}
+			if replayConc > 0 {
+				opts = append(opts, invoker.ReplayConcurrency(replayConc))
+			}
+			rep, err := m.ReplayDeadLetters(cmd.Context(), flt, opts...)
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
 			if err := writeJSON(stdout, rep); err != nil {
 				return err
 			}
-			fmt.Fprintf(stderr, "n8n-invoker: replayed %d: %d succeeded, %d had already succeeded, %d failed again\n",
-				rep.Selected, rep.Succeeded, rep.AlreadyDone, rep.Failed)
+			fmt.Fprintf(stderr, "n8n-invoker: replayed %d: %d succeeded, %d had already succeeded or run, %d failed again, %d skipped\n",
+				rep.Selected, rep.Succeeded, rep.AlreadyDone, rep.Failed, rep.Skipped)
 			if rep.Failed > 0 {
 				return &exitError{code: exitFailed, err: fmt.Errorf("%d entries failed again", rep.Failed)}
 			}
@@ -155,6 +167,8 @@ func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	rf.add(replay, false)
+	replay.Flags().BoolVar(&includeFailed, "include-failed", false, "also replay entries whose workflow ran in n8n and failed (runs them again)")
+	replay.Flags().IntVar(&replayConc, "concurrency", 0, "entries replayed at once (default 5)")
 	var all bool
 	purge := &cobra.Command{
 		Use:   "purge [id ...] [filters] [--all]",
