@@ -140,6 +140,13 @@ func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invoc
 	return out, nil
 }
 
+// WorkflowID returns the n8n id of a workflow name: a configured alias
+// (its id, or the workflow whose webhook serves its path), an n8n id or
+// an exact name. It needs n8n.api_key unless the alias has an id.
+func (m *Manager) WorkflowID(ctx context.Context, name string) (string, error) {
+	return m.workflowID(ctx, name)
+}
+
 // workflowID finds the n8n id of a workflow name: a configured id, the
 // workflow whose webhook serves the configured path, or the name itself
 // resolved through the API.

@@ -2,10 +2,12 @@ package invoker
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
@@ -24,6 +26,10 @@ type Health struct {
 	N8NLive  Check                 `json:"n8n_live"`
 	N8NReady Check                 `json:"n8n_ready"`
 	Breakers []policy.BreakerState `json:"breakers,omitempty"`
+	// N8NAPI is a call of n8n's API with the configured key (absent
+	// without one): a wrong key makes the manager unhealthy, since
+	// resolution by id, Wait and reconcile need it.
+	N8NAPI *Check `json:"n8n_api,omitempty"`
 	// DLQDepth is the number of dead letters, -1 without a queue.
 	DLQDepth int    `json:"dlq_depth"`
 	DLQError string `json:"dlq_error,omitempty"`
@@ -36,6 +42,23 @@ func (m *Manager) Health(ctx context.Context) *Health {
 	base := strings.TrimSuffix(m.cfg.N8N.BaseURL, "/")
 	h.N8NLive = probe(ctx, m.healthClient, base+"/healthz")
 	h.N8NReady = probe(ctx, m.healthClient, base+"/healthz/readiness")
+	if m.api != nil {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, resp, err := m.api.Workflows.List(actx, &n8napi.WorkflowListOptions{Limit: 1})
+		cancel()
+		c := &Check{OK: err == nil}
+		if resp != nil {
+			c.Status = resp.StatusCode
+		}
+		var ae *n8napi.APIError
+		if errors.As(err, &ae) {
+			c.Status = ae.StatusCode
+		}
+		if err != nil {
+			c.Error = cleanErr(err)
+		}
+		h.N8NAPI = c
+	}
 	if c, ok := m.dlq.(interface {
 		Count(context.Context) (int, error)
 	}); ok {
@@ -46,7 +69,7 @@ func (m *Manager) Health(ctx context.Context) *Health {
 			h.DLQDepth = n
 		}
 	}
-	h.Healthy = h.N8NLive.OK && h.N8NReady.OK && h.DLQError == ""
+	h.Healthy = h.N8NLive.OK && h.N8NReady.OK && h.DLQError == "" && (h.N8NAPI == nil || h.N8NAPI.OK)
 	for _, b := range h.Breakers {
 		if b.State == policy.Open {
 			h.Healthy = false

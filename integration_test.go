@@ -378,3 +378,24 @@ func TestRealN8NReplayReconciles(t *testing.T) {
 		t.Errorf("%d entries left", n)
 	}
 }
+
+// TestRealN8NHealthWithWrongKey: a wrong API key makes the manager
+// unhealthy (resolution by id, Wait and reconcile need the API).
+func TestRealN8NHealthWithWrongKey(t *testing.T) {
+	t.Parallel()
+	n8n := n8ntest.Require(t)
+	cfg := n8n.Config(t)
+	cfg.N8N.APIKey = secret.New("wrong-key")
+	m, err := invoker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	h := m.Health(t.Context())
+	if h.Healthy || h.N8NAPI == nil || h.N8NAPI.OK || h.N8NAPI.Status != 401 || !h.N8NLive.OK {
+		t.Errorf("health with a wrong key: %+v api %+v", h, h.N8NAPI)
+	}
+	if strings.Contains(fmt.Sprint(h), "wrong-key") {
+		t.Error("the key leaked into the health report")
+	}
+}

@@ -205,7 +205,8 @@ func newIDGenerator() func() string {
 }
 
 // WithIDGenerator sets the function that makes request ids (default: a
-// random UUID).
+// UUID-shaped id made of a random 96-bit prefix drawn once per manager
+// and a counter: unique across processes, no random read per call).
 func WithIDGenerator(f func() string) Option {
 	return func(m *Manager) error { m.newID = f; return nil }
 }

@@ -117,6 +117,14 @@ func newExecutionsCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 			}
 			defer m.Close(context.Background())
 			n := 0
+			if workflow != "" {
+				// An alias, an id or a name: the workflow's n8n id.
+				id, err := m.WorkflowID(cmd.Context(), workflow)
+				if err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+				workflow = id
+			}
 			for e, err := range api.Executions.All(cmd.Context(), &n8napi.ExecutionListOptions{WorkflowID: workflow, Status: status, IncludeData: data, Limit: min(limit, 250)}) {
 				if err != nil {
 					return apiErr(cmd.Context(), err)
@@ -131,7 +139,7 @@ func newExecutionsCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	list.Flags().StringVar(&workflow, "workflow", "", "workflow id")
+	list.Flags().StringVar(&workflow, "workflow", "", "workflow: a configured alias, an n8n id or name")
 	list.Flags().StringVar(&status, "status", "", "canceled, crashed, error, new, running, success, unknown or waiting")
 	list.Flags().IntVar(&limit, "limit", 20, "at most this many")
 	list.Flags().BoolVar(&data, "data", false, "include execution data")
