@@ -15,6 +15,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
+	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/internal/chaos"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
@@ -92,6 +93,8 @@ func chaosConfigOf(t *testing.T, n8n *n8ntest.Instance, baseURL string, mutate f
 	cfg.DLQ.Enabled = true
 	cfg.Store.Path = filepath.Join(t.TempDir(), "dlq.db")
 	h := &cfg.Invokers.HTTP
+	def := config.Default().Invokers.HTTP
+	h.MaxRetries, h.BackoffFactor = def.MaxRetries, def.BackoffFactor // the test config's fast retries are not the defaults
 	if mutate != nil {
 		mutate(h)
 	}
@@ -113,8 +116,8 @@ func TestChaosFaultsAccounting(t *testing.T) {
 	}
 	defer proxy.Close()
 	proxy.SetFaults(map[chaos.Fault]float64{
-		chaos.ResetBefore: 0.05, chaos.ResetAfter: 0.04, chaos.Latency: 0.10, chaos.BadGateway: 0.05,
-		chaos.Unavailable: 0.05, chaos.Throttle: 0.04, chaos.Blackhole: 0.02,
+		chaos.ResetBefore: 0.04, chaos.ResetAfter: 0.04, chaos.Latency: 0.05, chaos.BadGateway: 0.03,
+		chaos.BadGatewayAfter: 0.03, chaos.CutWhileRunning: 0.03, chaos.Unavailable: 0.04, chaos.Throttle: 0.04, chaos.Blackhole: 0.01,
 	})
 	cfg := chaosConfig(t, proxy.URL, nil)
 	m, err := invoker.New(cfg)
@@ -150,7 +153,7 @@ func TestChaosFaultsAccounting(t *testing.T) {
 		if r.Forwarded {
 			forwarded[r.Key]++
 		}
-		if r.Fault == chaos.ResetAfter {
+		if r.Fault == chaos.ResetAfter || r.Fault == chaos.BadGatewayAfter || r.Fault == chaos.CutWhileRunning {
 			resetAfter[r.Key] = true
 		}
 	}
@@ -201,6 +204,18 @@ func TestChaosFaultsAccounting(t *testing.T) {
 	}
 	if ok < n*8/10 {
 		t.Errorf("only %d of %d succeeded with retries", ok, n)
+	}
+	// With the defaults (reconcile before any re-send of a lost answer),
+	// no item runs twice.
+	if extra > n/200 {
+		t.Errorf("%d extra executions for %d items: lost answers were re-sent without reconciling", extra, n)
+	}
+	// No item is dead-lettered without an attempt.
+	for i, r := range results {
+		var de *dlq.DeadLetteredError
+		if errors.As(r.Err, &de) && invocation.AttemptsOf(r.Err) == 0 {
+			t.Errorf("item %d dead-lettered without an attempt: %v", i, r.Err)
+		}
 	}
 }
 
@@ -274,7 +289,9 @@ func TestChaosBreakerOpensAndRecovers(t *testing.T) {
 	mu.Lock()
 	got := strings.Join(transitions, ",")
 	mu.Unlock()
-	if got != "closed>open,open>half-open,half-open>closed" {
+	// Probes may fail while the down batch still runs (half-open>open):
+	// the breaker opens first and closes last, once.
+	if !strings.HasPrefix(got, "closed>open,") || !strings.HasSuffix(got, "half-open>closed") || strings.Count(got, ">closed") != 1 {
 		t.Errorf("transitions %s", got)
 	}
 	if st := m.BreakerStates(); st[0].State != policy.Closed {

@@ -8,6 +8,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -42,10 +43,20 @@ const (
 	Throttle
 	// Blackhole holds the request until the client gives up.
 	Blackhole
+	// BadGatewayAfter forwards the request, lets n8n run it, and answers
+	// 502: a proxy's 502 after forwarding looks like one before.
+	BadGatewayAfter
+	// CutWhileRunning forwards the request and cuts the client's
+	// connection while n8n is still running the execution (after
+	// CutDelay); n8n finishes it.
+	CutWhileRunning
 	numFaults
 )
 
-var faultNames = [...]string{"none", "reset-before", "reset-after", "latency", "502", "503", "429", "blackhole"}
+// CutDelay is how long CutWhileRunning waits before it cuts.
+const CutDelay = 50 * time.Millisecond
+
+var faultNames = [...]string{"none", "reset-before", "reset-after", "latency", "502", "503", "429", "blackhole", "502-after", "cut-while-running"}
 
 // String names the fault.
 func (f Fault) String() string { return faultNames[f] }
@@ -186,6 +197,28 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hijackClose(w)
 	case BadGateway:
 		w.WriteHeader(http.StatusBadGateway)
+	case BadGatewayAfter:
+		d := &discardWriter{h: http.Header{}, status: 200}
+		p.rp.ServeHTTP(d, r)
+		rec.Forwarded, rec.Status = d.status != http.StatusBadGateway, d.status
+		w.WriteHeader(http.StatusBadGateway)
+	case CutWhileRunning:
+		// n8n gets the request and runs it to its end; the client is cut
+		// off while it runs.
+		rec.Forwarded = true
+		fwd := r.Clone(context.WithoutCancel(r.Context()))
+		body, _ := io.ReadAll(r.Body)
+		fwd.Body = io.NopCloser(bytes.NewReader(body))
+		p.holds.Add(1)
+		go func() {
+			defer p.holds.Done()
+			p.rp.ServeHTTP(&discardWriter{h: http.Header{}, status: 200}, fwd)
+		}()
+		select {
+		case <-time.After(CutDelay):
+		case <-p.stop:
+		}
+		hijackClose(w)
 	case Unavailable:
 		w.WriteHeader(http.StatusServiceUnavailable)
 	case Throttle:
