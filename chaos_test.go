@@ -110,7 +110,15 @@ func chaosConfigOf(t *testing.T, n8n *n8ntest.Instance, baseURL string, mutate f
 func TestChaosFaultsAccounting(t *testing.T) {
 	t.Parallel()
 	n8n := n8ntest.Require(t)
-	proxy, err := chaos.New(n8n.BaseURL, 42)
+	seed := uint64(42)
+	if v, err := strconv.ParseUint(os.Getenv("N8N_INVOKER_CHAOS_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	conc := 4
+	if v, err := strconv.Atoi(os.Getenv("N8N_INVOKER_CHAOS_CONCURRENCY")); err == nil && v > 0 {
+		conc = v
+	}
+	proxy, err := chaos.New(n8n.BaseURL, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +144,7 @@ func TestChaosFaultsAccounting(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*time.Second+2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	results, err := m.ExecuteBatch(ctx, batch, 4)
+	results, err := m.ExecuteBatch(ctx, batch, conc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,11 +219,35 @@ func TestChaosFaultsAccounting(t *testing.T) {
 		t.Errorf("%d extra executions for %d items: lost answers were re-sent without reconciling", extra, n)
 	}
 	// No item is dead-lettered without an attempt.
+	dead := 0
 	for i, r := range results {
 		var de *dlq.DeadLetteredError
-		if errors.As(r.Err, &de) && invocation.AttemptsOf(r.Err) == 0 {
-			t.Errorf("item %d dead-lettered without an attempt: %v", i, r.Err)
+		if errors.As(r.Err, &de) {
+			dead++
+			if invocation.AttemptsOf(r.Err) == 0 {
+				t.Errorf("item %d dead-lettered without an attempt: %v", i, r.Err)
+			}
 		}
+	}
+	// Replaying the dead letters (through the same faults) reconciles each
+	// first: a key n8n already ran gets no new execution.
+	proxy.SetFaults(nil)
+	rep, err := m.ReplayDeadLetters(ctx, dlq.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	execs = n8n.ExecutionsByHeader(ctx, t, wfID, "idempotency-key", func(k string) bool { return strings.HasPrefix(k, prefix) })
+	twice := 0
+	for i := range n {
+		if len(execs[key(i)]) > 1 {
+			twice++
+		}
+	}
+	t.Logf("chaos: seed %d, concurrency %d: %d dead-lettered; replay: %d succeeded, %d already run (reconciled), %d failed, %d skipped; "+
+		"items executed more than once in n8n after the replay: %d (%.2f%%)",
+		seed, conc, dead, rep.Succeeded, rep.AlreadyDone, rep.Failed, rep.Skipped, twice, 100*float64(twice)/float64(n))
+	if twice > n/200 {
+		t.Errorf("%d items ran more than once after the replay", twice)
 	}
 }
 
