@@ -279,6 +279,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 			m.api = api
 		}
 		m.resolver = pipeline.NewAPIResolver(m.api, 0, authsFromConfig(cfg.Credentials))
+		m.resolver.OnWarning = func(workflow, msg string) { m.log.Warn(msg, "workflow", workflow) }
 		byID = m.resolver
 	}
 	if m.transport == nil {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -48,6 +49,11 @@ type APIResolver struct {
 	ttl   time.Duration
 	creds map[string]invocation.Auth
 	group singleflight.Group
+
+	// OnWarning, when set, hears what resolution finds that weakens the
+	// invoker's guarantees (a workflow that does not save successful
+	// executions: reconcile and Wait cannot see them).
+	OnWarning func(workflow, msg string)
 
 	mu    sync.Mutex
 	cache map[string]cached
@@ -159,6 +165,12 @@ func (r *APIResolver) lookup(ctx context.Context, workflow string) (*n8napi.Work
 }
 
 func (r *APIResolver) endpoint(workflow string, w *n8napi.Workflow) (*invocation.Target, error) {
+	var settings struct {
+		SaveSuccess string `json:"saveDataSuccessExecution"`
+	}
+	if len(w.Settings) > 0 && json.Unmarshal(w.Settings, &settings) == nil && settings.SaveSuccess == "none" && r.OnWarning != nil {
+		r.OnWarning(workflow, fmt.Sprintf("workflow %s (%q) does not save successful executions: a lost answer cannot be reconciled (it ends unresolved) and Wait cannot follow it", w.ID, w.Name))
+	}
 	if !w.Active {
 		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("workflow %s (%q) is not active: activate it in n8n to run it by webhook", w.ID, w.Name)}
 	}
