@@ -115,12 +115,12 @@ func TestEveryTransportGetsEveryStage(t *testing.T) {
 			}
 		}},
 		{"the breaker opens and pauses the calls behind it", "", append(slices.Repeat([]int{503}, config.DefaultConsecutiveFails), 200), func(t *testing.T, m *invoker.Manager, s *scripted) {
-			// 4 calls of 4 attempts: the 15th consecutive failure opens
-			// the breaker; the last call waits (sending nothing) for the
-			// half-open probe, which succeeds and closes it.
+			// Calls of 1+max_retries attempts until the 15th consecutive
+			// failure opens the breaker; the last call waits (sending
+			// nothing) for the half-open probe, which succeeds and closes it.
 			start := time.Now()
 			var last error
-			for range 4 {
+			for range config.DefaultConsecutiveFails/(1+config.DefaultMaxRetries) + 1 {
 				_, last = m.ExecuteWorkflow(t.Context(), "w", nil)
 			}
 			if last != nil || len(s.attempts()) != config.DefaultConsecutiveFails+1 || time.Since(start) < config.DefaultOpenTimeout {

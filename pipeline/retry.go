@@ -164,7 +164,9 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 			throttled++
 		}
 		retries := c.Attempts - 1 - throttled
-		if retries >= r.Policy.MaxRetries || (class == invocation.Unknown && unknownRetries >= 1) {
+		// An unknown failure may have run: without a reconciler it is
+		// retried once; with one, its ambiguity was settled above.
+		if retries >= r.Policy.MaxRetries || (class == invocation.Unknown && unknownRetries >= 1 && r.Reconciler == nil) {
 			return nil, exhausted(c, err)
 		}
 		if class == invocation.Unknown {
