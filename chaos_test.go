@@ -220,6 +220,26 @@ func TestChaosFaultsAccounting(t *testing.T) {
 	}
 	// No item is dead-lettered without an attempt.
 	dead := 0
+	kinds := map[string]int{}
+	for _, r := range results {
+		if r.Err != nil {
+			var de *dlq.DeadLetteredError
+			e := r.Err
+			if errors.As(e, &de) {
+				e = de.Err
+			}
+			kinds[fmt.Sprintf("%T", e)+" "+invocation.ClassOf(e).String()]++
+			var ue *pipeline.UnresolvedError
+			if errors.As(e, &ue) {
+				kinds["  reason: "+ue.Reason]++
+			}
+			var ex *pipeline.AttemptsExhaustedError
+			if errors.As(e, &ex) {
+				kinds[fmt.Sprintf("  last: %T", ex.Last)]++
+			}
+		}
+	}
+	t.Logf("chaos: failures by kind: %v", kinds)
 	for i, r := range results {
 		var de *dlq.DeadLetteredError
 		if errors.As(r.Err, &de) {

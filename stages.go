@@ -230,6 +230,10 @@ func (m *Manager) reconcileAttempt(ctx context.Context, c *pipeline.Call, since 
 // moment; a wrong key is caught by health and by every other API call),
 // within the reconcile bound.
 func apiDown(err error) bool {
+	var te *invocation.TransportError
+	if errors.As(err, &te) {
+		return true // n8n's API did not answer in time or at all (a client timeout is no caller's cancel)
+	}
 	var ae *n8napi.APIError
 	if errors.As(err, &ae) && ae.StatusCode == 401 {
 		return true
