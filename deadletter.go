@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/dlq"
@@ -301,7 +302,10 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter, opts ...R
 	if conc <= 0 {
 		conc = DefaultMaxConcurrent
 	}
+	var mu sync.Mutex // results end on the workers
 	m.dispatch(ctx, slices.Values(items), len(items), conc, &batchOptions{progress: o.progress}, nil, func(r BatchResult) {
+		mu.Lock()
+		defer mu.Unlock()
 		rr := &rep.Results[at[r.Index]]
 		rr.Result, rr.Err = r.Result, r.Err
 		switch {

@@ -62,7 +62,13 @@ type UnknownWorkflowError struct {
 	Known []string
 	// Hint, when set, ends the message.
 	Hint string
+	// Err is what n8n's API said of the name, when it was asked (a
+	// *ResolveError).
+	Err error
 }
+
+// Unwrap returns what n8n's API said, if it was asked.
+func (e *UnknownWorkflowError) Unwrap() error { return e.Err }
 
 // Error returns the message.
 func (e *UnknownWorkflowError) Error() string {

@@ -44,7 +44,7 @@ func (ch Chain) Resolve(ctx context.Context, workflow string) (*invocation.Targe
 				unknown.Hint = ue.Hint
 			}
 		case errors.As(err, &re):
-			unknown.Hint = "n8n has no workflow with this id or name either"
+			unknown.Hint, unknown.Err = "n8n has no workflow with this id or name either", re
 		default:
 			unknown.Hint = err.Error()
 		}
