@@ -27,6 +27,7 @@ func TestLoadSeedSchema(t *testing.T) {
 		t.Errorf("n8n = %+v", cfg.N8N)
 	}
 	want := Default().Invokers.HTTP
+	want.MaxRetries = 3 // the seed's file sets it
 	if !reflect.DeepEqual(cfg.Invokers.HTTP, want) {
 		t.Errorf("http = %+v, want %+v", cfg.Invokers.HTTP, want)
 	}
@@ -58,7 +59,7 @@ workflows:
 		t.Fatal(err)
 	}
 	h := cfg.Invokers.HTTP
-	if cfg.N8N.Timeout.D() != DefaultTimeout || h.MaxRetries != 3 || h.BackoffFactor != 2 || h.PoolConnections != 10 || h.PoolMaxSize != 20 {
+	if cfg.N8N.Timeout.D() != DefaultTimeout || h.MaxRetries != DefaultMaxRetries || h.BackoffFactor != 2 || h.PoolConnections != 10 || h.PoolMaxSize != 20 {
 		t.Errorf("defaults not applied: %+v %+v", cfg.N8N, h)
 	}
 	if cfg.Tracing.Enabled || cfg.Tracing.SampleRate != 1 {

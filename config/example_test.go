@@ -23,7 +23,7 @@ workflows:
 	fmt.Println(cfg.N8N.BaseURL, cfg.N8N.APIKey, cfg.N8N.Timeout.D(), cfg.Invokers.HTTP.MaxRetries)
 	fmt.Println(cfg.Workflows["user-onboarding"].Method, cfg.Workflows["user-onboarding"].ResponseMode)
 	// Output:
-	// http://127.0.0.1:5678 REDACTED 30s 3
+	// http://127.0.0.1:5678 REDACTED 30s 6
 	// POST lastNode
 }
 
