@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // Defaults of ReconcileOptions.
@@ -71,7 +73,11 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 	var pending []string
 	for _, status := range []string{StatusRunning, StatusNew, StatusWaiting} {
 		r.Calls++
-		execs, _, err := c.Executions.List(ctx, &ExecutionListOptions{WorkflowID: workflowID, Status: status, Limit: 250})
+		var execs []*Execution
+		err := retryAPI(ctx, func() (err error) {
+			execs, _, err = c.Executions.List(ctx, &ExecutionListOptions{WorkflowID: workflowID, Status: status, Limit: 250})
+			return err
+		})
 		var ae *APIError
 		if errors.As(err, &ae) && ae.StatusCode == 400 {
 			continue // a status this n8n does not filter on (1.x)
@@ -92,7 +98,11 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 		still := pending[:0]
 		for _, id := range pending {
 			r.Calls++
-			e, _, err := c.Executions.Get(ctx, id, false)
+			var e *Execution
+			err := retryAPI(ctx, func() (err error) {
+				e, _, err = c.Executions.Get(ctx, id, false)
+				return err
+			})
 			if IsNotFound(err) {
 				continue
 			}
@@ -116,18 +126,34 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 		}
 		wait = min(2*time.Second, wait*2)
 	}
-	// Match, newest first, back to the attempt.
-	for e, err := range c.Executions.All(ctx, &ExecutionListOptions{WorkflowID: workflowID, IncludeData: true, Limit: 100}) {
-		if err != nil {
+	// Match, newest first, back to the attempt (each page retried on its
+	// own when n8n's API fails for a moment).
+	opts := &ExecutionListOptions{WorkflowID: workflowID, IncludeData: true, Limit: 100}
+	for {
+		var page []*Execution
+		var resp *Response
+		r.Calls++
+		if err := retryAPI(ctx, func() (err error) {
+			page, resp, err = c.Executions.List(ctx, opts)
+			return err
+		}); err != nil {
 			return r, err
 		}
-		if e.StartedAt != nil && e.StartedAt.Before(from) {
+		done := false
+		for _, e := range page {
+			if e.StartedAt != nil && e.StartedAt.Before(from) {
+				done = true
+				break
+			}
+			if headerOf(e, header) == value {
+				r.Execution, r.Unresolved = e, false
+				return r, nil
+			}
+		}
+		if done || resp == nil || resp.NextCursor == "" {
 			break
 		}
-		if headerOf(e, header) == value {
-			r.Execution, r.Unresolved = e, false
-			return r, nil
-		}
+		opts.Cursor = resp.NextCursor
 	}
 	// The unfiltered list leaves running executions out: one that saves
 	// its progress may show the header while it runs.
@@ -145,6 +171,26 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 		}
 	}
 	return r, nil
+}
+
+// retryAPI runs f again, with a short backoff, while it fails with a
+// transient error (a 429 or 5xx of the API, no answer): up to 5 tries.
+func retryAPI(ctx context.Context, f func() error) error {
+	wait := 200 * time.Millisecond
+	for try := 1; ; try++ {
+		err := f()
+		if err == nil || try == 5 || ctx.Err() != nil || !IsTransient(err) || IsNotFound(err) {
+			return err
+		}
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Class() == invocation.Permanent {
+			return err
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		wait *= 2
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
