@@ -66,7 +66,7 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 	}
 	from := since.Add(-opt.Skew)
 	r := &Reconciliation{}
-	if err := sleep(ctx, opt.Settle); err != nil {
+	if err := invocation.Sleep(ctx, opt.Settle); err != nil {
 		return r, err
 	}
 	// Snapshot: what may still become the execution.
@@ -121,7 +121,7 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 			r.Unresolved = true
 			break
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := invocation.Sleep(ctx, wait); err != nil {
 			return r, err
 		}
 		wait = min(2*time.Second, wait*2)
@@ -186,20 +186,9 @@ func retryAPI(ctx context.Context, f func() error) error {
 		if errors.As(err, &ae) && ae.Class() == invocation.Permanent {
 			return err
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := invocation.Sleep(ctx, wait); err != nil {
 			return err
 		}
 		wait *= 2
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
