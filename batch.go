@@ -8,6 +8,7 @@ import (
 	"iter"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
@@ -62,6 +63,10 @@ type Progress struct {
 	InFlight int `json:"in_flight"`
 	// Limit is the current concurrency limit (it moves when adaptive).
 	Limit int `json:"limit"`
+	// Held is the number of items read but not dispatched because the
+	// circuit breaker of their workflow is open: they are sent once it
+	// lets calls through again.
+	Held int `json:"held"`
 }
 
 // Done returns the number of items that ended.
@@ -235,12 +240,10 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 	}
 	// Items run on long-lived workers, started as needed up to the
 	// concurrency: their stacks grow once, not once per item.
-	type job struct {
-		idx int
-		it  BatchItem
-	}
+	type job = batchJob
 	jobs := make(chan job)
 	workers := 0
+	var paused atomic.Int64 // calls waiting for a breaker, without a slot
 	run := func(j job) {
 		idx, it := j.idx, j.it
 		defer m.tel.BatchInFlight(ctx, -1)
@@ -249,8 +252,18 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		if it.replayOf != 0 {
 			co = &callOptions{replayOf: it.replayOf, replayFailed: it.replayFailed}
 		}
-		res, err := m.execute(ctx, invocation.Request{Workflow: it.Workflow, Params: it.Params, Body: it.body, PathParams: it.PathParams, IdempotencyKey: it.IdempotencyKey}, co)
+		callCtx := ctx
+		var slot *batchSlot
+		if m.breakers != nil {
+			slot = &batchSlot{lim: lim, paused: &paused}
+			slot.held.Store(true)
+			callCtx = invocation.WithSlot(ctx, slot)
+		}
+		res, err := m.execute(callCtx, invocation.Request{Workflow: it.Workflow, Params: it.Params, Body: it.body, PathParams: it.PathParams, IdempotencyKey: it.IdempotencyKey}, co)
 		rtt := time.Since(start)
+		if slot != nil {
+			rtt -= slot.pausedFor
+		}
 		switch {
 		case err == nil:
 		case invocation.IsCanceled(err):
@@ -268,32 +281,24 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		// Free the slot only once the result is handed over: a slow
 		// stream consumer then holds the dispatcher back, and memory
 		// stays bounded by the concurrency.
-		lim.Release(rtt, err != nil && !invocation.IsCanceled(err) && invocation.ClassOf(err) != invocation.Permanent)
+		if slot == nil || slot.held.Load() {
+			lim.Release(rtt, err != nil && !invocation.IsCanceled(err) && invocation.ClassOf(err) != invocation.Permanent)
+		}
 	}
-	i := 0
-	for it := range items {
-		idx := i
-		i++
-		select {
-		case <-abandon:
-			close(jobs)
-			wg.Wait()
-			return
-		default:
-		}
-		if ctx.Err() != nil || lim.Acquire(ctx) != nil {
-			end(BatchResult{Index: idx, Item: it, Err: context.Cause(ctx)})
-			continue
-		}
+	var spawn sync.Mutex
+	// start hands j, which has a slot, to a worker.
+	start := func(j job) {
 		mu.Lock()
 		prog.InFlight++
 		mu.Unlock()
 		m.tel.BatchInFlight(ctx, 1)
-		j := job{idx: idx, it: it}
 		select {
 		case jobs <- j:
 		default:
-			if workers < maxConcurrent {
+			spawn.Lock()
+			// Calls paused by an open breaker gave their slot back but
+			// keep their worker: allow one more worker for each.
+			if workers < maxConcurrent+int(paused.Load()) {
 				workers++
 				wg.Go(func() {
 					for j := range jobs {
@@ -301,12 +306,210 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 					}
 				})
 			}
+			spawn.Unlock()
 			jobs <- j
 		}
 	}
+	acquire := func(j job) bool {
+		if ctx.Err() != nil || lim.Acquire(ctx) != nil {
+			end(BatchResult{Index: j.idx, Item: j.it, Err: context.Cause(ctx)})
+			return false
+		}
+		return true
+	}
+	submit := func(j job) {
+		if acquire(j) {
+			start(j)
+		}
+	}
+	h := m.newHolds(ctx, total, maxConcurrent, submit, func(d int) {
+		mu.Lock()
+		prog.Held += d
+		mu.Unlock()
+	})
+	i := 0
+	for it := range items {
+		idx := i
+		i++
+		select {
+		case <-abandon:
+			h.wait()
+			close(jobs)
+			wg.Wait()
+			return
+		default:
+		}
+		j := job{idx: idx, it: it}
+		// The breaker is asked once the item has a slot: that is when it
+		// would be sent. A held item gives its slot back.
+		for acquire(j) {
+			held, full := h.hold(j)
+			if !held && !full {
+				start(j)
+				break
+			}
+			lim.Release(0, false)
+			if held {
+				break
+			}
+			h.waitRoom()
+		}
+	}
+	h.wait()
 	close(jobs)
 	wg.Wait()
 }
+
+// batchSlot is a batch call's concurrency slot, given back while the
+// call waits for an open breaker (invocation.Slot).
+type batchSlot struct {
+	lim       slots
+	paused    *atomic.Int64
+	held      atomic.Bool
+	since     time.Time
+	pausedFor time.Duration
+}
+
+func (s *batchSlot) Release() {
+	if s.held.Swap(false) {
+		s.paused.Add(1)
+		s.since = time.Now()
+		s.lim.Release(0, false)
+	}
+}
+
+func (s *batchSlot) Reacquire(ctx context.Context) error {
+	if s.held.Load() {
+		return nil
+	}
+	err := s.lim.Acquire(ctx)
+	s.paused.Add(-1)
+	s.pausedFor += time.Since(s.since)
+	if err != nil {
+		return err
+	}
+	s.held.Store(true)
+	return nil
+}
+
+// holds keeps a batch's items away from workflows whose circuit breaker
+// is open: an item read while its workflow's breaker is open is held (not
+// sent, no slot taken) and dispatched once the breaker lets calls
+// through, while items for other workflows go on. A stream holds at most
+// max(256, 16*concurrency) items; past that the dispatcher waits.
+type holds struct {
+	ctx     context.Context
+	m       *Manager
+	submit  func(batchJob)
+	count   func(int)
+	mu      sync.Mutex
+	waiting map[string][]batchJob
+	n, max  int
+	room    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type batchJob = struct {
+	idx int
+	it  BatchItem
+}
+
+func (m *Manager) newHolds(ctx context.Context, total, concurrency int, submit func(batchJob), count func(int)) *holds {
+	limit := total // a batch's items are in memory already
+	if total < 0 {
+		limit = max(256, 16*concurrency) // a stream's memory stays bounded
+	}
+	return &holds{ctx: ctx, m: m, submit: submit, count: count, max: limit}
+}
+
+// hold reports whether j was held: its workflow's breaker is open, or
+// items of that workflow are already held (their order is kept). full
+// says it should have been held but no room is left: wait with waitRoom.
+func (h *holds) hold(j batchJob) (held, full bool) {
+	if h.m.breakers == nil {
+		return false, false
+	}
+	wf := j.it.Workflow
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, waiting := h.waiting[wf]
+	var wait time.Duration
+	var changed <-chan struct{}
+	if !waiting {
+		wait, changed = h.m.breakers.OpenFor(wf)
+		if wait <= 0 {
+			return false, false
+		}
+	}
+	if h.n >= h.max {
+		if h.room == nil {
+			h.room = make(chan struct{})
+		}
+		return false, true
+	}
+	if h.waiting == nil {
+		h.waiting = map[string][]batchJob{}
+	}
+	h.waiting[wf] = append(h.waiting[wf], j)
+	h.n++
+	if !waiting {
+		h.wg.Go(func() { h.release(wf, wait, changed) })
+	}
+	h.count(1)
+	return true, false
+}
+
+// waitRoom waits until held items are released (each release ends when
+// ctx does).
+func (h *holds) waitRoom() {
+	h.mu.Lock()
+	room := h.room
+	h.mu.Unlock()
+	if room != nil {
+		<-room
+	}
+}
+
+// release waits until wf's breaker lets calls through (or ctx ends) and
+// dispatches what was held for it.
+func (h *holds) release(wf string, wait time.Duration, changed <-chan struct{}) {
+	for wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-changed:
+		case <-h.ctx.Done():
+		}
+		t.Stop()
+		if h.ctx.Err() != nil {
+			break
+		}
+		wait, changed = h.m.breakers.OpenFor(wf)
+	}
+	for {
+		h.mu.Lock()
+		q := h.waiting[wf]
+		if len(q) == 0 {
+			delete(h.waiting, wf)
+			h.mu.Unlock()
+			return
+		}
+		h.waiting[wf] = nil
+		h.n -= len(q)
+		if h.room != nil {
+			close(h.room)
+			h.room = nil
+		}
+		h.mu.Unlock()
+		h.count(-len(q))
+		for _, j := range q {
+			h.submit(j)
+		}
+	}
+}
+
+// wait returns once every held item was dispatched or ended.
+func (h *holds) wait() { h.wg.Wait() }
 
 // configuredPacking returns the packing the configuration asks for when
 // every item's workflow is set to pack, nil otherwise.

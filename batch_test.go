@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
@@ -265,4 +266,121 @@ func TestBulkheadFromConfig(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
+}
+
+// TestBatchHoldsItemsOfAnOpenBreaker: with the default breaker, a batch
+// over two workflows, one of them down for 90 s, stops dispatching to the
+// one whose breaker is open (its items are held, not dead-lettered, not
+// sent) while the other's items go on; once the workflow is back, the held
+// items run and every item succeeds.
+func TestBatchHoldsItemsOfAnOpenBreaker(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		cfg, err := config.Parse([]byte("n8n: {base_url: 'http://n8n.test'}\nworkflows: {down: {path: down}, up: {path: up}}\n"), "t.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		var downSent, lastUp atomic.Int64
+		tr := invocation.TransportFunc(func(ctx context.Context, a *invocation.Attempt) (*invocation.Result, error) {
+			if err := invocation.Sleep(ctx, 100*time.Millisecond); err != nil {
+				return nil, err
+			}
+			if a.Request.Workflow == "down" {
+				downSent.Add(1)
+				if time.Since(start) < 90*time.Second {
+					return nil, &invocation.HTTPError{Workflow: "down", StatusCode: 503, ErrClass: invocation.Transient}
+				}
+			}
+			if a.Request.Workflow == "up" {
+				lastUp.Store(int64(time.Since(start)))
+			}
+			return &invocation.Result{Workflow: a.Request.Workflow, StatusCode: 200, Output: []byte("{}"), Completed: true}, nil
+		})
+		m, err := invoker.New(cfg, invoker.WithTransport(tr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = m.Close(context.Background()) }()
+		var in []invoker.BatchItem
+		for i := range 200 {
+			wf := "up"
+			if i%2 == 0 {
+				wf = "down"
+			}
+			in = append(in, invoker.BatchItem{Workflow: wf, Params: map[string]any{"i": i}})
+		}
+		var mu sync.Mutex
+		maxHeld := 0
+		results, err := m.ExecuteBatch(t.Context(), in, 8, invoker.WithProgress(func(p invoker.Progress) {
+			mu.Lock()
+			maxHeld = max(maxHeld, p.Held)
+			mu.Unlock()
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range results {
+			if r.Err != nil {
+				t.Fatalf("item %d (%s): %v", r.Index, r.Item.Workflow, r.Err)
+			}
+		}
+		// The up workflow's items did not wait for the down one.
+		if up := time.Duration(lastUp.Load()); up >= 10*time.Second {
+			t.Errorf("the last item of the up workflow ran at %s, although the down one only held its own", up)
+		}
+		if maxHeld == 0 {
+			t.Error("no item was held while the breaker was open")
+		}
+		// At most the calls in flight when the breaker opened kept
+		// trying; the held ones were not sent while it was open.
+		if n := downSent.Load(); n > 400 {
+			t.Errorf("%d attempts to the down workflow", n)
+		}
+		t.Logf("held at most %d, %d attempts to the down workflow, up done at %s, batch took %s",
+			maxHeld, downSent.Load(), time.Duration(lastUp.Load()), time.Since(start))
+	})
+}
+
+// TestBatchHeldItemsEndWithTheContext: items held for an open breaker when
+// the batch's context ends get the context's error (none is lost, none
+// is sent or dead-lettered), and the batch returns.
+func TestBatchHeldItemsEndWithTheContext(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		cfg, err := config.Parse([]byte("n8n: {base_url: 'http://n8n.test'}\nworkflows: {down: {path: down}}\n"), "t.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := invocation.TransportFunc(func(ctx context.Context, a *invocation.Attempt) (*invocation.Result, error) {
+			return nil, &invocation.HTTPError{Workflow: "down", StatusCode: 503, ErrClass: invocation.Transient}
+		})
+		m, err := invoker.New(cfg, invoker.WithTransport(tr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = m.Close(context.Background()) }()
+		in := make([]invoker.BatchItem, 50)
+		for i := range in {
+			in[i] = invoker.BatchItem{Workflow: "down", Params: map[string]any{"i": i}}
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		results, err := m.ExecuteBatch(ctx, in, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		canceled := 0
+		for _, r := range results {
+			if r.Err == nil || errors.Is(r.Err, invocation.ErrDeadLettered) {
+				t.Fatalf("item %d: %v", r.Index, r.Err)
+			}
+			if invocation.IsCanceled(r.Err) {
+				canceled++
+			}
+		}
+		if canceled < 40 {
+			t.Errorf("%d of 50 canceled", canceled)
+		}
+	})
 }

@@ -370,7 +370,8 @@ func (s *Breakers) Get(endpoint string) *Breaker {
 // the attempt's workflow and records the attempt's verdict. When the
 // breaker is open, the call waits (not sent, not an attempt) until the
 // breaker lets a probe through or closes, within the call's deadline and
-// MaxPause; past them it returns the *CircuitOpenError.
+// MaxPause; past them it returns the *CircuitOpenError. While it waits it
+// gives back the invocation.Slot the context carries, if any.
 func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
 	b := s.Get(a.Request.Workflow)
 	var paused time.Duration
@@ -398,17 +399,56 @@ func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invo
 			return nil, err
 		}
 		start := time.Now()
+		slot := invocation.SlotFrom(ctx)
+		if slot != nil {
+			slot.Release() // let the batch run calls to other endpoints
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-changed:
 		case <-t.C:
 		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
 		}
 		t.Stop()
+		if slot != nil && ctx.Err() == nil {
+			if err := slot.Reacquire(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		paused += time.Since(start)
 	}
+}
+
+// OpenFor reports whether calls to endpoint would meet an open breaker
+// that pauses them: how long it stays open (0 when it lets calls through,
+// when it has not been used, or when an open breaker fails calls at once
+// because MaxPause is negative), and a channel closed at its next
+// transition. A batch uses it to stop dispatching to that endpoint.
+func (s *Breakers) OpenFor(endpoint string) (time.Duration, <-chan struct{}) {
+	if s.cfg.MaxPause < 0 {
+		return 0, nil
+	}
+	v, ok := s.m.Load(endpoint)
+	if !ok {
+		return 0, nil
+	}
+	b := v.(*Breaker)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state != Open {
+		return 0, nil
+	}
+	wait := b.cfg.OpenTimeout - time.Since(b.openedAt)
+	if wait <= 0 {
+		return 0, nil
+	}
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return wait, b.changed
 }
 
 // BreakerState is one breaker's name and state.
