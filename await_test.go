@@ -48,9 +48,14 @@ func TestRealN8NRunByID(t *testing.T) {
 	defer cancel()
 	echoID := n8n.WorkflowID(t, "n8n-invoker echo")
 
+	first := contract.Calls()
 	res, err := m.ExecuteWorkflow(ctx, echoID, map[string]any{"by": "id"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// APICalls counts every API request the call made: here the lookup.
+	if n := contract.Calls() - first; res.APICalls != n || n == 0 {
+		t.Errorf("APICalls %d, the API saw %d", res.APICalls, n)
 	}
 	var out echoOut
 	if err := res.Decode(&out); err != nil || out.Received["by"] != "id" || res.WorkflowID != echoID || res.ExecutionID == "" {
@@ -59,8 +64,12 @@ func TestRealN8NRunByID(t *testing.T) {
 	// The warm path makes no API call: the webhook is cached.
 	before := contract.Calls()
 	for range 3 {
-		if _, err := m.ExecuteWorkflow(ctx, echoID, map[string]any{"by": "id"}); err != nil {
+		res, err := m.ExecuteWorkflow(ctx, echoID, map[string]any{"by": "id"})
+		if err != nil {
 			t.Fatal(err)
+		}
+		if res.APICalls != 0 {
+			t.Errorf("warm call reports %d API calls", res.APICalls)
 		}
 	}
 	if n := contract.Calls() - before; n != 0 {
@@ -103,10 +112,11 @@ func TestRealN8NRunByIDErrors(t *testing.T) {
 
 func TestRealN8NWaitForSlowWorkflow(t *testing.T) {
 	t.Parallel()
-	m, n8n, _ := apiManager(t, false)
+	m, n8n, contract := apiManager(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	slowID := n8n.WorkflowID(t, "n8n-invoker slow")
+	before := contract.Calls()
 	start := time.Now()
 	res, err := m.ExecuteWorkflow(ctx, slowID, map[string]any{"job": 42}, invoker.Wait())
 	if err != nil {
@@ -123,6 +133,11 @@ func TestRealN8NWaitForSlowWorkflow(t *testing.T) {
 	}
 	if res.Status != n8napi.StatusSuccess || !res.Completed || time.Since(start) < 3*time.Second {
 		t.Errorf("status %q completed %v after %s", res.Status, res.Completed, time.Since(start))
+	}
+	// Resolution and every poll are counted (the test runs alone in this
+	// manager: the contract saw only its calls).
+	if n := contract.Calls() - before; res.APICalls != n || n < 2 {
+		t.Errorf("APICalls %d, the API saw %d", res.APICalls, n)
 	}
 	t.Logf("await: a 3 s workflow answered at once and was followed to its end in %s with %d API calls",
 		time.Since(start).Round(time.Millisecond), res.APICalls)

@@ -447,7 +447,15 @@ func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOp
 			return nil, &APIKeyRequiredError{What: "Wait (following the execution)"}
 		}
 	}
-	return m.pipe.Run(ctx, c)
+	if m.api == nil {
+		return m.pipe.Run(ctx, c)
+	}
+	var calls n8napi.CallCounter
+	res, err := m.pipe.Run(n8napi.WithCallCounter(ctx, &calls), c)
+	if res != nil {
+		res.APICalls = calls.Count()
+	}
+	return res, err
 }
 
 // record ends the execution's span and feeds the metrics and tracers.

@@ -66,8 +66,8 @@ type Result struct {
 	Status string `json:"execution_status,omitempty"`
 	// WaitTill is when a waiting execution resumes.
 	WaitTill *time.Time `json:"wait_till,omitempty"`
-	// APICalls counts the n8n API calls this invocation made (resolution,
-	// correlation, polling).
+	// APICalls counts the n8n API requests this invocation made: resolution
+	// (when not cached), reconciliation (every page and retry), polling.
 	APICalls int `json:"api_calls,omitempty"`
 	// Deduplicated is true when the result is the one recorded for an
 	// idempotency key that already succeeded: n8n was not called again.

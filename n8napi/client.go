@@ -216,6 +216,7 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, query url.
 
 // Do sends req and decodes a JSON answer into v (when not nil).
 func (c *Client) Do(req *http.Request, v any) (*Response, error) {
+	countCall(req.Context())
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
