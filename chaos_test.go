@@ -1,6 +1,7 @@
 package invoker_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,8 +116,12 @@ func TestChaosFaultsAccounting(t *testing.T) {
 		seed = v
 	}
 	conc := 4
+	var batchOpts []invoker.BatchOption
 	if v, err := strconv.Atoi(os.Getenv("N8N_INVOKER_CHAOS_CONCURRENCY")); err == nil && v > 0 {
 		conc = v
+	} else if os.Getenv("N8N_INVOKER_CHAOS_CONCURRENCY") == "auto" { // as the CLI's --concurrency auto
+		conc = 32
+		batchOpts = append(batchOpts, invoker.WithAdaptiveConcurrency())
 	}
 	proxy, err := chaos.New(n8n.BaseURL, seed)
 	if err != nil {
@@ -144,7 +149,7 @@ func TestChaosFaultsAccounting(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*time.Second+2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	results, err := m.ExecuteBatch(ctx, batch, conc)
+	results, err := m.ExecuteBatch(ctx, batch, conc, batchOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,9 +208,9 @@ func TestChaosFaultsAccounting(t *testing.T) {
 		}
 	}
 	faulted := len(recs) - faults[chaos.None]
-	t.Logf("chaos: %d items in %s (%.1f/s): %d succeeded, %d failed with typed errors, %d degraded, %d lost; "+
+	t.Logf("chaos: concurrency %s, %d items in %s (%.1f/s): %d succeeded, %d failed with typed errors, %d degraded, %d lost; "+
 		"%d attempts, %d faulted (%.0f%%: %v); %d extra executions, each after a reset that lost n8n's answer",
-		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), ok, failed, degraded, lost,
+		cmp.Or(os.Getenv("N8N_INVOKER_CHAOS_CONCURRENCY"), strconv.Itoa(conc)), n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), ok, failed, degraded, lost,
 		len(recs), faulted, 100*float64(faulted)/float64(len(recs)), faults, extra)
 	if ok+failed+degraded != n {
 		t.Errorf("%d items unaccounted for", n-ok-failed-degraded)
