@@ -263,6 +263,11 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		rtt := time.Since(start)
 		if slot != nil {
 			rtt -= slot.pausedFor
+			// The adaptive limit wants the server's latency, not the
+			// retries' backoff: use the last attempt's.
+			if slot.lastAttempt > 0 {
+				rtt = slot.lastAttempt
+			}
 		}
 		switch {
 		case err == nil:
@@ -368,7 +373,13 @@ type batchSlot struct {
 	held      atomic.Bool
 	since     time.Time
 	pausedFor time.Duration
+	// lastAttempt is the latency of the call's last attempt.
+	lastAttempt time.Duration
 }
+
+// ObserveAttempt records an attempt's latency (the breaker stage calls
+// it).
+func (s *batchSlot) ObserveAttempt(d time.Duration) { s.lastAttempt = d }
 
 func (s *batchSlot) Release() {
 	if s.held.Swap(false) {

@@ -379,8 +379,12 @@ func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invo
 		changed := b.Changed()
 		gen, err := b.acquire()
 		if err == nil {
+			start := time.Now()
 			res, err := next(ctx, a)
 			b.record(gen, VerdictOf(err))
+			if o, ok := invocation.SlotFrom(ctx).(interface{ ObserveAttempt(time.Duration) }); ok {
+				o.ObserveAttempt(time.Since(start))
+			}
 			return res, err
 		}
 		if s.cfg.MaxPause < 0 {
