@@ -382,7 +382,9 @@ func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invo
 			start := time.Now()
 			res, err := next(ctx, a)
 			b.record(gen, VerdictOf(err))
-			if o, ok := invocation.SlotFrom(ctx).(interface{ ObserveAttempt(time.Duration) }); ok {
+			// An answered attempt's latency (a fault's answer comes back
+			// at once and says nothing of the server's load).
+			if o, ok := invocation.SlotFrom(ctx).(interface{ ObserveAttempt(time.Duration) }); ok && err == nil {
 				o.ObserveAttempt(time.Since(start))
 			}
 			return res, err
