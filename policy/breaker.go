@@ -382,9 +382,7 @@ func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invo
 			start := time.Now()
 			res, err := next(ctx, a)
 			b.record(gen, VerdictOf(err))
-			// An answered attempt's latency (a fault's answer comes back
-			// at once and says nothing of the server's load).
-			if o, ok := invocation.SlotFrom(ctx).(interface{ ObserveAttempt(time.Duration) }); ok && err == nil {
+			if o, ok := invocation.SlotFrom(ctx).(interface{ ObserveAttempt(time.Duration) }); ok {
 				o.ObserveAttempt(time.Since(start))
 			}
 			return res, err
