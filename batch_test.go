@@ -276,10 +276,7 @@ func TestBulkheadFromConfig(t *testing.T) {
 func TestBatchHoldsItemsOfAnOpenBreaker(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		cfg, err := config.Parse([]byte("n8n: {base_url: 'http://n8n.test'}\nworkflows: {down: {path: down}, up: {path: up}}\n"), "t.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := parseConfig(t, "n8n: {base_url: 'http://n8n.test'}\nworkflows: {down: {path: down}, up: {path: up}}\n")
 		start := time.Now()
 		var downSent, lastUp atomic.Int64
 		tr := invocation.TransportFunc(func(ctx context.Context, a *invocation.Attempt) (*invocation.Result, error) {
@@ -348,10 +345,7 @@ func TestBatchHoldsItemsOfAnOpenBreaker(t *testing.T) {
 func TestBatchHeldItemsEndWithTheContext(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		cfg, err := config.Parse([]byte("n8n: {base_url: 'http://n8n.test'}\nworkflows: {down: {path: down}}\n"), "t.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := parseConfig(t, "n8n: {base_url: 'http://n8n.test'}\nworkflows: {down: {path: down}}\n")
 		tr := invocation.TransportFunc(func(ctx context.Context, a *invocation.Attempt) (*invocation.Result, error) {
 			return nil, &invocation.HTTPError{Workflow: "down", StatusCode: 503, ErrClass: invocation.Transient}
 		})
@@ -383,4 +377,14 @@ func TestBatchHeldItemsEndWithTheContext(t *testing.T) {
 			t.Errorf("%d of 50 canceled", canceled)
 		}
 	})
+}
+
+// parseConfig parses a test configuration.
+func parseConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
