@@ -562,65 +562,71 @@ func (t *Transport) decode(c *call, req *invocation.Request, resp *http.Response
 }
 
 // executionIDOf returns a top-level "executionId" of a JSON object: a
-// string or a number. It scans instead of decoding the whole output.
+// string or a number, as a decoder reads it. It scans instead of decoding
+// the whole output; an output with escapes or invalid UTF-8 (where a key
+// or value can be spelled another way) is decoded instead.
 func executionIDOf(out json.RawMessage) string {
 	if len(out) == 0 || out[0] != '{' {
 		return ""
 	}
+	if bytes.IndexByte(out, '\\') >= 0 || !utf8.Valid(out) {
+		return decodedExecutionID(out)
+	}
 	key := []byte(`"executionId"`)
-	i := -1 // the last occurrence at the top level, as a decoder keeps the last
+	var value []byte // after the last top-level key, as a decoder keeps the last
 	for from := 0; ; {
 		j := bytes.Index(out[from:], key)
 		if j < 0 {
 			break
 		}
-		if topLevel(out[:from+j]) {
-			i = from + j
+		at := from + j
+		from = at + len(key)
+		if !topLevel(out[:at]) {
+			continue
 		}
-		from += j + len(key)
+		rest := bytes.TrimLeft(out[from:], " \t\r\n")
+		if len(rest) == 0 || rest[0] != ':' {
+			continue // a string value spelled like the key, not the key
+		}
+		value = bytes.TrimLeft(rest[1:], " \t\r\n")
 	}
-	if i < 0 {
-		return ""
-	}
-	rest := bytes.TrimLeft(out[i+len(key):], " \t\r\n")
-	if len(rest) == 0 || rest[0] != ':' {
-		return ""
-	}
-	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
 	switch {
-	case len(rest) > 0 && rest[0] == '"':
-		end, escaped := -1, false
-		for k := 1; k < len(rest); k++ {
-			if rest[k] == '\\' {
-				escaped = true
-				k++
-				continue
-			}
-			if rest[k] == '"' {
-				end = k
-				break
-			}
-		}
+	case len(value) > 0 && value[0] == '"':
+		end := bytes.IndexByte(value[1:], '"') // no escapes here
 		if end < 0 {
 			return ""
 		}
-		if escaped {
-			var s string
-			if json.Unmarshal(rest[:end+1], &s) != nil {
-				return ""
-			}
-			return s
-		}
-		return string(rest[1:end])
-	case len(rest) > 0 && (rest[0] == '-' || rest[0] >= '0' && rest[0] <= '9'):
+		return string(value[1 : 1+end])
+	case len(value) > 0 && (value[0] == '-' || value[0] >= '0' && value[0] <= '9'):
 		n := 1
-		for n < len(rest) && (rest[n] >= '0' && rest[n] <= '9' || rest[n] == '.' || rest[n] == 'e' || rest[n] == 'E' || rest[n] == '+' || rest[n] == '-') {
+		for n < len(value) && (value[n] >= '0' && value[n] <= '9' || value[n] == '.' || value[n] == 'e' || value[n] == 'E' || value[n] == '+' || value[n] == '-') {
 			n++
 		}
 		var num json.Number
-		if json.Unmarshal(rest[:n], &num) != nil {
+		if json.Unmarshal(value[:n], &num) != nil {
 			return ""
 		}
+		return num.String()
+	}
+	return ""
+}
+
+// decodedExecutionID is executionIDOf by a decoder.
+func decodedExecutionID(out json.RawMessage) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(out, &m) != nil {
+		return ""
+	}
+	v, ok := m["executionId"]
+	if !ok {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	var num json.Number
+	if json.Unmarshal(v, &num) == nil {
 		return num.String()
 	}
 	return ""

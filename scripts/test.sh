@@ -28,7 +28,11 @@ echo "== short fuzz pass (${N8N_INVOKER_FUZZTIME:-10s} per target)"
 for target in config:FuzzParse config:FuzzExpand policy:FuzzParseRetryAfter httpinvoker:FuzzDecode httpinvoker:FuzzMessageOf n8napi:FuzzExecution; do
   pkg=${target%%:*} name=${target##*:}
   go test -run='^$' -fuzz="^$name\$" -fuzztime="${N8N_INVOKER_FUZZTIME:-10s}" "./$pkg" 2>&1 |
-    awk -v t="$target" '/execs:/ {last=$0} /^(ok|FAIL|---)/ {print} END {print "   " t ": " last}'
-  [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+    awk -v t="$target" '/execs:/ {last=$0} /^(ok|FAIL|---)|_test\.go:|Failing input|go test -run/ {print} END {print "   " t ": " last}'
+  if [ "${PIPESTATUS[0]}" != 0 ]; then
+    # the input that failed, so that a CI log is enough to reproduce it
+    for f in $(git ls-files --others --exclude-standard "$pkg/testdata/fuzz/$name" 2>/dev/null); do echo "== $f"; cat "$f"; done
+    exit 1
+  fi
 done
 echo "== all tests passed in $(( $(date +%s) - t0 )) s"
