@@ -366,7 +366,8 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 }
 
 // batchSlot is a batch call's concurrency slot, given back while the
-// call waits for an open breaker (invocation.Slot).
+// call waits without sending: an open breaker's pause, a retry's
+// backoff, a reconcile's wait (invocation.Slot).
 type batchSlot struct {
 	lim       slots
 	paused    *atomic.Int64
@@ -393,10 +394,12 @@ func (s *batchSlot) Reacquire(ctx context.Context) error {
 	if s.held.Load() {
 		return nil
 	}
-	err := s.lim.Acquire(ctx)
 	s.paused.Add(-1)
 	s.pausedFor += time.Since(s.since)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.lim.Acquire(ctx); err != nil {
 		return err
 	}
 	s.held.Store(true)

@@ -388,3 +388,65 @@ func parseConfig(t *testing.T, yaml string) *config.Config {
 	}
 	return cfg
 }
+
+// TestBatchBackoffGivesTheSlotBack: a call waiting out its retry backoff
+// does not hold one of the batch's slots, so the concurrency bounds the
+// attempts n8n has at once and the other items go on meanwhile.
+func TestBatchBackoffGivesTheSlotBack(t *testing.T) {
+	t.Parallel()
+	for _, conc := range []string{"fixed", "auto"} {
+		t.Run(conc, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				cfg := parseConfig(t, "n8n: {base_url: 'http://n8n.test'}\nworkflows: {w: {path: w}}\n")
+				var mu sync.Mutex
+				atN8N, peakAtN8N, calls, peakCalls := 0, 0, 0, 0
+				tr := invocation.TransportFunc(func(ctx context.Context, a *invocation.Attempt) (*invocation.Result, error) {
+					mu.Lock()
+					atN8N++
+					peakAtN8N = max(peakAtN8N, atN8N)
+					if a.Number == 1 {
+						calls++ // a call starts with its first attempt
+						peakCalls = max(peakCalls, calls)
+					}
+					mu.Unlock()
+					defer func() { mu.Lock(); atN8N--; mu.Unlock() }()
+					if err := invocation.Sleep(ctx, 100*time.Millisecond); err != nil {
+						return nil, err
+					}
+					if a.Number == 1 && a.Request.Params["i"].(int)%4 == 0 {
+						return nil, &invocation.HTTPError{Workflow: "w", StatusCode: 503, ErrClass: invocation.Transient}
+					}
+					mu.Lock()
+					calls-- // and ends with its success
+					mu.Unlock()
+					return &invocation.Result{Workflow: "w", StatusCode: 200, Output: []byte("{}"), Completed: true}, nil
+				})
+				m, err := invoker.New(cfg, invoker.WithTransport(tr))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = m.Close(context.Background()) }()
+				var opts []invoker.BatchOption
+				if conc == "auto" {
+					opts = append(opts, invoker.WithAdaptiveConcurrency())
+				}
+				results, err := m.ExecuteBatch(t.Context(), items(40), 2, opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range results {
+					if r.Err != nil {
+						t.Fatalf("item %d: %v", r.Index, r.Err)
+					}
+				}
+				if peakAtN8N > 2 {
+					t.Errorf("%d attempts at n8n at once, concurrency 2", peakAtN8N)
+				}
+				if peakCalls <= 2 {
+					t.Errorf("at most %d calls at once: the calls in backoff kept their slots", peakCalls)
+				}
+			})
+		})
+	}
+}

@@ -66,7 +66,7 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 	}
 	from := since.Add(-opt.Skew)
 	r := &Reconciliation{}
-	if err := invocation.Sleep(ctx, opt.Settle); err != nil {
+	if err := invocation.WaitReleased(ctx, opt.Settle, nil); err != nil {
 		return r, err
 	}
 	// Snapshot: what may still become the execution.
@@ -121,7 +121,7 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 			r.Unresolved = true
 			break
 		}
-		if err := invocation.Sleep(ctx, wait); err != nil {
+		if err := invocation.WaitReleased(ctx, wait, nil); err != nil {
 			return r, err
 		}
 		wait = min(2*time.Second, wait*2)

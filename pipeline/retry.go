@@ -179,7 +179,9 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		if r.Policy.MaxElapsed > 0 && time.Since(start)+wait > r.Policy.MaxElapsed {
 			return nil, exhausted(c, err)
 		}
-		if err := invocation.Sleep(ctx, wait); err != nil {
+		// The backoff is not spent at n8n: the call's batch slot is given
+		// back meanwhile, so a batch's concurrency counts calls n8n has.
+		if err := invocation.WaitReleased(ctx, wait, nil); err != nil {
 			return nil, err
 		}
 	}

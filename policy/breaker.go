@@ -403,23 +403,9 @@ func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invo
 			return nil, err
 		}
 		start := time.Now()
-		slot := invocation.SlotFrom(ctx)
-		if slot != nil {
-			slot.Release() // let the batch run calls to other endpoints
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-changed:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-		if slot != nil && ctx.Err() == nil {
-			if err := slot.Reacquire(ctx); err != nil {
-				return nil, err
-			}
-		}
-		if err := ctx.Err(); err != nil {
+		// Give the slot back meanwhile: the batch runs calls to other
+		// endpoints.
+		if err := invocation.WaitReleased(ctx, wait, changed); err != nil {
 			return nil, err
 		}
 		paused += time.Since(start)
