@@ -20,6 +20,7 @@ type callOptions struct {
 	await        n8napi.AwaitOptions
 	replayOf     int64 // the dead-letter entry being replayed
 	replayFailed bool
+	rescue       bool // Rescue's call
 }
 
 // Wait makes the call follow the execution to its end through n8n's API

@@ -35,6 +35,7 @@ type BatchItem struct {
 	body         json.RawMessage // a dead letter's parameters, as stored
 	replayOf     int64           // the dead-letter entry a replay item replays
 	replayFailed bool
+	rescue       bool // Rescue's item: a key another process left in flight
 }
 
 // BatchResult is the outcome of one BatchItem: Result or Err is set.
@@ -249,8 +250,8 @@ func (m *Manager) dispatch(ctx context.Context, items iter.Seq[BatchItem], total
 		defer m.tel.BatchInFlight(ctx, -1)
 		start := time.Now()
 		var co *callOptions
-		if it.replayOf != 0 {
-			co = &callOptions{replayOf: it.replayOf, replayFailed: it.replayFailed}
+		if it.replayOf != 0 || it.rescue {
+			co = &callOptions{replayOf: it.replayOf, replayFailed: it.replayFailed, rescue: it.rescue}
 		}
 		callCtx := ctx
 		var slot *batchSlot

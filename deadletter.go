@@ -42,7 +42,8 @@ func (m *Manager) openDLQ() error {
 		return err
 	}
 	if s, ok := b.(*dlq.SQLite); ok && s.Recovered > 0 {
-		m.log.Warn("dead-letter queue: invocations left in flight by a crash are stored for replay", "count", s.Recovered, "path", s.Path())
+		m.log.Warn("journal: invocations a crash left in flight are taken over, reconciled with n8n and only then sent again",
+			"count", s.Recovered, "path", s.Path())
 	}
 	m.dlq, m.ownDLQ = b, b
 	return nil
@@ -53,26 +54,21 @@ func (m *Manager) deadLetterClass(err error) bool {
 }
 
 // journaled runs invoke under the write-ahead journal: a key that already
-// succeeded returns its recorded result; a failure of a configured class
-// becomes a dead letter (returned as *DeadLetteredError). replayOf, when
-// not zero, is the entry being replayed: it is removed on success and
-// updated on failure instead of adding a new one.
-func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explicitKey bool, replayOf int64, replayFailed bool, invoke func() (*invocation.Result, error)) (*invocation.Result, error) {
+// succeeded returns its recorded result; a key another process holds
+// waits for that process's outcome; a key a dead process left in flight
+// is taken over and reconciled with n8n before it is sent again; a
+// failure of a configured class becomes a dead letter (returned as
+// *DeadLetteredError). replayOf, when not zero, is the entry being
+// replayed: it is removed on success and updated on failure instead of
+// adding a new one. rescue marks a call of Rescue: a key held by a live
+// process is skipped, not waited for.
+func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explicitKey bool, replayOf int64, replayFailed, rescue bool, invoke func() (*invocation.Result, error)) (*invocation.Result, error) {
 	if explicitKey || replayOf != 0 {
-		raw, ok, err := m.dlq.Completed(ctx, req.IdempotencyKey)
-		if err != nil {
-			return nil, fmt.Errorf("invoker: reading the idempotency record: %w", err)
-		}
-		if ok {
-			var res invocation.Result
-			if err := json.Unmarshal(raw, &res); err != nil {
-				return nil, fmt.Errorf("invoker: idempotency record of %q: %w", req.IdempotencyKey, err)
-			}
-			res.Deduplicated = true
-			if replayOf != 0 {
+		if res, ok, err := m.recorded(ctx, req.IdempotencyKey); err != nil || ok {
+			if ok && replayOf != 0 {
 				_ = m.dlq.Delete(ctx, replayOf)
 			}
-			return &res, nil
+			return res, err
 		}
 	}
 	if replayOf != 0 {
@@ -80,26 +76,33 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 		if res, err, done := m.reconcileReplay(ctx, req, replayOf, replayFailed); done {
 			return res, err
 		}
-	} else if explicitKey {
-		if res, ok := m.reconcile(ctx, req); ok {
-			return res, nil
-		}
 	}
 	params, err := m.encodeParams(req)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.dlq.Begin(ctx, &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: req.Workflow, Params: params, RequestID: req.RequestID}); err != nil {
-		return nil, fmt.Errorf("invoker: writing the invocation ahead (not sent): %w", err)
+	lease, taken, done, err := m.begin(ctx, req, params, rescue)
+	if err != nil || done != nil {
+		return done, err // the other process's recorded result
 	}
 	bg := context.WithoutCancel(ctx) // record the outcome even if ctx ends now
-	res, err := invoke()
+	m.leases.hold(lease)
+	defer m.leases.drop(lease.Key)
+	var res *invocation.Result
+	settled := false
+	if taken {
+		// The key was in flight in a process that died (or in a call of
+		// this one that was canceled after sending): find out first.
+		res, err, settled = m.takenOver(ctx, req, lease)
+	}
+	if !settled {
+		res, err = invoke()
+	}
 	switch {
 	case err == nil:
 		raw, _ := json.Marshal(res)
-		if cerr := m.dlq.Complete(bg, req.IdempotencyKey, raw); cerr != nil {
-			m.log.Error("dead-letter queue: recording a success failed; a replay after a crash may run it again",
-				"workflow", req.Workflow, "idempotency_key", req.IdempotencyKey, "error", cerr.Error())
+		if cerr := m.dlq.Complete(bg, lease, raw); cerr != nil {
+			m.lostOutcome(req, cerr, "recording a success")
 		}
 		if replayOf != 0 {
 			_ = m.dlq.Delete(bg, replayOf)
@@ -107,19 +110,30 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 		return res, nil
 	case invocation.IsCanceled(err) && invocation.OutcomeOf(err) == invocation.Ambiguous:
 		// Sent, then canceled: it may have run. It stays in the journal as
-		// in flight (a restart recovers it as "interrupted" and a replay
-		// reconciles it with n8n before sending it again); it is not a
-		// failure, so it is no dead letter.
+		// in flight; once its lease expires a rescue (this process's or
+		// another's) reconciles it with n8n before sending it again. It is
+		// not a failure, so it is no dead letter.
 		return nil, err
 	case invocation.IsCanceled(err) || !m.deadLetterClass(err) || replayOf != 0:
-		if _, eerr := m.dlq.End(bg, req.IdempotencyKey, nil); eerr != nil {
-			m.log.Error("dead-letter queue: clearing an in-flight record failed", "error", eerr.Error())
+		if _, eerr := m.dlq.End(bg, lease, nil); eerr != nil {
+			m.lostOutcome(req, eerr, "clearing an in-flight record")
 		}
 		if replayOf != 0 && !invocation.IsCanceled(err) {
 			_ = m.dlq.MarkReplayed(bg, replayOf, max(1, invocation.AttemptsOf(err)), errorInfo(err))
 		}
 		return nil, err
 	}
+	e := deadLetter(req, params, err)
+	id, derr := m.dlq.End(bg, lease, e)
+	if derr != nil {
+		m.lostOutcome(req, derr, "storing a failed invocation")
+		return nil, err
+	}
+	return nil, &dlq.DeadLetteredError{EntryID: id, Err: err}
+}
+
+// deadLetter is the entry of a failed invocation.
+func deadLetter(req *invocation.Request, params json.RawMessage, err error) *dlq.Entry {
 	info := errorInfo(err)
 	reason := "exhausted"
 	switch {
@@ -144,13 +158,111 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 	if errors.As(err, &fe) {
 		e.ExecutionID = fe.ExecutionID
 	}
-	id, derr := m.dlq.End(bg, req.IdempotencyKey, e)
-	if derr != nil {
-		m.log.Error("dead-letter queue: storing a failed invocation failed", "workflow", req.Workflow,
-			"idempotency_key", req.IdempotencyKey, "error", derr.Error())
-		return nil, err
+	return e
+}
+
+// lostOutcome logs an outcome the journal did not take: a lost lease
+// (another process took the key over and decides it) or a store error.
+func (m *Manager) lostOutcome(req *invocation.Request, err error, what string) {
+	if errors.Is(err, dlq.ErrLeaseLost) {
+		m.log.Warn("journal: another process took the key over while this call ran; its outcome is not recorded here",
+			"workflow", req.Workflow, "idempotency_key", req.IdempotencyKey, "while", what)
+		return
 	}
-	return nil, &dlq.DeadLetteredError{EntryID: id, Err: err}
+	m.log.Error("journal: "+what+" failed; a rescue may reconcile and run it again",
+		"workflow", req.Workflow, "idempotency_key", req.IdempotencyKey, "error", err.Error())
+}
+
+// recorded returns the recorded result of a key that succeeded.
+func (m *Manager) recorded(ctx context.Context, key string) (*invocation.Result, bool, error) {
+	raw, ok, err := m.dlq.Completed(ctx, key)
+	if err != nil {
+		return nil, false, fmt.Errorf("invoker: reading the idempotency record: %w", err)
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	var res invocation.Result
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return nil, false, fmt.Errorf("invoker: idempotency record of %q: %w", key, err)
+	}
+	res.Deduplicated = true
+	return &res, true, nil
+}
+
+// KeyHeldError is a call whose idempotency key another live process has
+// in flight, when that process did not end it within the wait
+// (store.held_wait): nothing was sent.
+type KeyHeldError struct {
+	Workflow       string
+	IdempotencyKey string
+	// Owner is the process holding the key.
+	Owner string
+	Wait  time.Duration
+}
+
+// Error returns the message.
+func (e *KeyHeldError) Error() string {
+	return fmt.Sprintf("workflow %q: idempotency key %q is in flight in another process (%s), which did not end it within %s (nothing was sent)",
+		e.Workflow, e.IdempotencyKey, e.Owner, e.Wait)
+}
+
+// Class returns Transient: the other process may end it later.
+func (e *KeyHeldError) Class() invocation.Class { return invocation.Transient }
+
+// Outcome returns NotSent.
+func (e *KeyHeldError) Outcome() invocation.Outcome { return invocation.NotSent }
+
+// errRescueHeld ends a rescue of a key another live process took first.
+var errRescueHeld = errors.New("invoker: another process took the key over")
+
+// begin writes req ahead under a lease of this process. A key another
+// live process holds is waited for (bounded): when that process records
+// a success, its result is returned (and no lease); when it lets the key
+// go otherwise, begin tries again.
+func (m *Manager) begin(ctx context.Context, req *invocation.Request, params json.RawMessage, rescue bool) (dlq.Lease, bool, *invocation.Result, error) {
+	in := &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: req.Workflow, Params: params, RequestID: req.RequestID}
+	wait := m.cfg.Store.HeldWait.D()
+	if wait <= 0 {
+		wait = DefaultHeldWait
+	}
+	deadline := time.Now().Add(wait)
+	poll := 50 * time.Millisecond
+	waited := false
+	for {
+		lease, taken, err := m.dlq.Begin(ctx, in, m.owner, m.leaseTTL())
+		var he *dlq.HeldError
+		switch {
+		case err == nil && waited:
+			// The other process let the key go: with a success?
+			res, ok, rerr := m.recorded(ctx, req.IdempotencyKey)
+			if rerr != nil || ok {
+				_, _ = m.dlq.End(context.WithoutCancel(ctx), lease, nil)
+				return dlq.Lease{}, false, res, rerr
+			}
+			return lease, taken, nil, nil
+		case err == nil:
+			return lease, taken, nil, nil
+		case !errors.As(err, &he):
+			return dlq.Lease{}, false, nil, fmt.Errorf("invoker: writing the invocation ahead (not sent): %w", err)
+		case deadOwner(he.Owner) && in.Replaces == "":
+			in.Replaces = he.Owner // a process of this machine that died: no need to wait its lease out
+			continue
+		case rescue:
+			return dlq.Lease{}, false, nil, errRescueHeld
+		}
+		if res, ok, rerr := m.recorded(ctx, req.IdempotencyKey); rerr != nil || ok {
+			return dlq.Lease{}, false, res, rerr
+		}
+		if time.Now().After(deadline) {
+			return dlq.Lease{}, false, nil, &KeyHeldError{Workflow: req.Workflow, IdempotencyKey: req.IdempotencyKey, Owner: he.Owner, Wait: wait}
+		}
+		if err := invocation.Sleep(ctx, poll); err != nil {
+			return dlq.Lease{}, false, nil, err
+		}
+		waited = true
+		poll = min(time.Second, poll*2)
+	}
 }
 
 func errorInfo(err error) dlq.ErrorInfo {
@@ -333,20 +445,39 @@ func (m *Manager) reconcileReplay(ctx context.Context, req *invocation.Request, 
 	if err != nil {
 		return nil, nil, false
 	}
+	// The entry's attempts ended when it was stored; they started at most
+	// a call's time before.
+	res, err, done := m.ranBefore(ctx, req, e.CreatedAt.Add(-replayLookback), replayFailed)
+	switch {
+	case !done:
+	case err == nil:
+		raw, _ := json.Marshal(res)
+		if err := m.dlq.Complete(ctx, dlq.Lease{Key: req.IdempotencyKey}, raw); err == nil {
+			_ = m.dlq.Delete(ctx, entryID)
+		}
+		m.log.InfoContext(ctx, "replay: n8n had run the entry; recorded, not sent again", "entry", entryID, "execution_id", res.ExecutionID)
+	case errors.Is(err, invocation.ErrWorkflowFailed):
+		_ = m.dlq.MarkReplayed(ctx, entryID, 0, errorInfo(err))
+	}
+	return res, err, done
+}
+
+// ranBefore asks n8n whether req's key ran since since: done is true when
+// the answer settles it, with the result of the execution that succeeded,
+// an *n8napi.ExecutionFailedError for one that failed (unless sendFailed),
+// or a *pipeline.UnresolvedError. Not found, or crashed: not done, send it.
+func (m *Manager) ranBefore(ctx context.Context, req *invocation.Request, since time.Time, sendFailed bool) (*invocation.Result, error, bool) {
 	wfID, err := m.workflowID(ctx, req.Workflow)
 	if err != nil {
 		return nil, nil, false
 	}
-	// The entry's attempts ended when it was stored; they started at most
-	// a call's time before.
-	since := e.CreatedAt.Add(-replayLookback)
 	rc, err := m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since,
 		&n8napi.ReconcileOptions{Settle: time.Millisecond, Timeout: m.cfg.Invokers.HTTP.ReconcileTimeout.D()})
 	switch {
 	case err != nil:
 		return nil, &pipeline.UnresolvedError{Workflow: req.Workflow, Attempts: 0, Reason: "n8n's executions API failed: " + err.Error(), Last: err}, true
 	case rc.Unresolved:
-		return nil, &pipeline.UnresolvedError{Workflow: req.Workflow, Reason: "an execution of the key is still running", Last: errors.New("not replayed")}, true
+		return nil, &pipeline.UnresolvedError{Workflow: req.Workflow, Reason: "an execution of the key is still running", Last: errors.New("not sent again")}, true
 	case rc.Execution == nil || rc.Execution.Status == n8napi.StatusCrashed:
 		return nil, nil, false // not run (or crashed): send it
 	}
@@ -359,69 +490,42 @@ func (m *Manager) reconcileReplay(ctx context.Context, req *invocation.Request, 
 				res.Output, res.LastNodeOutput, res.ContentType = b, b, "application/json"
 			}
 		}
-		raw, _ := json.Marshal(res)
-		if err := m.dlq.Complete(ctx, req.IdempotencyKey, raw); err == nil {
-			_ = m.dlq.Delete(ctx, entryID)
-		}
-		m.log.InfoContext(ctx, "replay: n8n had run the entry; recorded, not sent again", "entry", entryID, "execution_id", x.ID.String())
 		return res, nil, true
 	}
-	if replayFailed {
+	if sendFailed {
 		return nil, nil, false // asked for: run the failing workflow again
 	}
 	fe := &n8napi.ExecutionFailedError{Workflow: req.Workflow, ExecutionID: x.ID.String(), Status: x.Status}
 	if x.Data != nil && x.Data.ResultData.Error != nil {
 		fe.Message, fe.Node = x.Data.ResultData.Error.Message, x.Data.ResultData.Error.NodeName()
 	}
-	_ = m.dlq.MarkReplayed(ctx, entryID, 0, errorInfo(fe))
 	return nil, fe, true
+}
+
+// takenOver settles, before anything is sent, a key this call took over
+// from a process that died with it in flight: its recorded result, n8n's
+// execution of it (reconcile by Idempotency-Key since the invocation was
+// first written ahead), or, without an API key, an *AmbiguousError unless
+// retry_ambiguous. settled is false when it should be sent.
+func (m *Manager) takenOver(ctx context.Context, req *invocation.Request, lease dlq.Lease) (*invocation.Result, error, bool) {
+	if res, ok, err := m.recorded(ctx, req.IdempotencyKey); err != nil || ok {
+		return res, err, true
+	}
+	m.log.InfoContext(ctx, "journal: took over an invocation a process left in flight; reconciling before sending",
+		"workflow", req.Workflow, "idempotency_key", req.IdempotencyKey, "token", lease.Token)
+	if m.api == nil {
+		if m.cfg.Invokers.HTTP.RetryAmbiguous {
+			return nil, nil, false
+		}
+		return nil, &pipeline.AmbiguousError{Workflow: req.Workflow, Last: errors.New("its process ended while it was in flight")}, true
+	}
+	since := time.Now().Add(-replayLookback)
+	if in, err := m.dlq.Inflight(ctx, dlq.InflightFilter{Key: req.IdempotencyKey}); err == nil && len(in) == 1 {
+		since = in[0].StartedAt.Add(-n8napi.DefaultReconcileSkew)
+	}
+	return m.ranBefore(ctx, req, since, false)
 }
 
 // replayLookback is how far before an entry was stored its attempts may
 // have started.
 const replayLookback = 15 * time.Minute
-
-// reconcile looks, for a key a crash left in flight (a dead letter with
-// reason "interrupted"), whether n8n ran it after all: its executions
-// carry the Idempotency-Key header. If one succeeded, the key is recorded
-// as completed with that execution's output, the dead letters of the key
-// are removed, and n8n is not called again. It needs the API; without
-// it, or when nothing is found, the call goes ahead (at least once).
-func (m *Manager) reconcile(ctx context.Context, req *invocation.Request) (*invocation.Result, bool) {
-	if m.api == nil {
-		return nil, false
-	}
-	entries, err := m.dlq.List(ctx, dlq.Filter{Key: req.IdempotencyKey, Reason: "interrupted"})
-	if err != nil || len(entries) == 0 {
-		return nil, false
-	}
-	wfID, err := m.workflowID(ctx, req.Workflow)
-	if err != nil {
-		return nil, false
-	}
-	execID, calls, err := m.api.Correlate(ctx, wfID, "idempotency-key", req.IdempotencyKey, 0)
-	if err != nil || execID == "" {
-		return nil, false
-	}
-	e, _, err := m.api.Executions.Get(ctx, execID, true)
-	if err != nil || e.Status != n8napi.StatusSuccess {
-		return nil, false
-	}
-	res := &invocation.Result{Workflow: req.Workflow, WorkflowID: wfID, RequestID: req.RequestID, ExecutionID: execID,
-		Status: e.Status, Completed: true, Deduplicated: true, APICalls: calls + 1, Output: json.RawMessage("null")}
-	if out := e.Data.LastOutput(); out != nil {
-		if b, err := json.Marshal(out); err == nil {
-			res.Output, res.ContentType = b, "application/json"
-		}
-	}
-	raw, _ := json.Marshal(res)
-	if err := m.dlq.Complete(ctx, req.IdempotencyKey, raw); err != nil {
-		return nil, false
-	}
-	for _, en := range entries {
-		_ = m.dlq.Delete(ctx, en.ID)
-	}
-	m.log.InfoContext(ctx, "dead-letter queue: an interrupted invocation had run in n8n; recorded, not sent again",
-		"workflow", req.Workflow, "idempotency_key", req.IdempotencyKey, "execution_id", execID)
-	return res, true
-}

@@ -54,6 +54,9 @@ type Manager struct {
 	fallback     Fallback
 	fallbackOn   func(error) bool
 	onBreaker    func(endpoint string, from, to policy.State)
+	// owner names this process in the journal's leases.
+	owner  string
+	leases leaseSet
 
 	mu    sync.RWMutex
 	hooks map[hooks.Stage][]hooks.Hook
@@ -312,6 +315,8 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		m.closeOwned()
 		return nil, err
 	}
+	m.owner = processOwner()
+	m.startLeases()
 	return m, nil
 }
 
@@ -442,7 +447,10 @@ func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOp
 		r.IdempotencyKey = r.RequestID
 	}
 	if o != nil {
-		c.Wait, c.Await, c.ReplayOf, c.ReplayFailed = o.wait, o.await, o.replayOf, o.replayFailed
+		c.Wait, c.Await, c.ReplayOf, c.ReplayFailed, c.Rescue = o.wait, o.await, o.replayOf, o.replayFailed, o.rescue
+		if o.rescue {
+			c.ExplicitKey = true
+		}
 		if o.wait && m.api == nil {
 			return nil, &APIKeyRequiredError{What: "Wait (following the execution)"}
 		}
@@ -550,6 +558,9 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
+	if m.leases.cancelRescue != nil {
+		m.leases.cancelRescue() // a background rescue ends; calls in flight keep their leases
+	}
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); close(done) }()
 	select {
@@ -557,6 +568,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("invoker: close: %w", ctx.Err())
 	}
+	m.stopLeases()
 	if c, ok := m.transport.(interface{ Close() }); ok {
 		c.Close()
 	}

@@ -154,7 +154,7 @@ func (m *Manager) awaitStage(ctx context.Context, c *pipeline.Call, next pipelin
 
 // journalStage runs the rest of the call under the write-ahead journal.
 func (m *Manager) journalStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
-	return m.journaled(ctx, c.Request, c.ExplicitKey, c.ReplayOf, c.ReplayFailed, func() (*invocation.Result, error) { return next(ctx, c) })
+	return m.journaled(ctx, c.Request, c.ExplicitKey, c.ReplayOf, c.ReplayFailed, c.Rescue, func() (*invocation.Result, error) { return next(ctx, c) })
 }
 
 // reconcileAttempt asks n8n whether an attempt of c whose answer was lost

@@ -46,6 +46,8 @@ const (
 	DefaultReconcileTimeout = n8napi.DefaultReconcileTimeout
 	DefaultHookTimeout      = 5 * time.Second
 	DefaultStoreBackend     = dlq.BackendSQLite
+	DefaultStoreLease       = 30 * time.Second
+	DefaultStoreHeldWait    = 2 * time.Minute
 	DefaultDLQRetention     = 7 * 24 * time.Hour
 )
 
@@ -148,6 +150,17 @@ type Store struct {
 	// Sync is full (default: durable across power loss) or normal
 	// (durable across process crashes, faster), for SQLite.
 	Sync string `yaml:"sync"`
+	// Lease is how long a key in flight stays leased to its process
+	// without a heartbeat (default 30s): a process that dies mid-call
+	// holds its keys this long before another takes them over.
+	Lease Duration `yaml:"lease"`
+	// HeldWait bounds how long a call waits for another process that has
+	// its idempotency key in flight (default 2m).
+	HeldWait Duration `yaml:"held_wait"`
+	// RescueEvery is how often a manager takes over the invocations dead
+	// processes left in flight (default: the lease); negative turns the
+	// background rescue off (Manager.Rescue still does it on demand).
+	RescueEvery Duration `yaml:"rescue_every"`
 }
 
 // Invokers configures the transports.

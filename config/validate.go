@@ -134,6 +134,12 @@ func (c *Config) applyDefaults() {
 	if c.Store.Sync == "" {
 		c.Store.Sync = "full"
 	}
+	if c.Store.Lease == 0 {
+		c.Store.Lease = Duration(DefaultStoreLease)
+	}
+	if c.Store.HeldWait == 0 {
+		c.Store.HeldWait = Duration(DefaultStoreHeldWait)
+	}
 	rel(&c.Store.Path)
 	setDuration(&c.DLQ.Retention, DefaultDLQRetention)
 	if c.DLQ.On == nil {
@@ -352,6 +358,11 @@ func (s *Store) validate(v *validator) {
 	}
 	if s.Sync != "full" && s.Sync != "normal" {
 		v.errorf("store.sync", "must be full or normal, got %q", s.Sync)
+	}
+	v.notNegativeDuration("store.lease", s.Lease)
+	v.notNegativeDuration("store.held_wait", s.HeldWait)
+	if s.Lease > 0 && time.Duration(s.Lease) < time.Second {
+		v.errorf("store.lease", "must be at least 1s (the heartbeat renews it every third), got %s", time.Duration(s.Lease))
 	}
 }
 

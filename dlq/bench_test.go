@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // BenchmarkJournal measures one journaled invocation's writes: Begin
@@ -27,10 +28,11 @@ func BenchmarkJournal(b *testing.B) {
 			for b.Loop() {
 				k := "k" + strconv.Itoa(i)
 				i++
-				if err := s.Begin(ctx, &Inflight{IdempotencyKey: k, Workflow: "w", Params: params}); err != nil {
+				l, _, err := s.Begin(ctx, &Inflight{IdempotencyKey: k, Workflow: "w", Params: params}, "bench", time.Minute)
+				if err != nil {
 					b.Fatal(err)
 				}
-				if err := s.Complete(ctx, k, params); err != nil {
+				if err := s.Complete(ctx, l, params); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -52,8 +54,8 @@ func BenchmarkDeadLetter(b *testing.B) {
 	for b.Loop() {
 		k := "k" + strconv.Itoa(i)
 		i++
-		_ = s.Begin(ctx, &Inflight{IdempotencyKey: k, Workflow: "w"})
-		if _, err := s.End(ctx, k, &Entry{Workflow: "w", IdempotencyKey: k, Reason: "exhausted", LastError: ErrorInfo{"transient", "503"}}); err != nil {
+		l, _, _ := s.Begin(ctx, &Inflight{IdempotencyKey: k, Workflow: "w"}, "bench", time.Minute)
+		if _, err := s.End(ctx, l, &Entry{Workflow: "w", IdempotencyKey: k, Reason: "exhausted", LastError: ErrorInfo{"transient", "503"}}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -82,23 +83,89 @@ type Inflight struct {
 	Workflow       string
 	Params         json.RawMessage
 	RequestID      string
+	// StartedAt is when it was first written ahead (set by the store;
+	// kept when the key changes hands): its attempts started after it.
+	StartedAt time.Time
+	// Lease is who holds it (set by the store).
+	Lease Lease
+	// Replaces, given to Begin, is an owner known to be dead (a process
+	// of this machine that no longer exists): its live lease is taken
+	// over at once instead of being waited out.
+	Replaces string
+}
+
+// Lease is one process's hold on an invocation in flight: Owner holds Key
+// until Until, and renews the lease while the call runs. Token, the
+// fencing token, is new (and larger) each time the key changes hands; the
+// store refuses an outcome written under a token that is no longer the
+// key's (ErrLeaseLost), so a process that lost its lease (paused,
+// partitioned) cannot overwrite the new owner's outcome. An expired lease
+// is taken over by the next Begin of its key. The zero Token
+// holds nothing: Complete then records a result known from n8n, End
+// stores a dead letter, neither touching the in-flight records.
+type Lease struct {
+	Key   string
+	Owner string
+	Token int64
+	Until time.Time
+}
+
+// InflightFilter selects invocations in flight; zero fields select all.
+type InflightFilter struct {
+	Key string
+	// ExpiredAt selects leases that ended by then.
+	ExpiredAt time.Time
+	// Limit bounds the answer (0: no bound).
+	Limit int
 }
 
 // Journal writes invocations ahead and records how they ended, so that a
-// crash loses nothing and a key that succeeded is not fired again.
+// crash loses nothing and a key that succeeded is not fired again. Several
+// processes may share one journal: each key in flight is leased to one of
+// them.
 type Journal interface {
-	// Begin records an invocation about to be sent.
-	Begin(ctx context.Context, in *Inflight) error
-	// Complete records its success (with the result to return for a
-	// repeated key) and forgets it as in flight.
-	Complete(ctx context.Context, key string, result json.RawMessage) error
-	// End forgets it as in flight; with e, it becomes a dead letter (in
-	// the same transaction) and its id is returned.
-	End(ctx context.Context, key string, e *Entry) (int64, error)
+	// Begin records an invocation about to be sent, leased to owner for
+	// ttl. When another owner holds a live lease on the key it writes
+	// nothing and returns a *HeldError. When the key is in flight under
+	// an expired lease (its owner died or lost it) or under owner's own
+	// (a call of this process that was sent and then canceled), the key
+	// is taken over and takenOver is true: an earlier attempt may have
+	// run, so reconcile before sending.
+	Begin(ctx context.Context, in *Inflight, owner string, ttl time.Duration) (l Lease, takenOver bool, err error)
+	// Renew extends owner's leases on keys by ttl (the heartbeat) and
+	// returns the keys whose lease owner no longer holds.
+	Renew(ctx context.Context, owner string, keys []string, ttl time.Duration) (lost []string, err error)
+	// Complete records a success under l (with the result to return for
+	// a repeated key) and forgets the key as in flight, in one
+	// transaction; ErrLeaseLost (nothing written) when l is no longer the
+	// key's lease.
+	Complete(ctx context.Context, l Lease, result json.RawMessage) error
+	// End forgets the key as in flight under l; with e, it becomes a dead
+	// letter in the same transaction and its id is returned.
+	// ErrLeaseLost (nothing written) when l is no longer the key's lease.
+	End(ctx context.Context, l Lease, e *Entry) (int64, error)
 	// Completed returns the recorded result of a key that succeeded
 	// within the retention.
 	Completed(ctx context.Context, key string) (json.RawMessage, bool, error)
+	// Inflight lists the invocations in flight f selects, oldest first.
+	Inflight(ctx context.Context, f InflightFilter) ([]*Inflight, error)
 }
+
+// HeldError is a Begin of a key another process holds a live lease on.
+type HeldError struct {
+	Key   string
+	Owner string
+	Until time.Time
+}
+
+// Error returns the message.
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("dlq: idempotency key %q is in flight in another process (%s) until %s", e.Key, e.Owner, e.Until.Format(time.RFC3339Nano))
+}
+
+// ErrLeaseLost is an outcome written under a lease the key no longer has:
+// another process took the key over.
+var ErrLeaseLost = errors.New("dlq: the lease on the key was lost to another process")
 
 // ErrNotFound is returned for an unknown entry id.
 var ErrNotFound = errors.New("dlq: no such entry")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 )
@@ -18,9 +19,11 @@ func ExampleOpen() {
 	if err != nil {
 		panic(err)
 	}
-	// An invocation is written ahead, then fails and becomes a dead letter.
-	_ = store.Begin(ctx, &dlq.Inflight{IdempotencyKey: "order-42", Workflow: "orders", Params: json.RawMessage(`{"id":42}`)})
-	id, _ := store.End(ctx, "order-42", &dlq.Entry{Workflow: "orders", IdempotencyKey: "order-42", Params: json.RawMessage(`{"id":42}`),
+	// An invocation is written ahead, leased to this process for a
+	// minute, then fails and becomes a dead letter.
+	lease, _, _ := store.Begin(ctx, &dlq.Inflight{IdempotencyKey: "order-42", Workflow: "orders", Params: json.RawMessage(`{"id":42}`)},
+		"host-a/1234", time.Minute)
+	id, _ := store.End(ctx, lease, &dlq.Entry{Workflow: "orders", IdempotencyKey: "order-42", Params: json.RawMessage(`{"id":42}`),
 		Attempts: 4, Reason: "exhausted", LastError: dlq.ErrorInfo{Class: "transient", Message: "HTTP 503"}})
 	entries, _ := store.List(ctx, dlq.Filter{Workflow: "orders"})
 	fmt.Println(id, len(entries), entries[0].Reason, string(entries[0].Params))

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,15 @@ var migrations = []string{
 		owner TEXT NOT NULL,
 		until INTEGER NOT NULL
 	)`,
+	// 3: leases on keys in flight, with fencing tokens, so that several
+	// processes share one journal. Records of older versions become
+	// expired leases (taken over and reconciled like a dead process's).
+	`ALTER TABLE inflight ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+	ALTER TABLE inflight ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE inflight ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+	UPDATE inflight SET token = -rowid;
+	CREATE INDEX inflight_lease_until ON inflight(lease_until);
+	CREATE TABLE lease_tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER)`,
 }
 
 // Options configure a SQLite store.
@@ -77,8 +87,10 @@ type SQLite struct {
 	db        *sql.DB
 	path      string
 	retention time.Duration
-	// Recovered is the number of in-flight invocations found at Open and
-	// turned into dead letters (reason "interrupted").
+	// Recovered is the number of invocations found in flight at Open
+	// under an expired lease: their process ended mid-call. A manager
+	// takes them over, reconciles them with n8n and only then sends them
+	// again (invoker.Manager.Rescue).
 	Recovered int
 }
 
@@ -97,8 +109,8 @@ func DefaultPath() string {
 }
 
 // Open opens (creating if needed) the store at path, migrates its schema,
-// checks that it is intact and writable, and turns the invocations left
-// in flight by a crash into dead letters.
+// checks that it is intact and writable, and counts the invocations a
+// crash left in flight (Recovered).
 func Open(ctx context.Context, path string, o Options) (*SQLite, error) {
 	if o.Retention <= 0 {
 		o.Retention = DefaultRetention
@@ -115,6 +127,9 @@ func Open(ctx context.Context, path string, o Options) (*SQLite, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous("+sync+")")
 	q.Add("_pragma", "foreign_keys(ON)")
+	// Write transactions take the lock at BEGIN: two processes that read
+	// a lease and then write it would otherwise deadlock on the upgrade.
+	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("dlq: %s: %w", path, err)
@@ -154,29 +169,21 @@ func (s *SQLite) init(ctx context.Context) error {
 			return err
 		}
 	}
-	// Writable? Recover in-flight items and purge old records in one go.
+	// Writable? Count what a crash left in flight and purge old records
+	// in one go.
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		now := time.Now()
-		res, err := tx.ExecContext(ctx, `INSERT INTO dead_letters
-			(workflow, params, idempotency_key, request_id, attempts, reason, first_class, first_message,
-			 last_class, last_message, created_at, updated_at)
-			SELECT workflow, params, idempotency_key, request_id, 0, 'interrupted', 'unknown', ?, 'unknown', ?, ?, ?
-			FROM inflight`, interruptedMsg, interruptedMsg, now.UnixNano(), now.UnixNano())
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM lease_tokens WHERE at < ?", now.Add(-time.Hour).UnixNano()); err != nil {
 			return fmt.Errorf("cannot write (read-only or locked?): %w", err)
 		}
-		n, _ := res.RowsAffected()
-		s.Recovered = int(n)
-		if _, err := tx.ExecContext(ctx, "DELETE FROM inflight"); err != nil {
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM inflight WHERE lease_until < ?", now.UnixNano()).Scan(&s.Recovered); err != nil {
 			return err
 		}
 		cut := now.Add(-s.retention).UnixNano()
-		_, err = tx.ExecContext(ctx, "DELETE FROM completed WHERE completed_at < ?", cut)
+		_, err := tx.ExecContext(ctx, "DELETE FROM completed WHERE completed_at < ?", cut)
 		return err
 	})
 }
-
-const interruptedMsg = "the process ended while this invocation was in flight: n8n may or may not have run it"
 
 func (s *SQLite) tx(ctx context.Context, f func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -373,31 +380,128 @@ func (s *SQLite) MarkReplayed(ctx context.Context, id int64, attempts int, last 
 	return nil
 }
 
-// Begin writes an invocation ahead.
-func (s *SQLite) Begin(ctx context.Context, in *Inflight) error {
-	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO inflight (idempotency_key, workflow, params, request_id, started_at)
-		VALUES (?, ?, ?, ?, ?)`, in.IdempotencyKey, in.Workflow, []byte(in.Params), in.RequestID, time.Now().UnixNano())
-	return err
+// newToken returns a fencing token larger than every token before.
+func newToken(ctx context.Context, tx *sql.Tx, now time.Time) (int64, error) {
+	res, err := tx.ExecContext(ctx, "INSERT INTO lease_tokens (at) VALUES (?)", now.UnixNano())
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
 }
 
-// Complete records a success.
-func (s *SQLite) Complete(ctx context.Context, key string, result json.RawMessage) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM inflight WHERE idempotency_key = ?", key); err != nil {
+// Begin writes an invocation ahead, leased to owner (Journal.Begin).
+func (s *SQLite) Begin(ctx context.Context, in *Inflight, owner string, ttl time.Duration) (Lease, bool, error) {
+	var l Lease
+	var taken bool
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		now := time.Now()
+		var cur Lease
+		var until int64
+		err := tx.QueryRowContext(ctx, "SELECT owner, token, lease_until FROM inflight WHERE idempotency_key = ?",
+			in.IdempotencyKey).Scan(&cur.Owner, &cur.Token, &until)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		case until >= now.UnixNano() && cur.Owner != owner && (in.Replaces == "" || cur.Owner != in.Replaces):
+			return &HeldError{Key: in.IdempotencyKey, Owner: cur.Owner, Until: time.Unix(0, until)}
+		default:
+			taken = true
+		}
+		token, err := newToken(ctx, tx, now)
+		if err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO completed (idempotency_key, result, completed_at) VALUES (?, ?, ?)",
-			key, []byte(result), time.Now().UnixNano())
+		l = Lease{Key: in.IdempotencyKey, Owner: owner, Token: token, Until: now.Add(ttl)}
+		_, err = tx.ExecContext(ctx, `INSERT INTO inflight (idempotency_key, workflow, params, request_id, started_at, owner, token, lease_until)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(idempotency_key) DO UPDATE SET workflow = excluded.workflow, params = excluded.params,
+				request_id = excluded.request_id, owner = excluded.owner, token = excluded.token, lease_until = excluded.lease_until`,
+			in.IdempotencyKey, in.Workflow, []byte(in.Params), in.RequestID, now.UnixNano(), owner, token, l.Until.UnixNano())
+		return err
+	})
+	return l, taken, err
+}
+
+// Renew extends owner's leases on keys (Journal.Renew).
+func (s *SQLite) Renew(ctx context.Context, owner string, keys []string, ttl time.Duration) ([]string, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	held := map[string]bool{}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		until := time.Now().Add(ttl).UnixNano()
+		for chunk := range slices.Chunk(keys, 500) {
+			args := []any{until, owner}
+			for _, k := range chunk {
+				args = append(args, k)
+			}
+			rows, err := tx.QueryContext(ctx, `UPDATE inflight SET lease_until = ? WHERE owner = ? AND idempotency_key IN (?`+
+				strings.Repeat(",?", len(chunk)-1)+`) RETURNING idempotency_key`, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var k string
+				if err := rows.Scan(&k); err != nil {
+					rows.Close()
+					return err
+				}
+				held[k] = true
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var lost []string
+	for _, k := range keys {
+		if !held[k] {
+			lost = append(lost, k)
+		}
+	}
+	return lost, nil
+}
+
+// release deletes the key's in-flight record under l: ErrLeaseLost when
+// the record has another token (or is gone).
+func release(ctx context.Context, tx *sql.Tx, l Lease) error {
+	if l.Token == 0 {
+		return nil
+	}
+	res, err := tx.ExecContext(ctx, "DELETE FROM inflight WHERE idempotency_key = ? AND token = ?", l.Key, l.Token)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// Complete records a success under l (Journal.Complete).
+func (s *SQLite) Complete(ctx context.Context, l Lease, result json.RawMessage) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := release(ctx, tx, l); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO completed (idempotency_key, result, completed_at) VALUES (?, ?, ?)
+			ON CONFLICT(idempotency_key) DO UPDATE SET result = excluded.result, completed_at = excluded.completed_at`,
+			l.Key, []byte(result), time.Now().UnixNano())
 		return err
 	})
 }
 
-// End forgets an in-flight invocation, storing e as a dead letter when
-// given.
-func (s *SQLite) End(ctx context.Context, key string, e *Entry) (int64, error) {
+// End forgets an in-flight invocation under l, storing e as a dead letter
+// when given (Journal.End).
+func (s *SQLite) End(ctx context.Context, l Lease, e *Entry) (int64, error) {
 	var id int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM inflight WHERE idempotency_key = ?", key); err != nil {
+		if err := release(ctx, tx, l); err != nil {
 			return err
 		}
 		if e == nil {
@@ -408,6 +512,43 @@ func (s *SQLite) End(ctx context.Context, key string, e *Entry) (int64, error) {
 		return err
 	})
 	return id, err
+}
+
+// Inflight lists invocations in flight (Journal.Inflight).
+func (s *SQLite) Inflight(ctx context.Context, f InflightFilter) ([]*Inflight, error) {
+	q := "SELECT idempotency_key, workflow, params, request_id, started_at, owner, token, lease_until FROM inflight WHERE 1=1"
+	var args []any
+	if f.Key != "" {
+		q += " AND idempotency_key = ?"
+		args = append(args, f.Key)
+	}
+	if !f.ExpiredAt.IsZero() {
+		q += " AND lease_until < ?"
+		args = append(args, f.ExpiredAt.UnixNano())
+	}
+	q += " ORDER BY started_at"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Inflight
+	for rows.Next() {
+		var in Inflight
+		var params []byte
+		var reqID sql.NullString
+		var started, until int64
+		if err := rows.Scan(&in.IdempotencyKey, &in.Workflow, &params, &reqID, &started, &in.Lease.Owner, &in.Lease.Token, &until); err != nil {
+			return nil, err
+		}
+		in.Params, in.RequestID = params, reqID.String
+		in.StartedAt, in.Lease.Until, in.Lease.Key = time.Unix(0, started), time.Unix(0, until), in.IdempotencyKey
+		out = append(out, &in)
+	}
+	return out, rows.Err()
 }
 
 // Completed returns the recorded result of a key that succeeded within

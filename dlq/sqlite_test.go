@@ -3,7 +3,6 @@ package dlq
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,56 +20,7 @@ func open(t *testing.T, path string) *SQLite {
 	return s
 }
 
-func TestStoreRoundTrip(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "sub", "dlq.db"))
-	e := &Entry{Workflow: "w1", Params: json.RawMessage(`{"a":1}`), IdempotencyKey: "k1", RequestID: "r1", Attempts: 4,
-		Reason: "exhausted", FirstError: ErrorInfo{"transient", "503"}, LastError: ErrorInfo{"transient", "503"}}
-	id, err := s.Put(ctx, e)
-	if err != nil || id == 0 {
-		t.Fatal(err)
-	}
-	_, _ = s.Put(ctx, &Entry{Workflow: "w2", IdempotencyKey: "k2", Reason: "circuit-open", LastError: ErrorInfo{"transient", "open"}})
-	_, _ = s.Put(ctx, &Entry{Workflow: "w1", IdempotencyKey: "k3", Reason: "failed", LastError: ErrorInfo{"permanent", "boom"}})
-	got, err := s.Get(ctx, id)
-	if err != nil || got.Workflow != "w1" || string(got.Params) != `{"a":1}` || got.Attempts != 4 || got.LastError.Message != "503" || got.CreatedAt.IsZero() {
-		t.Fatalf("get: %+v %v", got, err)
-	}
-	for _, tt := range []struct {
-		f    Filter
-		want int
-	}{
-		{Filter{}, 3}, {Filter{Workflow: "w1"}, 2}, {Filter{Class: "permanent"}, 1}, {Filter{Reason: "circuit-open"}, 1},
-		{Filter{IDs: []int64{id}}, 1}, {Filter{Limit: 2}, 2}, {Filter{Since: time.Now().Add(time.Hour)}, 0},
-	} {
-		l, err := s.List(ctx, tt.f)
-		if err != nil || len(l) != tt.want {
-			t.Errorf("List(%+v) = %d entries, %v; want %d", tt.f, len(l), err, tt.want)
-		}
-	}
-	if err := s.MarkReplayed(ctx, id, 2, ErrorInfo{"transient", "502 again"}); err != nil {
-		t.Fatal(err)
-	}
-	got, _ = s.Get(ctx, id)
-	if got.Attempts != 6 || got.Replays != 1 || got.ReplayedAt == nil || got.LastError.Message != "502 again" || got.FirstError.Message != "503" {
-		t.Errorf("after replay: %+v", got)
-	}
-	if err := s.Delete(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Get(ctx, id); !errors.Is(err, ErrNotFound) {
-		t.Errorf("deleted entry: %v", err)
-	}
-	if n, _ := s.Count(ctx); n != 2 {
-		t.Errorf("count %d", n)
-	}
-	if n, _ := s.Purge(ctx, Filter{Workflow: "w1"}); n != 1 {
-		t.Errorf("purged %d", n)
-	}
-}
-
-func TestJournalAndCrashRecovery(t *testing.T) {
+func TestCrashLeavesExpiredLeases(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "dlq.db")
@@ -78,36 +28,48 @@ func TestJournalAndCrashRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"done", "failed", "crashed"} {
-		if err := s.Begin(ctx, &Inflight{IdempotencyKey: k, Workflow: "w", Params: json.RawMessage(`{"k":"` + k + `"}`)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Complete(ctx, "done", json.RawMessage(`{"status":200}`)); err != nil {
+	if _, _, err := s.Begin(ctx, &Inflight{IdempotencyKey: "crashed", Workflow: "w", Params: json.RawMessage(`{"k":1}`)}, "p1", time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	id, err := s.End(ctx, "failed", &Entry{Workflow: "w", IdempotencyKey: "failed", Reason: "exhausted"})
-	if err != nil || id == 0 {
-		t.Fatal(err)
-	}
-	if r, ok, err := s.Completed(ctx, "done"); !ok || err != nil || string(r) != `{"status":200}` {
-		t.Errorf("completed: %s %v %v", r, ok, err)
-	}
-	if _, ok, _ := s.Completed(ctx, "crashed"); ok {
-		t.Error("an in-flight key counts as completed")
-	}
-	// A crash: the process ends with "crashed" in flight.
-	s.Close()
+	l, _, _ := s.Begin(ctx, &Inflight{IdempotencyKey: "done", Workflow: "w"}, "p1", time.Minute)
+	_ = s.Complete(ctx, l, json.RawMessage(`{}`))
+	s.Close() // the process ends with "crashed" in flight
+	time.Sleep(5 * time.Millisecond)
 	s2 := open(t, path)
 	if s2.Recovered != 1 {
 		t.Fatalf("recovered %d", s2.Recovered)
 	}
-	l, _ := s2.List(ctx, Filter{Reason: "interrupted"})
-	if len(l) != 1 || l[0].IdempotencyKey != "crashed" || string(l[0].Params) != `{"k":"crashed"}` || !strings.Contains(l[0].LastError.Message, "in flight") {
-		t.Errorf("interrupted entries: %+v", l)
+	in, _ := s2.Inflight(ctx, InflightFilter{ExpiredAt: time.Now()})
+	if len(in) != 1 || in[0].IdempotencyKey != "crashed" || string(in[0].Params) != `{"k":1}` {
+		t.Errorf("expired in flight: %+v", in)
 	}
 	if _, ok, _ := s2.Completed(ctx, "done"); !ok {
 		t.Error("completed key lost across the restart")
+	}
+}
+
+// TestMigrationKeepsOldInflight: a record written ahead by a version
+// without leases is an expired lease after the upgrade, to be taken over.
+func TestMigrationKeepsOldInflight(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "dlq.db")
+	s := open(t, path)
+	if _, err := s.db.Exec("DROP TABLE lease_tokens; DROP INDEX inflight_lease_until; ALTER TABLE inflight DROP COLUMN owner; ALTER TABLE inflight DROP COLUMN token; ALTER TABLE inflight DROP COLUMN lease_until; PRAGMA user_version = 2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec("INSERT INTO inflight (idempotency_key, workflow, started_at) VALUES ('old', 'w', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2 := open(t, path)
+	in, err := s2.Inflight(ctx, InflightFilter{ExpiredAt: time.Now()})
+	if err != nil || len(in) != 1 || in[0].Lease.Token >= 0 {
+		t.Fatalf("old record after migration: %+v %v", in, err)
+	}
+	l, taken, err := s2.Begin(ctx, &Inflight{IdempotencyKey: "old", Workflow: "w"}, "p", time.Minute)
+	if err != nil || !taken || l.Token <= 0 {
+		t.Fatalf("takeover: %+v %v %v", l, taken, err)
 	}
 }
 
@@ -116,8 +78,8 @@ func TestRetention(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "dlq.db")
 	s, _ := Open(ctx, path, Options{Retention: 50 * time.Millisecond})
-	_ = s.Begin(ctx, &Inflight{IdempotencyKey: "k", Workflow: "w"})
-	_ = s.Complete(ctx, "k", nil)
+	l, _, _ := s.Begin(ctx, &Inflight{IdempotencyKey: "k", Workflow: "w"}, "p", time.Minute)
+	_ = s.Complete(ctx, l, nil)
 	time.Sleep(60 * time.Millisecond)
 	if _, ok, _ := s.Completed(ctx, "k"); ok {
 		t.Error("a key past its retention still counts")

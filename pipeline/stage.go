@@ -28,6 +28,9 @@ type Call struct {
 	ReplayOf int64
 	// ReplayFailed re-runs an entry whose workflow ran and failed.
 	ReplayFailed bool
+	// Rescue is true for a call that re-drives an invocation another
+	// process left in flight (invoker.Manager.Rescue).
+	Rescue bool
 	// ExplicitKey is true when the caller gave the idempotency key.
 	ExplicitKey bool
 

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -15,8 +16,11 @@ const (
 
 // Adaptive is a concurrency limit that finds the server's knee by itself,
 // in the manner of TCP Vegas: the shortest latency seen estimates the
-// unloaded latency, and limit*(1 - minRTT/rtt) estimates how many calls
-// wait in the server's queue. Below Alpha the limit grows by about one per
+// unloaded latency, the median of the last 16 latencies the current one
+// (a median, not a mean: a few slow answers, such as a network's
+// latency spikes, say nothing about the server's queue), and
+// limit*(1 - minRTT/rtt) estimates how many calls wait in the server's
+// queue. Below Alpha the limit grows by about one per
 // round trip, above Beta it shrinks; a failure cuts it by a quarter. For
 // n8n, which runs executions mostly one after another, this settles a
 // little below the concurrency where throughput peaks, before latency
@@ -28,9 +32,14 @@ type Adaptive struct {
 	alpha, beta float64
 	inflight    int
 	minRTT      time.Duration
-	smoothed    float64
+	window      [adaptiveWindow]time.Duration
+	samples     int // how many latencies were seen
 	freed       chan struct{}
 }
+
+// adaptiveWindow is how many recent latencies Adaptive takes the median
+// of.
+const adaptiveWindow = 16
 
 // NewAdaptive returns a limit that moves between minLimit and maxLimit,
 // starting at min(maxLimit, 2).
@@ -81,12 +90,9 @@ func (a *Adaptive) Release(rtt time.Duration, failed bool) {
 		if a.minRTT == 0 || rtt < a.minRTT {
 			a.minRTT = rtt
 		}
-		if a.smoothed == 0 {
-			a.smoothed = float64(rtt)
-		} else {
-			a.smoothed = 0.8*a.smoothed + 0.2*float64(rtt)
-		}
-		queue := a.limit * (1 - float64(a.minRTT)/a.smoothed)
+		a.window[a.samples%adaptiveWindow] = rtt
+		a.samples++
+		queue := a.limit * (1 - float64(a.minRTT)/float64(a.median()))
 		switch {
 		case queue < a.alpha && busy:
 			a.limit += 1 / a.limit
@@ -95,6 +101,15 @@ func (a *Adaptive) Release(rtt time.Duration, failed bool) {
 		}
 	}
 	a.limit = min(float64(a.max), max(float64(a.min), a.limit))
+}
+
+// median is the median of the latencies in the window.
+func (a *Adaptive) median() time.Duration {
+	var buf [adaptiveWindow]time.Duration
+	w := buf[:min(a.samples, adaptiveWindow)]
+	copy(w, a.window[:])
+	slices.Sort(w)
+	return w[len(w)/2]
 }
 
 // Limit returns the current limit.

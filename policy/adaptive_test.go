@@ -82,3 +82,41 @@ func TestAdaptiveBacksOffOnFailure(t *testing.T) {
 		t.Errorf("limit floor %d", a.Limit())
 	}
 }
+
+// TestAdaptiveIgnoresLatencySpikes: a quarter of the calls meet 200 ms
+// of network latency outside the server; the limit still settles where
+// the server is kept busy, not at the floor.
+func TestAdaptiveIgnoresLatencySpikes(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		a := NewAdaptive(1, 64)
+		srv := newSerialServer()
+		defer close(srv.queue)
+		var wg sync.WaitGroup
+		low := 0
+		for i := range 800 {
+			if err := a.Acquire(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if i > 200 && a.Limit() < 3 {
+				low++
+			}
+			wg.Go(func() {
+				start := time.Now()
+				if i%4 == 1 {
+					time.Sleep(200 * time.Millisecond)
+				}
+				srv.call()
+				a.Release(time.Since(start), false)
+			})
+		}
+		wg.Wait()
+		t.Logf("limit %d, below 3 for %d calls", a.Limit(), low)
+		if l := a.Limit(); l < 3 || l > 10 {
+			t.Errorf("limit settled at %d, want 3..10", l)
+		}
+		if low > 60 {
+			t.Errorf("the limit was below 3 for %d of 600 calls after warm-up", low)
+		}
+	})
+}
