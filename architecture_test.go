@@ -22,7 +22,7 @@ var rank = map[string]int{
 	"policy":     2, "telemetry": 2, "n8napi": 2, "dlq": 2,
 	"httpinvoker": 3, "pipeline": 3,
 	"hooks": 4, "pack": 2, "config": 4,
-	"dlq/dlqtest": 3, // the store conformance suite
+	"dlq/dlqtest":     3, // the store conformance suite
 	"":                5, // the root package invoker
 	"cmd/n8n-invoker": 6, "internal/tools/n8nload": 6,
 	// test helpers
