@@ -22,19 +22,22 @@ var rank = map[string]int{
 	"policy":     2, "telemetry": 2, "n8napi": 2, "dlq": 2,
 	"httpinvoker": 3, "pipeline": 3,
 	"hooks": 4, "pack": 2, "config": 4,
-	"dlq/dlqtest":     3, // the store conformance suite
-	"":                5, // the root package invoker
-	"cmd/n8n-invoker": 6, "internal/tools/n8nload": 6,
+	"dlq/dlqtest":      3, // the store conformance suite
+	"contrib/postgres": 3, // module of its own: the PostgreSQL store
+	"":                 5, // the root package invoker
+	"cmd/n8n-invoker":  6, "internal/tools/n8nload": 6,
 	// test helpers
 	"internal/chaos": 0, "internal/testcerts": 0, "internal/n8ntest/n8nboot": 0,
 	"internal/n8ntest": 5,
 }
 
 // projectImports returns each package of the module with the module's
-// packages it imports (tests excluded).
+// packages it imports (tests excluded), across the workspace's modules
+// (go.work: the library, the CLI, the PostgreSQL store).
 func projectImports(t *testing.T) map[string][]string {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...").Output()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`,
+		"./...", "./cmd/n8n-invoker/...", "./contrib/postgres/...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}

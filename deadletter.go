@@ -37,7 +37,7 @@ func (m *Manager) openDLQ() error {
 		return nil
 	}
 	b, err := dlq.OpenBackend(context.Background(), st.Backend, dlq.StoreOptions{
-		Path: st.Path, DSN: st.DSN, Retention: d.Retention.D(), SyncNormal: st.Sync == "normal"})
+		Path: st.Path, DSN: st.DSN, Schema: st.Schema, Retention: d.Retention.D(), SyncNormal: st.Sync == "normal"})
 	if err != nil {
 		return err
 	}

@@ -145,8 +145,14 @@ type Store struct {
 	// $XDG_STATE_HOME/n8n-invoker/dlq.db (~/.local/state/n8n-invoker/dlq.db).
 	// A relative path is relative to the configuration file.
 	Path string `yaml:"path"`
-	// DSN is the connection string of a server store.
+	// DSN is the connection string of a server store (required for
+	// one; write it as ${VAR} so that the password stays out of the
+	// file). It is a secret: never shown in logs, errors or answers.
 	DSN secret.Secret `yaml:"dsn"`
+	// Schema is where a server store keeps its tables (default:
+	// the store's own, n8n_invoker for PostgreSQL). Replicas that share
+	// work share a schema.
+	Schema string `yaml:"schema"`
 	// Sync is full (default: durable across power loss) or normal
 	// (durable across process crashes, faster), for SQLite.
 	Sync string `yaml:"sync"`

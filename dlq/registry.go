@@ -30,6 +30,9 @@ type StoreOptions struct {
 	Path string
 	// DSN is a server store's connection string.
 	DSN secret.Secret
+	// Schema is where a server store keeps its tables ("" means its
+	// default).
+	Schema string
 	// Retention is how long completed keys are remembered.
 	Retention time.Duration
 	// SyncNormal trades durability on power loss for speed (SQLite).
