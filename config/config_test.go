@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -182,6 +184,16 @@ func TestExpand(t *testing.T) {
 	}
 }
 
+// testserver stands for a server store another module registers
+// (contrib/postgres): it needs a DSN.
+func init() {
+	if err := dlq.Register("testserver", func(context.Context, dlq.StoreOptions) (dlq.Backend, error) {
+		return nil, errors.New("not for opening")
+	}); err != nil {
+		panic(err)
+	}
+}
+
 func TestErrorsNameFileLineField(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -220,6 +232,11 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"multiplier", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    retry:\n      multiplier: 0.5\n", 5, "invokers.http.retry.multiplier", "between 1 and 100"},
 		{"budget", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    retry:\n      budget: {capacity: -5}\n", 5, "invokers.http.retry.budget.capacity", "negative"},
 		{"rate limit", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    rate_limit:\n      enabled: true\n", 4, "invokers.http.rate_limit.requests_per_second", "positive"},
+		{"store backend", "n8n: {base_url: 'http://x'}\nstore:\n  backend: mysql\n", 3, "store.backend", "unknown store \"mysql\""},
+		{"store dsn", "n8n: {base_url: 'http://x'}\nstore:\n  backend: testserver\n", 0, "store.dsn", "required for store \"testserver\""},
+		{"store dsn unset", "n8n: {base_url: 'http://x'}\nstore:\n  backend: testserver\n  dsn: ${PG_DSN}\n", 4, "store.dsn", "PG_DSN is not set"},
+		{"sqlite schema", "n8n: {base_url: 'http://x'}\nstore:\n  schema: s\n", 3, "store.schema", "server stores"},
+		{"store lease", "n8n: {base_url: 'http://x'}\nstore:\n  lease: 100ms\n", 3, "store.lease", "at least 1s"},
 		{"bulkhead", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    bulkhead: {max_in_flight: -1}\n", 4, "invokers.http.bulkhead.max_in_flight", "negative"},
 	}
 	for _, tt := range tests {

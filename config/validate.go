@@ -356,7 +356,7 @@ func (s *Store) validate(v *validator) {
 		v.errorf("store.backend", "unknown store %q (available: %s; others register with dlq.Register, e.g. by importing their module)",
 			s.Backend, strings.Join(dlq.Backends(), ", "))
 	}
-	if s.Backend != dlq.BackendSQLite && s.Backend != "" && s.DSN.IsZero() {
+	if s.Backend != dlq.BackendSQLite && dlq.Registered(s.Backend) && s.DSN.IsZero() {
 		v.errorf("store.dsn", "required for store %q (a connection string, e.g. \"${N8N_INVOKER_PG_DSN}\")", s.Backend)
 	}
 	if s.Backend == dlq.BackendSQLite && s.Schema != "" {

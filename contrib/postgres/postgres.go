@@ -219,9 +219,9 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 func (s *Store) Schema() string { return s.schema }
 
 type queries struct {
-	put, get, del, count, markReplayed, claim, unclaim                    string
+	put, get, del, count, markReplayed, claim, unclaim                   string
 	insertInflight, lockInflight, takeInflight, renew, release, complete string
-	completed, inflight, list                                             string
+	completed, inflight, list                                            string
 }
 
 func newQueries(schema string) queries {

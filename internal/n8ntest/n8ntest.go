@@ -35,19 +35,26 @@ type Instance struct {
 }
 
 // EnvFile returns the env file scripts/n8n writes: $N8N_INVOKER_ENV, or
-// .n8n/env at the module root.
+// .n8n/env at the repository's root (the directory with scripts/n8n, so
+// that the tests of the workspace's other modules find it too).
 func EnvFile() string {
 	if f := os.Getenv("N8N_INVOKER_ENV"); f != "" {
 		return f
 	}
+	return filepath.Join(Root(), ".n8n", "env")
+}
+
+// Root returns the repository's root: the nearest directory up from the
+// working directory that holds scripts/n8n.
+func Root() string {
 	dir, _ := os.Getwd()
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, ".n8n", "env")
+		if _, err := os.Stat(filepath.Join(dir, "scripts", "n8n")); err == nil {
+			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return filepath.Join(".n8n", "env")
+			return "."
 		}
 		dir = parent
 	}
@@ -68,8 +75,9 @@ func Require(t testing.TB) *Instance {
 	return inst
 }
 
-func load() (*Instance, error) {
-	f := EnvFile()
+func load() (*Instance, error) { return loadFile(EnvFile()) }
+
+func loadFile(f string) (*Instance, error) {
 	vars, err := readEnv(f)
 	if err != nil {
 		return nil, err
@@ -123,6 +131,10 @@ const (
 	// Orders is the fixture whose webhook path has a parameter
 	// (invoker-orders/:orderId), served under OrdersWebhookID.
 	Orders          = "orders"
+	// SlowAnswer answers with its last node after body.delay_ms
+	// milliseconds (at most 60 s): an execution still running when a
+	// test kills something.
+	SlowAnswer = "slow-answer"
 	OrdersWebhookID = "5b0c1d2e-3f40-4a51-9c62-7d8e9fa0b1c2"
 )
 
@@ -157,8 +169,9 @@ workflows:
     path: invoker-jwt-auth
     auth: {type: jwt, secret: %q}
   %s: {path: "invoker-orders/:orderId", webhook_id: %s}
+  %s: {path: invoker-slow-answer}
 `, i.BaseURL, i.APIKey, Onboarding, Echo, EchoGet, Fail, HeaderAuth, i.HeaderName, i.HeaderValue,
-		BasicAuth, i.BasicUser, i.BasicPassword, OnReceived, Missing, Signed, i.HMACSecret, JWTAuth, i.JWTSecret, Orders, OrdersWebhookID)
+		BasicAuth, i.BasicUser, i.BasicPassword, OnReceived, Missing, Signed, i.HMACSecret, JWTAuth, i.JWTSecret, Orders, OrdersWebhookID, SlowAnswer)
 }
 
 // Config parses ConfigYAML.
