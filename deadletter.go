@@ -467,9 +467,16 @@ func (m *Manager) reconcileReplay(ctx context.Context, req *invocation.Request, 
 // an *n8napi.ExecutionFailedError for one that failed (unless sendFailed),
 // or a *pipeline.UnresolvedError. Not found, or crashed: not done, send it.
 func (m *Manager) ranBefore(ctx context.Context, req *invocation.Request, since time.Time, sendFailed bool) (*invocation.Result, error, bool) {
-	wfID, err := m.workflowID(ctx, req.Workflow)
+	wfID, err := m.reconcileWorkflowID(ctx, req.Workflow)
 	if err != nil {
-		return nil, nil, false
+		// Without the workflow's id its executions cannot be looked up:
+		// never send on a guess.
+		var ue *pipeline.UnknownWorkflowError
+		if errors.As(err, &ue) && m.cfg.Invokers.HTTP.RetryAmbiguous {
+			return nil, nil, false
+		}
+		return nil, &pipeline.UnresolvedError{Workflow: req.Workflow, Reason: "cannot look up its executions in n8n (workflow id: " + err.Error() + ")",
+			Last: errors.New("not sent again")}, true
 	}
 	rc, err := m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since,
 		&n8napi.ReconcileOptions{Settle: time.Millisecond, Timeout: m.cfg.Invokers.HTTP.ReconcileTimeout.D()})
@@ -500,6 +507,31 @@ func (m *Manager) ranBefore(ctx context.Context, req *invocation.Request, since 
 		fe.Message, fe.Node = x.Data.ResultData.Error.Message, x.Data.ResultData.Error.NodeName()
 	}
 	return nil, fe, true
+}
+
+// reconcileWorkflowID resolves the workflow's id for a reconcile, trying
+// a lookup that fails for a passing reason (n8n's API unreachable, 5xx)
+// three times.
+func (m *Manager) reconcileWorkflowID(ctx context.Context, workflow string) (string, error) {
+	var err error
+	for try, wait := 0, 250*time.Millisecond; try < 3; try, wait = try+1, wait*2 {
+		var id string
+		if id, err = m.workflowID(ctx, workflow); err == nil {
+			return id, nil
+		}
+		var ue *pipeline.UnknownWorkflowError
+		if errors.As(err, &ue) || ctx.Err() != nil {
+			return "", err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+	return "", err
 }
 
 // takenOver settles, before anything is sent, a key this call took over

@@ -46,4 +46,11 @@ for target in config:FuzzParse config:FuzzExpand policy:FuzzParseRetryAfter http
     exit 1
   fi
 done
+echo "== fleet: queue-mode n8n (main + 2 workers) on PostgreSQL and Redis, after the single n8n stops"
+scripts/n8n stop
+t2=$(date +%s)
+scripts/cluster start
+set -a && . .cluster/env && set +a
+echo "== queue-mode n8n ready in $(( $(date +%s) - t2 )) s"
+(cd contrib/postgres && go test -race -count=1 -timeout 20m -run '^TestFleet' -v . 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)')
 echo "== all tests passed in $(( $(date +%s) - t0 )) s"

@@ -70,6 +70,22 @@ func (q *Queue) Running(n int) []string {
 	return out
 }
 
+// BusiestWorker returns the worker running the most executions now.
+func (q *Queue) BusiestWorker() int {
+	pids, _ := filepath.Glob(filepath.Join(q.State, "worker-*.pid"))
+	best, most := 1, -1
+	for _, p := range pids {
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "worker-"), ".pid"))
+		if err != nil {
+			continue
+		}
+		if r := len(q.Running(n)); r > most {
+			best, most = n, r
+		}
+	}
+	return best
+}
+
 // KillWorker SIGKILLs worker n and its task runner, and returns the
 // executions it was running.
 func (q *Queue) KillWorker(t testing.TB, n int) []string {
