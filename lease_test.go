@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,5 +211,48 @@ func TestLostLeaseDoesNotOverwrite(t *testing.T) {
 	_ = json.Unmarshal(raw, &rec)
 	if !ok || string(rec.Output) != `{"from":"new"}` {
 		t.Errorf("the record after the paused call ended: %s", raw)
+	}
+}
+
+// TestTakeOverNeverSendsBlind: a key taken over from a dead process is
+// reconciled with n8n first; when n8n's API cannot even say which
+// workflow it is (down, 503), nothing is sent and the key ends in a
+// typed, unresolved state (a dead letter) instead of a guess.
+func TestTakeOverNeverSendsBlind(t *testing.T) {
+	t.Parallel()
+	var apiCalls atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		apiCalls.Add(1)
+		http.Error(w, `{"message":"down"}`, http.StatusServiceUnavailable)
+	}))
+	defer api.Close()
+	db := filepath.Join(t.TempDir(), "dlq.db")
+	var attempts atomic.Int64
+	cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: %q, api_key: k}\nworkflows: {w: {path: w}}\ndlq: {enabled: true}\nstore: {path: %q}\n", api.URL, db))
+	m, err := invoker.New(cfg, invoker.WithTransport(slowOK(0, &attempts)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	if _, _, err := m.DLQ().Begin(t.Context(), &dlq.Inflight{IdempotencyKey: "k", Workflow: "w"}, "elsewhere/ns:1/x", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	rep, err := m.Rescue(t.Context())
+	if err != nil || rep.Found != 1 {
+		t.Fatalf("rescue: %+v %v", rep, err)
+	}
+	if attempts.Load() != 0 {
+		t.Errorf("sent %d times without reconciling", attempts.Load())
+	}
+	if apiCalls.Load() < 3 {
+		t.Errorf("the workflow lookup was tried %d times, want 3", apiCalls.Load())
+	}
+	dead, _ := m.DLQ().List(t.Context(), dlq.Filter{Key: "k"})
+	if len(dead) != 1 || rep.Failed != 1 {
+		t.Fatalf("report %+v, dead letters %+v", rep, dead)
+	}
+	if !strings.Contains(dead[0].LastError.Message, "cannot look up its executions") {
+		t.Errorf("dead letter says %q", dead[0].LastError.Message)
 	}
 }

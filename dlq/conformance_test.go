@@ -1,6 +1,7 @@
 package dlq_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/n8n-invoker/n8n-invoker/dlq"
@@ -25,4 +26,24 @@ func TestConformance(t *testing.T) {
 		}
 		return s
 	}})
+}
+
+// BenchmarkJournal measures one journaled invocation's writes: Begin
+// (write-ahead) and Complete (success record), each a durable commit,
+// with one caller and with 8 (dlqtest.Bench; contrib/postgres runs the same).
+func BenchmarkJournal(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		normal bool
+	}{{"sync=full", false}, {"sync=normal", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			dlqtest.Bench(b, func(b *testing.B) dlq.Backend {
+				s, err := dlq.Open(context.Background(), filepath.Join(b.TempDir(), "dlq.db"), dlq.Options{SyncNormal: tc.normal})
+				if err != nil {
+					b.Fatal(err)
+				}
+				return s
+			})
+		})
+	}
 }

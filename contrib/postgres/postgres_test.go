@@ -20,7 +20,7 @@ import (
 
 // dsn is the test database scripts/cluster starts (make test exports
 // it); without it the tests skip, unless the run requires them.
-func dsn(t *testing.T) secret.Secret {
+func dsn(t testing.TB) secret.Secret {
 	t.Helper()
 	d := os.Getenv("N8N_INVOKER_PG_DSN")
 	if d == "" {
@@ -33,7 +33,7 @@ func dsn(t *testing.T) secret.Secret {
 }
 
 // schema returns a fresh schema name, dropped when the test ends.
-func schema(t *testing.T) string {
+func schema(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -55,7 +55,7 @@ func schema(t *testing.T) string {
 	return name
 }
 
-func open(t *testing.T, schema string) *postgres.Store {
+func open(t testing.TB, schema string) *postgres.Store {
 	t.Helper()
 	s, err := postgres.Open(t.Context(), dsn(t), postgres.Options{Schema: schema, MaxConns: 8})
 	if err != nil {
@@ -182,4 +182,12 @@ func TestErrorsHideThePassword(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkJournal is dlq's BenchmarkJournal on PostgreSQL: the same
+// Begin and Complete, each a transaction on the server.
+func BenchmarkJournal(b *testing.B) {
+	dlqtest.Bench(b, func(b *testing.B) dlq.Backend {
+		return open(b, schema(b))
+	})
 }

@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -366,5 +368,46 @@ func twoHandles(t *testing.T, a, b dlq.Backend) {
 	must(t, a.Complete(ctx, l, json.RawMessage(`{"ok":true}`)))
 	if r, ok, err := b.Completed(ctx, "k"); !ok || err != nil || string(r) != `{"ok":true}` {
 		t.Errorf("the other process reads the result: %s %v %v", r, ok, err)
+	}
+}
+
+// Bench measures journaled invocations (Begin then Complete, the store's
+// share of every call with the dead-letter queue on) on backends open
+// makes: one caller at a time, and 8 callers at once (a process's batch,
+// or several processes on one server store). Both report invocations/s.
+func Bench(b *testing.B, open func(b *testing.B) dlq.Backend) {
+	params := json.RawMessage(`{"email":"user@example.com","plan":"premium"}`)
+	for _, callers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			s := open(b)
+			defer s.Close()
+			var next atomic.Int64
+			b.SetParallelism(callers)
+			if callers == 1 {
+				for b.Loop() {
+					journalOne(b, s, next.Add(1), params)
+				}
+			} else {
+				// RunParallel runs GOMAXPROCS*parallelism goroutines.
+				b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						journalOne(b, s, next.Add(1), params)
+					}
+				})
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "invocations/s")
+		})
+	}
+}
+
+func journalOne(b *testing.B, s dlq.Backend, i int64, params json.RawMessage) {
+	ctx := b.Context()
+	l, _, err := s.Begin(ctx, &dlq.Inflight{IdempotencyKey: fmt.Sprint("k", i), Workflow: "w", Params: params}, "bench", time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Complete(ctx, l, params); err != nil {
+		b.Fatal(err)
 	}
 }
