@@ -133,8 +133,8 @@ type fleetItem struct {
 	DeadLetter   int64  `json:"dead_letter,omitempty"`
 	Held         bool   `json:"held,omitempty"` // another process held the key past the held wait
 
-	Class        string `json:"class,omitempty"`
-	Error        string `json:"error,omitempty"`
+	Class string `json:"class,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 func itemOf(key string, res *invocation.Result, err error) fleetItem {
