@@ -132,9 +132,8 @@ type fleetItem struct {
 	ExecutionID  string `json:"execution_id,omitempty"`
 	DeadLetter   int64  `json:"dead_letter,omitempty"`
 	Held         bool   `json:"held,omitempty"` // another process held the key past the held wait
-
-	Class string `json:"class,omitempty"`
-	Error string `json:"error,omitempty"`
+	Class        string `json:"class,omitempty"`
+	Error        string `json:"error,omitempty"`
 }
 
 func itemOf(key string, res *invocation.Result, err error) fleetItem {

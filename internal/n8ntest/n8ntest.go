@@ -130,12 +130,12 @@ const (
 	JWTAuth    = "jwt-auth"
 	// Orders is the fixture whose webhook path has a parameter
 	// (invoker-orders/:orderId), served under OrdersWebhookID.
-	Orders = "orders"
+	Orders          = "orders"
+	OrdersWebhookID = "5b0c1d2e-3f40-4a51-9c62-7d8e9fa0b1c2"
 	// SlowAnswer answers with its last node after body.delay_ms
 	// milliseconds (at most 60 s): an execution still running when a
 	// test kills something.
-	SlowAnswer      = "slow-answer"
-	OrdersWebhookID = "5b0c1d2e-3f40-4a51-9c62-7d8e9fa0b1c2"
+	SlowAnswer = "slow-answer"
 )
 
 // ConfigYAML returns a configuration for the instance that maps the
