@@ -4,6 +4,7 @@
 #   scripts/bench.sh          everything
 #   scripts/bench.sh n8n      only the real-n8n part
 #   scripts/bench.sh stub     only the local-stub part (ours vs raw net/http vs peers)
+#   scripts/bench.sh store    only the stores: journaled invocations/s, SQLite against PostgreSQL
 #
 # Every comparison is a ratio measured in the same run. Raw `go test -bench`
 # output is kept in bench/out/ for benchstat.
@@ -44,6 +45,36 @@ if [ "$what" = all ] || [ "$what" = n8n ]; then
     go run ./internal/tools/n8nload -env .n8n/env -pack -items 300 -pack-items 20000
     echo
   } | tee bench/out/n8n.txt >>"$tmp"
+fi
+if [ "$what" = all ] || [ "$what" = store ]; then
+  scripts/cluster db >&2
+  set -a && . .cluster/env && set +a
+  go test -run '^$' -bench '^BenchmarkJournal$' -benchtime 2s -count 3 ./dlq >bench/out/store-sqlite.txt
+  (cd contrib/postgres && go test -run '^$' -bench '^BenchmarkJournal$' -benchtime 2s -count 3 .) >bench/out/store-postgres.txt
+  {
+    echo "## Stores: journaled invocations per second, SQLite against PostgreSQL"
+    echo
+    echo "\`BenchmarkJournal\` (\`dlqtest.Bench\`, the same code on both stores): Begin (write-ahead, leased) then"
+    echo "Complete (fenced success record), each a durable commit, by 1 caller and by 8 at once. PostgreSQL is"
+    echo "the cluster's (\`scripts/cluster db\`, default durability: fsync and synchronous commit on) on the same"
+    echo "2 cores as the benchmark, over TCP on 127.0.0.1. Median of 3 runs."
+    echo
+    echo "| store | callers | invocations/s | ratio to SQLite sync=full |"
+    echo "|---|---|---|---|"
+    cat bench/out/store-sqlite.txt bench/out/store-postgres.txt | awk '
+      /^BenchmarkJournal/ {
+        name=$1; sub(/-[0-9]+$/, "", name)
+        store = (name ~ /sync=full/) ? "1 SQLite, sync=full" : (name ~ /sync=normal/) ? "2 SQLite, sync=normal" : "3 PostgreSQL"
+        c=name; sub(/.*callers=/, "", c); printf "%s|%s\t%s\n", store, c, $(NF-1)
+      }' | sort -t"$(printf '\t')" -k1,1 -k2,2n | awk -F'\t' '
+      { k=$1; n[k]++; v[k, n[k]]=$2; if (!(k in seen)) { seen[k]=1; order[++m]=k } }
+      END {
+        for (i=1; i<=m; i++) { k=order[i]; med[k]=v[k, int((n[k]+1)/2)] }
+        for (i=1; i<=m; i++) { k=order[i]; split(k, p, "|"); base=med["1 SQLite, sync=full|" p[2]]
+          printf "| %s | %s | %.0f | %.2fx |\n", substr(p[1], 3), p[2], med[k], med[k]/base }
+      }'
+    echo
+  } >>"$tmp"
 fi
 mv "$tmp" "$out"
 echo "wrote $out" >&2
