@@ -334,16 +334,7 @@ func (s *Store) List(ctx context.Context, f dlq.Filter) ([]*dlq.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*dlq.Entry
-	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*dlq.Entry, error) { return scanEntry(r) })
 }
 
 // Count returns the number of entries.
@@ -549,22 +540,21 @@ func (s *Store) Inflight(ctx context.Context, f dlq.InflightFilter) ([]*dlq.Infl
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*dlq.Inflight
-	for rows.Next() {
-		var in dlq.Inflight
-		var params []byte
-		if err := rows.Scan(&in.IdempotencyKey, &in.Workflow, &params, &in.RequestID, &in.StartedAt,
-			&in.Lease.Owner, &in.Lease.Token, &in.Lease.Until); err != nil {
-			return nil, err
-		}
-		if params != nil {
-			in.Params = json.RawMessage(params)
-		}
-		in.Lease.Key = in.IdempotencyKey
-		out = append(out, &in)
+	return pgx.CollectRows(rows, scanInflight)
+}
+
+func scanInflight(row pgx.CollectableRow) (*dlq.Inflight, error) {
+	var in dlq.Inflight
+	var params []byte
+	if err := row.Scan(&in.IdempotencyKey, &in.Workflow, &params, &in.RequestID, &in.StartedAt,
+		&in.Lease.Owner, &in.Lease.Token, &in.Lease.Until); err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	if params != nil {
+		in.Params = json.RawMessage(params)
+	}
+	in.Lease.Key = in.IdempotencyKey
+	return &in, nil
 }
 
 // IsUnavailable reports whether err says the database cannot be reached
