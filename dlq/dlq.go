@@ -77,6 +77,12 @@ type Claimer interface {
 	Release(ctx context.Context, id int64, owner string) error
 }
 
+// Purger is a store that deletes the entries a filter selects at once
+// (both built-in stores; `dlq purge` needs it).
+type Purger interface {
+	Purge(ctx context.Context, f Filter) (int, error)
+}
+
 // Inflight is an invocation written ahead of being sent.
 type Inflight struct {
 	IdempotencyKey string

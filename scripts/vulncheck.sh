@@ -11,7 +11,7 @@ cache=${N8N_INVOKER_CACHE:-$HOME/.cache/n8n-invoker}
 db=$cache/vulndb-$VULNDB_VERSION
 if [ ! -f "$db/index/db.json" ] && [ ! -f "$db/index/db.json.gz" ]; then
   echo "scripts/vulncheck.sh: building the vulnerability database $VULNDB_VERSION (about a minute, once)" >&2
-  src=$(go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  src=$(GOWORK=off go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   work=$(mktemp -d)
   cp -r "$src/." "$work/" && chmod -R u+w "$work"
   rm -rf "$db.tmp" && mkdir -p "$db.tmp"

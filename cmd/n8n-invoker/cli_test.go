@@ -270,8 +270,24 @@ func TestAPICommandsAgainstRealN8N(t *testing.T) {
 	}
 }
 
+// TestDLQCommands runs the dlq commands on the embedded SQLite store and on
+// the PostgreSQL store (the CLI has every backend).
 func TestDLQCommands(t *testing.T) {
 	t.Parallel()
+	stores := map[string]string{"sqlite": "store: {path: dlq.db}\n"}
+	if os.Getenv("N8N_INVOKER_PG_DSN") != "" || os.Getenv("N8N_INVOKER_REQUIRE_N8N") == "1" {
+		schema := fmt.Sprintf("cli_%d", time.Now().UnixNano())
+		stores["postgres"] = "store: {backend: postgres, dsn: \"${N8N_INVOKER_PG_DSN}\", schema: " + schema + "}\n"
+	}
+	for name, store := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dlqCommands(t, name, store)
+		})
+	}
+}
+
+func dlqCommands(t *testing.T, backend, store string) {
 	var up atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !up.Load() {
@@ -288,8 +304,7 @@ func TestDLQCommands(t *testing.T) {
 invokers: {http: {max_retries: 1, backoff_factor: 0.01}}
 workflows: {echo: {path: echo}}
 dlq: {enabled: true}
-store: {path: dlq.db}
-`, srv.URL)), 0o600)
+`+store, srv.URL)), 0o600)
 	cli := func(args ...string) (int, string, string) {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), append(args, "-c", cfg), nil, &out, &errOut)
@@ -300,8 +315,8 @@ store: {path: dlq.db}
 			t.Fatalf("run while down: exit %d %s", code, errOut)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "dlq.db")); err != nil {
-		t.Fatalf("dlq.path is not relative to the config file: %v", err)
+	if _, err := os.Stat(filepath.Join(dir, "dlq.db")); (err == nil) != (backend == "sqlite") {
+		t.Fatalf("dlq.path is not relative to the config file, or a server store wrote a file: %v", err)
 	}
 	code, out, _ := cli("dlq", "list")
 	if code != 0 || strings.Count(out, "exhausted") != 3 {

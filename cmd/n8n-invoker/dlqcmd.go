@@ -186,9 +186,9 @@ func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer m.Close(context.Background())
-			s, ok := m.DLQ().(*dlq.SQLite)
+			s, ok := m.DLQ().(dlq.Purger)
 			if !ok {
-				return usageErr("purge needs the SQLite dead-letter queue")
+				return usageErr("purge needs a store that can purge (dlq.Purger: sqlite, postgres)")
 			}
 			n, err := s.Purge(cmd.Context(), flt)
 			if err != nil {

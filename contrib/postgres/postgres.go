@@ -219,7 +219,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 func (s *Store) Schema() string { return s.schema }
 
 type queries struct {
-	put, get, del, count, markReplayed, claim, unclaim                   string
+	put, get, del, purge, count, markReplayed, claim, unclaim            string
 	insertInflight, lockInflight, takeInflight, renew, release, complete string
 	completed, inflight, list                                            string
 }
@@ -234,6 +234,7 @@ func newQueries(schema string) queries {
 		get:   r.Replace("SELECT " + cols + " FROM {s}.dead_letters WHERE id = $1"),
 		list:  r.Replace("SELECT " + cols + " FROM {s}.dead_letters WHERE true"),
 		del:   r.Replace("DELETE FROM {s}.dead_letters WHERE id = $1"),
+		purge: r.Replace("DELETE FROM {s}.dead_letters WHERE id IN (SELECT id FROM {s}.dead_letters WHERE true"),
 		count: r.Replace("SELECT count(*) FROM {s}.dead_letters"),
 		markReplayed: r.Replace(`UPDATE {s}.dead_letters SET attempts = attempts + $2, last_class = $3, last_message = $4,
 			replays = replays + 1, replayed_at = clock_timestamp(), updated_at = clock_timestamp() WHERE id = $1`),
@@ -299,7 +300,22 @@ func (s *Store) Get(ctx context.Context, id int64) (*dlq.Entry, error) {
 
 // List returns the entries f selects, oldest first.
 func (s *Store) List(ctx context.Context, f dlq.Filter) ([]*dlq.Entry, error) {
-	q := s.q.list
+	cond, args := where(f)
+	q := s.q.list + cond + " ORDER BY id"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*dlq.Entry, error) { return scanEntry(r) })
+}
+
+// where returns the conditions f sets (" AND ..." each) and their
+// arguments.
+func where(f dlq.Filter) (string, []any) {
+	q := ""
 	var args []any
 	arg := func(cond string, v any) {
 		args = append(args, v)
@@ -326,15 +342,7 @@ func (s *Store) List(ctx context.Context, f dlq.Filter) ([]*dlq.Entry, error) {
 	if !f.Until.IsZero() {
 		arg("created_at < $%d", f.Until)
 	}
-	q += " ORDER BY id"
-	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", f.Limit)
-	}
-	rows, err := s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*dlq.Entry, error) { return scanEntry(r) })
+	return q, args
 }
 
 // Count returns the number of entries.
@@ -356,19 +364,19 @@ func (s *Store) Delete(ctx context.Context, id int64) error {
 	return nil
 }
 
-// Purge deletes the entries f selects and returns how many.
+// Purge deletes the entries f selects in one statement and returns how
+// many.
 func (s *Store) Purge(ctx context.Context, f dlq.Filter) (int, error) {
-	entries, err := s.List(ctx, f)
+	cond, args := where(f)
+	q := s.q.purge + cond + " ORDER BY id"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	tag, err := s.pool.Exec(ctx, q+")", args...)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, e := range entries {
-		if err := s.Delete(ctx, e.ID); err == nil {
-			n++
-		}
-	}
-	return n, nil
+	return int(tag.RowsAffected()), nil
 }
 
 // MarkReplayed records a failed replay.

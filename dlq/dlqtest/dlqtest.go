@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open, o Options) {
 		{"TakeOverOnce", takeOverOnce},
 		{"BeginOnce", beginOnce},
 		{"Claims", claims},
+		{"Purge", purge},
 		{"TokensGrow", tokensGrow},
 	}
 	for _, tt := range tests {
@@ -409,5 +410,35 @@ func journalOne(b *testing.B, s dlq.Backend, i int64, params json.RawMessage) {
 	}
 	if err := s.Complete(ctx, l, params); err != nil {
 		b.Fatal(err)
+	}
+}
+
+func purge(t *testing.T, s dlq.Backend) {
+	p, ok := s.(dlq.Purger)
+	if !ok {
+		t.Fatal("the store cannot purge (dlq.Purger)")
+	}
+	ctx := t.Context()
+	for i := range 5 {
+		wf := "a"
+		if i%2 == 1 {
+			wf = "b"
+		}
+		if _, err := s.Put(ctx, &dlq.Entry{Workflow: wf, IdempotencyKey: fmt.Sprint("p", i), Reason: "exhausted"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := p.Purge(ctx, dlq.Filter{Workflow: "a", Limit: 2}); err != nil || n != 2 {
+		t.Fatalf("Purge(workflow a, limit 2) = %d, %v; want 2", n, err)
+	}
+	if n, err := p.Purge(ctx, dlq.Filter{Workflow: "b"}); err != nil || n != 2 {
+		t.Fatalf("Purge(workflow b) = %d, %v; want 2", n, err)
+	}
+	left, err := s.List(ctx, dlq.Filter{})
+	if err != nil || len(left) != 1 || left[0].IdempotencyKey != "p4" {
+		t.Fatalf("left %v, %v; want the newest of a (p4)", left, err)
+	}
+	if n, err := p.Purge(ctx, dlq.Filter{}); err != nil || n != 1 {
+		t.Fatalf("Purge(all) = %d, %v", n, err)
 	}
 }
