@@ -17,6 +17,7 @@ modules=(. ./cmd/n8n-invoker ./contrib/postgres)
 each() { local m; for m in "${modules[@]}"; do (cd "$m" && "$@") || return; done; }
 
 t0=$(date +%s)
+scripts/cluster stop >/dev/null 2>&1 || true # a queue-mode n8n left running: one n8n at a time
 scripts/n8n start
 scripts/cluster db
 set -a && . .cluster/env && set +a
