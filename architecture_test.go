@@ -24,6 +24,7 @@ var rank = map[string]int{
 	"hooks": 4, "pack": 2, "config": 4,
 	"dlq/dlqtest":      3, // the store conformance suite
 	"contrib/postgres": 3, // module of its own: the PostgreSQL store
+	"contrib/redis":    3, // module of its own: the fleet's rate limit on Redis
 	"":                 5, // the root package invoker
 	"cmd/n8n-invoker":  6, "internal/tools/n8nload": 6,
 	// test helpers
@@ -37,7 +38,7 @@ var rank = map[string]int{
 func projectImports(t *testing.T) map[string][]string {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`,
-		"./...", "./cmd/n8n-invoker/...", "./contrib/postgres/...").Output()
+		"./...", "./cmd/n8n-invoker/...", "./contrib/postgres/...", "./contrib/redis/...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}

@@ -36,6 +36,7 @@ type Manager struct {
 	ownTransport *httpinvoker.Transport
 	httpOpts     []httpinvoker.Option
 	interceptors []pipeline.Interceptor
+	rateLimit    pipeline.AttemptStage
 	pipe         *pipeline.Pipeline
 	inflight     keys
 	log          *slog.Logger
@@ -79,6 +80,20 @@ func WithTransport(t invocation.Transport) Option {
 			return errors.New("nil transport")
 		}
 		m.transport = t
+		return nil
+	}
+}
+
+// WithRateLimiter paces every attempt toward n8n with l instead of the
+// per-process invokers.http.rate_limit: for a limit the whole fleet
+// shares (contrib/redis). n8n's API calls (resolution, reconcile,
+// polling) do not pass it.
+func WithRateLimiter(l pipeline.AttemptStage) Option {
+	return func(m *Manager) error {
+		if l == nil {
+			return errors.New("nil rate limiter")
+		}
+		m.rateLimit = l
 		return nil
 	}
 }

@@ -45,9 +45,14 @@ func (m *Manager) buildPipeline(resolve pipeline.Resolver) error {
 		Await:        pipeline.CallFunc(m.awaitStage),
 		Interceptors: m.interceptors,
 		Retry:        retry,
-		RateLimit:    limiter,
 		Sign:         httpinvoker.Signer{},
 		Transport:    m.transport,
+	}
+	switch {
+	case m.rateLimit != nil:
+		s.RateLimit = m.rateLimit // a fleet's shared limit (WithRateLimiter)
+	case limiter != nil:
+		s.RateLimit = limiter
 	}
 	if m.breakers != nil {
 		s.Breakers = m.breakers

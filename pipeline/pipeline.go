@@ -48,8 +48,10 @@ type Stages struct {
 	Interceptors []Interceptor
 	// Retry is the retry loop; nil means DefaultRetry's policy, the n8n
 	// classification and no budget.
-	Retry       *Retry
-	RateLimit   *policy.RateLimiter
+	Retry *Retry
+	// RateLimit paces attempts toward n8n: a *policy.RateLimiter (one
+	// process) or a limiter shared by a fleet (contrib/redis).
+	RateLimit   AttemptStage
 	Breakers    *policy.Breakers
 	AttemptSpan AttemptStage
 	Sign        AttemptStage

@@ -13,7 +13,7 @@ export N8N_INVOKER_REQUIRE_N8N=1
 
 # The workspace's modules (go.work): the library, the CLI, the PostgreSQL
 # store. bench/ is vetted; its benchmarks run from scripts/bench.sh.
-modules=(. ./cmd/n8n-invoker ./contrib/postgres)
+modules=(. ./cmd/n8n-invoker ./contrib/postgres ./contrib/redis)
 each() { local m; for m in "${modules[@]}"; do (cd "$m" && "$@") || return; done; }
 
 t0=$(date +%s)
@@ -31,7 +31,7 @@ echo "== go vet"
 each go vet ./...
 (cd bench && go vet ./...)
 echo "== staticcheck"
-go tool staticcheck ./... ./cmd/n8n-invoker/... ./contrib/postgres/...
+go tool staticcheck ./... ./cmd/n8n-invoker/... ./contrib/postgres/... ./contrib/redis/...
 echo "== govulncheck (local database)"
 scripts/vulncheck.sh
 echo "== go test -race"

@@ -451,7 +451,7 @@ func TestFleetPausedPastLease(t *testing.T) {
 		defer m.Close(context.Background())
 		key := os.Getenv("N8N_INVOKER_FLEET_PREFIX")
 		res, err := m.Execute(context.Background(), &invocation.Request{Workflow: n8ntest.SlowAnswer,
-			Params: map[string]any{"delay_ms": 4000}, IdempotencyKey: key})
+			Params: map[string]any{"delay_ms": 20000}, IdempotencyKey: key})
 		b, _ := json.Marshal(itemOf(key, res, err))
 		fmt.Printf("result %s\n", b)
 		return
@@ -484,6 +484,10 @@ func TestFleetPausedPastLease(t *testing.T) {
 	}
 	a.signal(syscall.SIGSTOP)
 	stopped := time.Now()
+	// The execution takes 20 s: A is stopped with its call in flight.
+	if _, done, err := store.Completed(ctx, key); err != nil || done {
+		t.Fatalf("A recorded the key before it was stopped (%v): the test did not stop it in flight", err)
+	}
 	// Past A's lease, B submits the same key.
 	time.Sleep(time.Until(lease.Until) + time.Second)
 	b := startChild(t, "TestFleetPausedPastLease", "B", env...)
