@@ -50,6 +50,7 @@ type Manager struct {
 	healthClient *http.Client
 	keys         secret.Provider
 	ownDLQ       interface{ Close() error }
+	ownLimit     policy.SharedLimiter // the rate_limit section's, opened by New
 	resolver     *pipeline.APIResolver
 	bulkhead     *policy.Bulkhead
 	fallback     Fallback
@@ -308,6 +309,10 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		m.transport, m.ownTransport = t, t
 	}
 	if err := m.openDLQ(); err != nil {
+		return nil, err
+	}
+	if err := m.openSharedLimit(); err != nil {
+		m.closeOwned()
 		return nil, err
 	}
 	if err := m.buildPipeline(pipeline.Chain{staticResolver(cfg), byID}); err != nil {
@@ -590,9 +595,28 @@ func (m *Manager) Close(ctx context.Context) error {
 	if m.api != nil {
 		m.api.Close()
 	}
+	if m.ownLimit != nil {
+		_ = m.ownLimit.Close()
+	}
 	if m.ownDLQ != nil {
 		return m.ownDLQ.Close()
 	}
+	return nil
+}
+
+// openSharedLimit opens the rate_limit section's shared limiter, unless
+// WithRateLimiter gave one.
+func (m *Manager) openSharedLimit() error {
+	r := m.cfg.RateLimit
+	if r.Backend == "" || m.rateLimit != nil {
+		return nil
+	}
+	l, err := policy.OpenSharedLimit(context.Background(), r.Backend, policy.SharedLimitOptions{URL: r.URL, Key: r.Key,
+		RequestsPerSecond: r.RequestsPerSecond, Burst: r.Burst, FallbackPerProcess: r.FallbackPerProcess, Logger: m.log})
+	if err != nil {
+		return fmt.Errorf("invoker: rate_limit: %w", err)
+	}
+	m.rateLimit, m.ownLimit = l, l
 	return nil
 }
 
@@ -603,5 +627,8 @@ func (m *Manager) closeOwned() {
 	}
 	if m.ownDLQ != nil {
 		_ = m.ownDLQ.Close()
+	}
+	if m.ownLimit != nil {
+		_ = m.ownLimit.Close()
 	}
 }

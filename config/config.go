@@ -85,6 +85,10 @@ type Config struct {
 	// Store selects where the journal, the idempotency records and the
 	// dead letters are kept.
 	Store Store `yaml:"store"`
+	// RateLimit is one rate limit toward n8n that a fleet of processes
+	// shares (off unless a backend is named; the per-process limit is
+	// invokers.http.rate_limit).
+	RateLimit SharedRateLimit `yaml:"rate_limit"`
 
 	file string
 	pos  map[string]Position
@@ -167,6 +171,31 @@ type Store struct {
 	// processes left in flight (default: the lease); negative turns the
 	// background rescue off (Manager.Rescue still does it on demand).
 	RescueEvery Duration `yaml:"rescue_every"`
+}
+
+// SharedRateLimit is one rate limit toward n8n's webhooks for every
+// process that names the same backend and key: a 429 with Retry-After
+// that one of them sees pauses them all. n8n's API calls (resolution,
+// reconcile, polling) do not count: they are few per call and n8n limits
+// its API apart (per key, off by default).
+type SharedRateLimit struct {
+	// Backend names it: redis once contrib/redis is imported (the CLI has
+	// it); empty means off.
+	Backend string `yaml:"backend"`
+	// URL is the backend's address, e.g. "${N8N_INVOKER_REDIS_URL}"
+	// (redis://[:password@]host:port/db); a secret.
+	URL secret.Secret `yaml:"url"`
+	// Key names the limit (default: the backend's): processes with the
+	// same key share it.
+	Key string `yaml:"key"`
+	// RequestsPerSecond is the fleet's rate (required).
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	// Burst is how many may go at once above the rate (default: the
+	// rate, at least 1).
+	Burst int `yaml:"burst"`
+	// FallbackPerProcess is each process's own rate while the backend
+	// cannot be reached (required: never no limit, never a stall).
+	FallbackPerProcess float64 `yaml:"fallback_per_process"`
 }
 
 // Invokers configures the transports.
@@ -527,6 +556,7 @@ func (c *Config) SecretValues() []string {
 	add(c.N8N.APIKey)
 	add(c.Hooks.Notification.URL)
 	add(c.Store.DSN)
+	add(c.RateLimit.URL)
 	for _, w := range c.Workflows {
 		add(w.Auth.Value)
 		add(w.Auth.Password)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/dlq"
+	"github.com/n8n-invoker/n8n-invoker/policy"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -187,6 +188,11 @@ func TestExpand(t *testing.T) {
 // testserver stands for a server store another module registers
 // (contrib/postgres): it needs a DSN.
 func init() {
+	if err := policy.RegisterSharedLimit("testlimit", func(context.Context, policy.SharedLimitOptions) (policy.SharedLimiter, error) {
+		return nil, errors.New("not for opening")
+	}); err != nil {
+		panic(err)
+	}
 	if err := dlq.Register("testserver", func(context.Context, dlq.StoreOptions) (dlq.Backend, error) {
 		return nil, errors.New("not for opening")
 	}); err != nil {
@@ -237,6 +243,11 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"store dsn unset", "n8n: {base_url: 'http://x'}\nstore:\n  backend: testserver\n  dsn: ${PG_DSN}\n", 4, "store.dsn", "PG_DSN is not set"},
 		{"sqlite schema", "n8n: {base_url: 'http://x'}\nstore:\n  schema: s\n", 3, "store.schema", "server stores"},
 		{"store lease", "n8n: {base_url: 'http://x'}\nstore:\n  lease: 100ms\n", 3, "store.lease", "at least 1s"},
+		{"shared limit backend", "n8n: {base_url: 'http://x'}\nrate_limit:\n  backend: memcached\n  url: x\n  requests_per_second: 5\n  fallback_per_process: 1\n", 3, "rate_limit.backend", "unknown shared limit \"memcached\""},
+		{"shared limit no backend", "n8n: {base_url: 'http://x'}\nrate_limit:\n  requests_per_second: 5\n", 2, "rate_limit.backend", "is required"},
+		{"shared limit no url", "n8n: {base_url: 'http://x'}\nrate_limit:\n  backend: testlimit\n  requests_per_second: 5\n  fallback_per_process: 1\n", 0, "rate_limit.url", "required"},
+		{"shared limit no fallback", "n8n: {base_url: 'http://x'}\nrate_limit:\n  backend: testlimit\n  url: redis://x\n  requests_per_second: 5\n", 0, "rate_limit.fallback_per_process", "never no limit"},
+		{"shared limit rate", "n8n: {base_url: 'http://x'}\nrate_limit:\n  backend: testlimit\n  url: redis://x\n  requests_per_second: -1\n  fallback_per_process: 1\n", 5, "rate_limit.requests_per_second", "positive"},
 		{"bulkhead", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    bulkhead: {max_in_flight: -1}\n", 4, "invokers.http.bulkhead.max_in_flight", "negative"},
 	}
 	for _, tt := range tests {

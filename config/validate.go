@@ -6,10 +6,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/dlq"
+	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
 // Validate fills in the defaults of the values the file leaves zero
@@ -31,6 +33,7 @@ func (c *Config) Validate() error {
 		w.validate(v, name)
 	}
 	c.Store.validate(v)
+	c.RateLimit.validate(v)
 	c.DLQ.validate(v)
 	return joinErrors(v.errs)
 }
@@ -370,6 +373,29 @@ func (s *Store) validate(v *validator) {
 	if s.Lease > 0 && time.Duration(s.Lease) < time.Second {
 		v.errorf("store.lease", "must be at least 1s (the heartbeat renews it every third), got %s", time.Duration(s.Lease))
 	}
+}
+
+func (r *SharedRateLimit) validate(v *validator) {
+	if r.Backend == "" {
+		if !r.URL.IsZero() || r.RequestsPerSecond != 0 || r.FallbackPerProcess != 0 {
+			v.errorf("rate_limit.backend", "is required for a shared rate limit (available: %s)", strings.Join(policy.SharedLimits(), ", "))
+		}
+		return
+	}
+	if !slices.Contains(policy.SharedLimits(), r.Backend) {
+		v.errorf("rate_limit.backend", "unknown shared limit %q (available: %s; others register with policy.RegisterSharedLimit, e.g. by importing contrib/redis)",
+			r.Backend, strings.Join(policy.SharedLimits(), ", "))
+	}
+	if r.URL.IsZero() {
+		v.errorf("rate_limit.url", "required for rate_limit.backend %q (e.g. \"${N8N_INVOKER_REDIS_URL}\")", r.Backend)
+	}
+	if !(r.RequestsPerSecond > 0) {
+		v.errorf("rate_limit.requests_per_second", "must be positive, got %v", r.RequestsPerSecond)
+	}
+	if !(r.FallbackPerProcess > 0) {
+		v.errorf("rate_limit.fallback_per_process", "must be positive (the per-process rate while %s is down: never no limit), got %v", r.Backend, r.FallbackPerProcess)
+	}
+	v.notNegative("rate_limit.burst", r.Burst)
 }
 
 func (d *DLQ) validate(v *validator) {

@@ -1,5 +1,9 @@
 package main
 
-// The CLI has every store backend: the embedded SQLite store is built
-// into the library, the others register themselves when imported.
-import _ "github.com/n8n-invoker/n8n-invoker/contrib/postgres"
+// The CLI has every backend: the embedded SQLite store is built into the
+// library, the PostgreSQL store and the Redis rate limit register
+// themselves when imported.
+import (
+	_ "github.com/n8n-invoker/n8n-invoker/contrib/postgres"
+	_ "github.com/n8n-invoker/n8n-invoker/contrib/redis"
+)

@@ -92,3 +92,56 @@ func TestThrottleSlowsAnotherManager(t *testing.T) {
 		t.Errorf("%d requests, want 3 (429, its retry, the other call)", calls.Load())
 	}
 }
+
+// The configuration's rate_limit section opens the limiter: calls take
+// their slots in Redis, and with Redis unreachable they go on at the
+// per-process fallback.
+func TestRateLimitSection(t *testing.T) {
+	t.Parallel()
+	url := os.Getenv("N8N_INVOKER_REDIS_URL")
+	if url == "" {
+		if os.Getenv("N8N_INVOKER_REQUIRE_N8N") == "1" {
+			t.Fatal("N8N_INVOKER_REDIS_URL is not set")
+		}
+		t.Skip("N8N_INVOKER_REDIS_URL is not set: run scripts/cluster db and source .cluster/env")
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"ok":true}`)
+	}))
+	t.Cleanup(srv.Close) // the subtests run after this function returns
+	for _, tc := range []struct{ name, url string }{{"redis", url}, {"redis down", "redis://127.0.0.1:1/0"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			key := fmt.Sprintf("test:%s:%d", t.Name(), time.Now().UnixNano())
+			cfg, err := config.Parse([]byte(fmt.Sprintf(`n8n: {base_url: %q}
+workflows: {w: {path: w}}
+rate_limit: {backend: redis, url: %q, key: %q, requests_per_second: 100, fallback_per_process: 50}
+`, srv.URL, tc.url, key)), "t.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := invoker.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close(context.Background())
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			for range 5 {
+				if _, err := m.Execute(ctx, &invocation.Request{Workflow: "w"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.name != "redis" {
+				return
+			}
+			o, _ := goredis.ParseURL(url)
+			rdb := goredis.NewClient(o)
+			defer rdb.Close()
+			if n, err := rdb.Exists(ctx, key+":tat").Result(); err != nil || n != 1 {
+				t.Errorf("the calls took no slot in Redis (%d, %v)", n, err)
+			}
+		})
+	}
+}
