@@ -141,6 +141,15 @@ redis.call('SET', KEYS[1], new, 'PX', math.ceil((new - now) / 1000) + 1000)
 return {0, wait}
 `)
 
+// pauseLeft returns how many microseconds of a 429's pause are left.
+var pauseLeft = goredis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
+if pause > now then return pause - now end
+return 0
+`)
+
 // pauseAll sets the fleet's pause to now + ARGV[1] microseconds unless a
 // later one is set.
 var pauseAll = goredis.NewScript(`
@@ -169,10 +178,29 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		if err := invocation.Sleep(ctx, wait); err != nil {
 			return err
 		}
-		if !paused {
+		if paused {
+			continue // the pause is over: take a slot
+		}
+		if wait == 0 {
+			return nil // the slot was free now, and no pause was on
+		}
+		// A 429 elsewhere may have paused the fleet while this call waited
+		// for its slot: a slot reserved before the pause is not used in it.
+		left, err := l.pauseLeft(ctx)
+		if err != nil || left == 0 {
 			return nil
 		}
+		if err := invocation.Sleep(ctx, left); err != nil {
+			return err
+		}
 	}
+}
+
+func (l *Limiter) pauseLeft(ctx context.Context) (time.Duration, error) {
+	rctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	us, err := pauseLeft.Run(rctx, l.rdb, l.keys[1:]).Int64()
+	return time.Duration(us) * time.Microsecond, err
 }
 
 func (l *Limiter) reserve(ctx context.Context) (time.Duration, bool, error) {

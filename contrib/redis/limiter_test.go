@@ -175,3 +175,35 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A call that reserved its slot before another process's 429 does not go
+// in the pause: slots reserved before it are not used in it.
+func TestReservedSlotsWaitOutAPause(t *testing.T) {
+	t.Parallel()
+	k := key(t)
+	a, _ := NewLimiter(Options{Client: client(t), Key: k, RequestsPerSecond: 10, Burst: 1, FallbackPerProcess: 1})
+	b, _ := NewLimiter(Options{Client: client(t), Key: k, RequestsPerSecond: 10, Burst: 1, FallbackPerProcess: 1})
+	start := time.Now()
+	var mu sync.Mutex
+	var went []time.Duration
+	var wg sync.WaitGroup
+	for range 10 { // slots at 0, 100, ..., 900 ms
+		wg.Go(func() {
+			if err := a.Wait(t.Context()); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			went = append(went, time.Since(start))
+			mu.Unlock()
+		})
+	}
+	time.Sleep(250 * time.Millisecond)
+	b.Throttled(t.Context(), time.Second) // pause until ~1.25 s
+	paused := time.Since(start)
+	wg.Wait()
+	for _, w := range went {
+		if w > paused+50*time.Millisecond && w < paused+900*time.Millisecond {
+			t.Errorf("a call went at %s, inside the pause from %s to %s", w, paused, paused+time.Second)
+		}
+	}
+}
