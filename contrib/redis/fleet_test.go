@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,13 +22,7 @@ import (
 // one gets pauses the second one's call, which has seen no 429 itself.
 func TestThrottleSlowsAnotherManager(t *testing.T) {
 	t.Parallel()
-	url := os.Getenv("N8N_INVOKER_REDIS_URL")
-	if url == "" {
-		if os.Getenv("N8N_INVOKER_REQUIRE_N8N") == "1" {
-			t.Fatal("N8N_INVOKER_REDIS_URL is not set")
-		}
-		t.Skip("N8N_INVOKER_REDIS_URL is not set: run scripts/cluster db and source .cluster/env")
-	}
+	url := redis.URLForTest(t)
 	var throttled atomic.Bool
 	var calls atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -98,13 +91,7 @@ func TestThrottleSlowsAnotherManager(t *testing.T) {
 // per-process fallback.
 func TestRateLimitSection(t *testing.T) {
 	t.Parallel()
-	url := os.Getenv("N8N_INVOKER_REDIS_URL")
-	if url == "" {
-		if os.Getenv("N8N_INVOKER_REQUIRE_N8N") == "1" {
-			t.Fatal("N8N_INVOKER_REDIS_URL is not set")
-		}
-		t.Skip("N8N_INVOKER_REDIS_URL is not set: run scripts/cluster db and source .cluster/env")
-	}
+	url := redis.URLForTest(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"ok":true}`)

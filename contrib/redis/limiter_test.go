@@ -15,10 +15,11 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// client returns a client of the Redis scripts/cluster starts (make test
-// exports N8N_INVOKER_REDIS_URL); without it the tests skip, unless the
-// run requires them.
-func client(t *testing.T) goredis.UniversalClient {
+// URLForTest returns the URL of the Redis scripts/cluster starts (make
+// test exports N8N_INVOKER_REDIS_URL); without it the test skips, unless
+// the run requires it. (Defined in a test file: the external tests use
+// it too.)
+func URLForTest(t testing.TB) string {
 	t.Helper()
 	url := os.Getenv("N8N_INVOKER_REDIS_URL")
 	if url == "" {
@@ -27,7 +28,13 @@ func client(t *testing.T) goredis.UniversalClient {
 		}
 		t.Skip("N8N_INVOKER_REDIS_URL is not set: run scripts/cluster db and source .cluster/env")
 	}
-	o, err := goredis.ParseURL(url)
+	return url
+}
+
+// client returns a client of the test Redis, closed when t ends.
+func client(t testing.TB) goredis.UniversalClient {
+	t.Helper()
+	o, err := goredis.ParseURL(URLForTest(t))
 	if err != nil {
 		t.Fatal(err)
 	}
