@@ -7,20 +7,28 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/dlq/dlqtest"
 	"path/filepath"
+	"sync"
 )
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	var mu sync.Mutex // the parallel subtests open their stores at once
 	var last string
 	dlqtest.Run(t, func(t *testing.T) dlq.Backend {
-		last = filepath.Join(t.TempDir(), "dlq.db")
-		s, err := dlq.Open(t.Context(), last, dlq.Options{})
+		path := filepath.Join(t.TempDir(), "dlq.db")
+		mu.Lock()
+		last = path
+		mu.Unlock()
+		s, err := dlq.Open(t.Context(), path, dlq.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}, dlqtest.Options{Reopen: func(t *testing.T) dlq.Backend {
-		s, err := dlq.Open(t.Context(), last, dlq.Options{})
+		mu.Lock()
+		path := last
+		mu.Unlock()
+		s, err := dlq.Open(t.Context(), path, dlq.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
