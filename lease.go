@@ -25,8 +25,9 @@ import (
 // renews live leases every third of it.
 const DefaultLease = config.DefaultStoreLease
 
-// DefaultHeldWait bounds how long a call waits for another process that
-// holds its idempotency key (store.held_wait).
+// DefaultHeldWait is the least default wait for another process that
+// holds a call's idempotency key (store.held_wait: by default
+// n8n.timeout + reconcile_timeout + 30s, 3m with their defaults).
 const DefaultHeldWait = config.DefaultStoreHeldWait
 
 // processOwner names this process in the leases it takes:

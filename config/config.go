@@ -47,7 +47,7 @@ const (
 	DefaultHookTimeout      = 5 * time.Second
 	DefaultStoreBackend     = dlq.BackendSQLite
 	DefaultStoreLease       = 30 * time.Second
-	DefaultStoreHeldWait    = 2 * time.Minute
+	DefaultStoreHeldWait    = 2 * time.Minute // the least default; see Store.HeldWait
 	DefaultDLQRetention     = 7 * 24 * time.Hour
 )
 
@@ -165,7 +165,9 @@ type Store struct {
 	// holds its keys this long before another takes them over.
 	Lease Duration `yaml:"lease"`
 	// HeldWait bounds how long a call waits for another process that has
-	// its idempotency key in flight (default 2m).
+	// its idempotency key in flight (default: n8n.timeout +
+	// invokers.http.reconcile_timeout + 30s, 3m with their defaults, and
+	// at least 2m: as long as the owner may take to decide).
 	HeldWait Duration `yaml:"held_wait"`
 	// RescueEvery is how often a manager takes over the invocations dead
 	// processes left in flight (default: the lease); negative turns the

@@ -303,3 +303,26 @@ func TestSecretNeverPrints(t *testing.T) {
 		t.Error("Reveal lost the value")
 	}
 }
+
+// The held wait's default covers the owner's longest decision: an
+// attempt's timeout, a reconcile's wait, a margin; at least 2m.
+func TestHeldWaitDefault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"n8n: {base_url: 'http://x'}\n", 3 * time.Minute},
+		{"n8n: {base_url: 'http://x', timeout: 60}\n", 3*time.Minute + 30*time.Second},
+		{"n8n: {base_url: 'http://x', timeout: 5}\ninvokers: {http: {reconcile_timeout: 30s}}\n", 2 * time.Minute},
+		{"n8n: {base_url: 'http://x'}\nstore: {held_wait: 10s}\n", 10 * time.Second},
+	} {
+		c, err := Parse([]byte(tc.yaml), "c.yaml", env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Store.HeldWait.D(); got != tc.want {
+			t.Errorf("%q: held_wait %s, want %s", tc.yaml, got, tc.want)
+		}
+	}
+}

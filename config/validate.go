@@ -141,7 +141,11 @@ func (c *Config) applyDefaults() {
 		c.Store.Lease = Duration(DefaultStoreLease)
 	}
 	if c.Store.HeldWait == 0 {
-		c.Store.HeldWait = Duration(DefaultStoreHeldWait)
+		// Long enough for the owner to decide in the worst case it waits
+		// for itself: an attempt's timeout, then a reconcile's wait for
+		// the execution (an n8n worker that died takes ~2 min to fail
+		// its job), with a margin.
+		c.Store.HeldWait = Duration(max(DefaultStoreHeldWait, n.Timeout.D()+h.ReconcileTimeout.D()+30*time.Second))
 	}
 	rel(&c.Store.Path)
 	setDuration(&c.DLQ.Retention, DefaultDLQRetention)
