@@ -27,6 +27,7 @@ var rank = map[string]int{
 	"contrib/redis":    3, // module of its own: the fleet's rate limit on Redis
 	"":                 5, // the root package invoker
 	"cmd/n8n-invoker":  6, "internal/tools/n8nload": 6, "contrib/redis/internal/fleetrate": 6,
+	"contrib/postgres/outbox": 6, // durable submission: imports the manager
 	// test helpers
 	"internal/chaos": 0, "internal/testcerts": 0, "internal/n8ntest/n8nboot": 0,
 	"internal/n8ntest": 5,

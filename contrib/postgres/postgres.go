@@ -158,6 +158,23 @@ var migrations = []string{
 		until timestamptz NOT NULL
 	);
 	CREATE SEQUENCE {s}.lease_tokens;`,
+	// 2: durable submissions (the outbox package): an invocation's
+	// status and result, by id; River's jobs only carry the id.
+	`CREATE TABLE {s}.invocations (
+		id text PRIMARY KEY,
+		workflow text NOT NULL,
+		params bytea,
+		path_params bytea,
+		idempotency_key text NOT NULL UNIQUE,
+		status text NOT NULL,
+		result bytea,
+		error text NOT NULL DEFAULT '',
+		class text NOT NULL DEFAULT '',
+		dead_letter bigint,
+		created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+		updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+	);
+	CREATE INDEX invocations_status ON {s}.invocations (status, created_at);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -1,0 +1,418 @@
+// Package outbox is durable submission on the PostgreSQL store (the
+// transactional outbox): Enqueue returns once an invocation is stored,
+// EnqueueTx stores it in the caller's own transaction, so that a
+// service's business write and its n8n trigger commit together or not at
+// all, and workers deliver stored invocations through the manager's whole
+// pipeline (journal and lease, reconcile, retries, breaker pause,
+// dead-lettering).
+//
+// The queue is River (riverpgxv5) in the store's schema. One source of
+// truth: the store's invocations table holds each invocation's status
+// and result, and the journal and dead letters stay the store's; a River
+// job carries only the invocation's id. Each job is one delivery (the
+// pipeline does the retrying: a failed call ends the job, recorded as
+// failed or dead-lettered); River runs a job again only when its worker
+// died or shut down mid-call, and the journal's lease and reconcile decide
+// then whether n8n already ran it.
+package outbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+
+	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/contrib/postgres"
+	"github.com/n8n-invoker/n8n-invoker/dlq"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
+)
+
+// Statuses of an invocation.
+const (
+	Queued       = "queued"
+	Running      = "running"
+	Succeeded    = "succeeded"
+	Failed       = "failed"
+	DeadLettered = "dead_lettered"
+)
+
+// Defaults.
+const (
+	DefaultQueue       = "n8n_invoker"
+	DefaultWorkers     = 10
+	// DefaultRescueAfter is short: a delivery River rescues while its
+	// first worker still runs it waits for that worker's result (the
+	// journal's held key) instead of running it again.
+	DefaultRescueAfter = time.Minute
+)
+
+// ErrNotFound is returned for an invocation id the store does not have.
+var ErrNotFound = errors.New("outbox: no such invocation")
+
+// ConflictError is an Enqueue of an idempotency key already stored with
+// another workflow or other parameters: nothing is stored.
+type ConflictError struct {
+	Key, ExistingID string
+}
+
+// Error returns the message.
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("outbox: idempotency key %q is already stored as invocation %s with another workflow or parameters", e.Key, e.ExistingID)
+}
+
+// Options configure an Outbox.
+type Options struct {
+	// Workers is how many invocations this process delivers at once; 0
+	// means DefaultWorkers, negative: none (a process that only
+	// enqueues).
+	Workers int
+	// Queue is River's queue name (default DefaultQueue).
+	Queue string
+	// RescueAfter is how long a delivery may run before River gives it to
+	// another worker as stuck (default DefaultRescueAfter); the journal's
+	// lease keeps a live one from running twice.
+	RescueAfter time.Duration
+}
+
+// Invocation is a stored invocation and where it is.
+type Invocation struct {
+	ID             string             `json:"id"`
+	Workflow       string             `json:"workflow"`
+	IdempotencyKey string             `json:"idempotency_key"`
+	Status         string             `json:"status"`
+	Result         *invocation.Result `json:"result,omitempty"`
+	Error          string             `json:"error,omitempty"`
+	Class          string             `json:"class,omitempty"`
+	DeadLetter     int64              `json:"dead_letter,omitempty"`
+	CreatedAt      time.Time          `json:"created_at"`
+	UpdatedAt      time.Time          `json:"updated_at"`
+}
+
+// Done reports whether the invocation has ended.
+func (i *Invocation) Done() bool {
+	return i.Status == Succeeded || i.Status == Failed || i.Status == DeadLettered
+}
+
+// Outbox stores invocations and delivers them.
+type Outbox struct {
+	store   *postgres.Store
+	m       *invoker.Manager
+	client  *river.Client[pgx.Tx]
+	queue   string
+	table   string
+	workers bool
+}
+
+type deliverArgs struct {
+	ID string `json:"id"`
+}
+
+func (deliverArgs) Kind() string { return "n8n_invoker_deliver" }
+
+type worker struct {
+	river.WorkerDefaults[deliverArgs]
+	o *Outbox
+}
+
+// New migrates River's tables into the store's schema (once, under the
+// store's lock) and returns an outbox whose workers deliver through m.
+func New(ctx context.Context, store *postgres.Store, m *invoker.Manager, o Options) (*Outbox, error) {
+	if store == nil || m == nil {
+		return nil, errors.New("outbox: a store and a manager are required")
+	}
+	if o.Queue == "" {
+		o.Queue = DefaultQueue
+	}
+	if o.Workers == 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.RescueAfter <= 0 {
+		o.RescueAfter = DefaultRescueAfter
+	}
+	driver := riverpgxv5.New(store.Pool())
+	if err := migrate(ctx, store, driver); err != nil {
+		return nil, err
+	}
+	out := &Outbox{store: store, m: m, queue: o.Queue, table: store.Schema() + ".invocations", workers: o.Workers > 0}
+	cfg := &river.Config{Schema: store.Schema(), JobTimeout: -1, RescueStuckJobsAfter: o.RescueAfter}
+	if out.workers {
+		workers := river.NewWorkers()
+		if err := river.AddWorkerSafely(workers, &worker{o: out}); err != nil {
+			return nil, err
+		}
+		cfg.Workers = workers
+		cfg.Queues = map[string]river.QueueConfig{o.Queue: {MaxWorkers: o.Workers}}
+	}
+	c, err := river.NewClient(driver, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	out.client = c
+	return out, nil
+}
+
+func migrate(ctx context.Context, store *postgres.Store, driver *riverpgxv5.Driver) error {
+	conn, err := store.Pool().Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	lock := "n8n-invoker river " + store.Schema()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(hashtext($1))", lock); err != nil {
+		return err
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext($1))", lock)
+	}()
+	mig, err := rivermigrate.New(driver, &rivermigrate.Config{Schema: store.Schema()})
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	if _, err := mig.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("outbox: migrating River's tables: %w", err)
+	}
+	return nil
+}
+
+// Start starts this process's workers (none with Options.Workers < 0).
+func (o *Outbox) Start(ctx context.Context) error {
+	if !o.workers {
+		return nil
+	}
+	return o.client.Start(ctx)
+}
+
+// Stop stops the workers, letting deliveries in flight finish until ctx
+// ends (a delivery cut short stays journaled and is delivered again,
+// after a reconcile).
+func (o *Outbox) Stop(ctx context.Context) error {
+	if !o.workers {
+		return nil
+	}
+	return o.client.Stop(ctx)
+}
+
+// Enqueue stores req in a transaction of its own and returns its id once
+// it is committed.
+func (o *Outbox) Enqueue(ctx context.Context, req *invocation.Request) (string, error) {
+	var id string
+	err := pgx.BeginFunc(ctx, o.store.Pool(), func(tx pgx.Tx) error {
+		var err error
+		id, err = o.EnqueueTx(ctx, tx, req)
+		return err
+	})
+	return id, err
+}
+
+// EnqueueTx stores req in the caller's transaction tx: it is delivered
+// once tx commits, and never if tx rolls back. A request without an
+// idempotency key gets the invocation's id as its key; a key already
+// stored with the same workflow and parameters returns the stored
+// invocation's id (nothing new is stored), with others a *ConflictError.
+func (o *Outbox) EnqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Request) (string, error) {
+	if req == nil || req.Workflow == "" {
+		return "", errors.New("outbox: a request needs a workflow")
+	}
+	params, err := json.Marshal(req.Params)
+	if err != nil {
+		return "", fmt.Errorf("outbox: params: %w", err)
+	}
+	if len(req.Body) > 0 {
+		params = req.Body
+	}
+	if string(params) == "null" {
+		params = nil
+	}
+	var pathParams []byte
+	if len(req.PathParams) > 0 {
+		pathParams, _ = json.Marshal(req.PathParams)
+	}
+	id := newID()
+	key := req.IdempotencyKey
+	if key == "" {
+		key = id
+	}
+	var got string
+	err = tx.QueryRow(ctx, "INSERT INTO "+o.table+` (id, workflow, params, path_params, idempotency_key, status)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`,
+		id, req.Workflow, params, pathParams, key, Queued).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var wf string
+		var stored []byte
+		if err := tx.QueryRow(ctx, "SELECT id, workflow, params FROM "+o.table+" WHERE idempotency_key = $1", key).Scan(&got, &wf, &stored); err != nil {
+			return "", err
+		}
+		if wf != req.Workflow || !sameJSON(stored, params) {
+			return "", &ConflictError{Key: key, ExistingID: got}
+		}
+		return got, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if _, err := o.client.InsertTx(ctx, tx, deliverArgs{ID: id}, &river.InsertOpts{Queue: o.queue, MaxAttempts: 25}); err != nil {
+		return "", fmt.Errorf("outbox: queueing: %w", err)
+	}
+	return id, nil
+}
+
+func sameJSON(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return string(a) == string(b)
+	}
+	ja, _ := json.Marshal(x)
+	jb, _ := json.Marshal(y)
+	return string(ja) == string(jb)
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "inv_" + hex.EncodeToString(b)
+}
+
+// Get returns invocation id, or ErrNotFound.
+func (o *Outbox) Get(ctx context.Context, id string) (*Invocation, error) {
+	var inv Invocation
+	var result []byte
+	var dead *int64
+	err := o.store.Pool().QueryRow(ctx, "SELECT id, workflow, idempotency_key, status, result, error, class, dead_letter, created_at, updated_at FROM "+
+		o.table+" WHERE id = $1", id).Scan(&inv.ID, &inv.Workflow, &inv.IdempotencyKey, &inv.Status, &result, &inv.Error, &inv.Class, &dead, &inv.CreatedAt, &inv.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if dead != nil {
+		inv.DeadLetter = *dead
+	}
+	if len(result) > 0 {
+		inv.Result = &invocation.Result{}
+		if err := json.Unmarshal(result, inv.Result); err != nil {
+			return nil, fmt.Errorf("outbox: stored result of %s: %w", id, err)
+		}
+	}
+	return &inv, nil
+}
+
+// Await waits until invocation id has ended (polling the store, so that
+// any process's workers may deliver it) and returns it.
+func (o *Outbox) Await(ctx context.Context, id string) (*Invocation, error) {
+	wait := 50 * time.Millisecond
+	for {
+		inv, err := o.Get(ctx, id)
+		if err != nil || inv.Done() {
+			return inv, err
+		}
+		if err := invocation.Sleep(ctx, wait); err != nil {
+			return inv, err
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// Work delivers one stored invocation through the manager's pipeline and
+// records its outcome. A failed call is recorded and ends the job: the
+// pipeline did the retrying.
+func (w *worker) Work(ctx context.Context, job *river.Job[deliverArgs]) error {
+	o := w.o
+	var wf, key string
+	var params, pathParams []byte
+	var status string
+	err := o.store.Pool().QueryRow(ctx, "SELECT workflow, idempotency_key, params, path_params, status FROM "+o.table+" WHERE id = $1",
+		job.Args.ID).Scan(&wf, &key, &params, &pathParams, &status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // purged
+	}
+	if err != nil {
+		return err
+	}
+	if status == Succeeded || status == Failed || status == DeadLettered {
+		return nil
+	}
+	if err := o.setStatus(ctx, job.Args.ID, Running, nil, nil); err != nil {
+		return err
+	}
+	req := &invocation.Request{Workflow: wf, IdempotencyKey: key}
+	if len(params) > 0 {
+		req.Body = params
+	}
+	if len(pathParams) > 0 {
+		_ = json.Unmarshal(pathParams, &req.PathParams)
+	}
+	res, err := o.m.Execute(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		// Shut down mid-call: the journal keeps it; River runs it again
+		// (the journal reconciles first).
+		_ = o.setStatus(context.WithoutCancel(ctx), job.Args.ID, Queued, nil, nil)
+		return err
+	}
+	return o.setStatus(context.WithoutCancel(ctx), job.Args.ID, "", res, err)
+}
+
+// setStatus records status, or the outcome of a call when status is "".
+func (o *Outbox) setStatus(ctx context.Context, id, status string, res *invocation.Result, callErr error) error {
+	var result []byte
+	var msg, class string
+	var dead *int64
+	if status == "" {
+		switch {
+		case callErr == nil:
+			status = Succeeded
+			result, _ = json.Marshal(res)
+		default:
+			status, msg, class = Failed, callErr.Error(), invocation.ClassOf(callErr).String()
+			var de *dlq.DeadLetteredError
+			if errors.As(callErr, &de) {
+				status, dead = DeadLettered, &de.EntryID
+			}
+		}
+	}
+	_, err := o.store.Pool().Exec(ctx, "UPDATE "+o.table+` SET status = $2, result = COALESCE($3, result), error = $4, class = $5,
+		dead_letter = COALESCE($6, dead_letter), updated_at = clock_timestamp() WHERE id = $1`, id, status, result, msg, class, dead)
+	return err
+}
+
+// List returns the newest invocations, of one status when status is set.
+func (o *Outbox) List(ctx context.Context, status string, limit int) ([]*Invocation, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	q := "SELECT id FROM " + o.table
+	args := []any{}
+	if status != "" {
+		q += " WHERE status = $1"
+		args = append(args, status)
+	}
+	q += fmt.Sprintf(" ORDER BY created_at DESC LIMIT %d", limit)
+	rows, err := o.store.Pool().Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Invocation, 0, len(ids))
+	for _, id := range ids {
+		inv, err := o.Get(ctx, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		if inv != nil {
+			out = append(out, inv)
+		}
+	}
+	return out, nil
+}
