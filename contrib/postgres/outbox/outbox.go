@@ -47,8 +47,8 @@ const (
 
 // Defaults.
 const (
-	DefaultQueue       = "n8n_invoker"
-	DefaultWorkers     = 10
+	DefaultQueue   = "n8n_invoker"
+	DefaultWorkers = 10
 	// DefaultRescueAfter is short: a delivery River rescues while its
 	// first worker still runs it waits for that worker's result (the
 	// journal's held key) instead of running it again.
