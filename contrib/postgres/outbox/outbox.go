@@ -49,10 +49,11 @@ const (
 const (
 	DefaultQueue   = "n8n_invoker"
 	DefaultWorkers = 10
-	// DefaultRescueAfter is short: a delivery River rescues while its
-	// first worker still runs it waits for that worker's result (the
-	// journal's held key) instead of running it again.
-	DefaultRescueAfter = time.Minute
+	// DefaultJobTimeout bounds one delivery (a call's retries, breaker
+	// pause and reconcile); a delivery cut by it is delivered again,
+	// after a reconcile. It is also how long a dead worker's deliveries
+	// wait before River gives them to another worker.
+	DefaultJobTimeout = 5 * time.Minute
 )
 
 // ErrNotFound is returned for an invocation id the store does not have.
@@ -77,10 +78,11 @@ type Options struct {
 	Workers int
 	// Queue is River's queue name (default DefaultQueue).
 	Queue string
-	// RescueAfter is how long a delivery may run before River gives it to
-	// another worker as stuck (default DefaultRescueAfter); the journal's
-	// lease keeps a live one from running twice.
-	RescueAfter time.Duration
+	// JobTimeout bounds one delivery (default DefaultJobTimeout); River
+	// gives the deliveries of a worker that died to another worker once
+	// it has passed (the journal's lease and reconcile keep a delivery
+	// from running twice).
+	JobTimeout time.Duration
 }
 
 // Invocation is a stored invocation and where it is.
@@ -135,15 +137,17 @@ func New(ctx context.Context, store *postgres.Store, m *invoker.Manager, o Optio
 	if o.Workers == 0 {
 		o.Workers = DefaultWorkers
 	}
-	if o.RescueAfter <= 0 {
-		o.RescueAfter = DefaultRescueAfter
+	if o.JobTimeout <= 0 {
+		o.JobTimeout = DefaultJobTimeout
 	}
 	driver := riverpgxv5.New(store.Pool())
 	if err := migrate(ctx, store, driver); err != nil {
 		return nil, err
 	}
 	out := &Outbox{store: store, m: m, queue: o.Queue, table: store.Schema() + ".invocations", workers: o.Workers > 0}
-	cfg := &river.Config{Schema: store.Schema(), JobTimeout: -1, RescueStuckJobsAfter: o.RescueAfter}
+	// River rescues a job only once its timeout has passed (a job
+	// without one is never rescued); the rescuer looks every 30 s.
+	cfg := &river.Config{Schema: store.Schema(), JobTimeout: o.JobTimeout, RescueStuckJobsAfter: o.JobTimeout}
 	if out.workers {
 		workers := river.NewWorkers()
 		if err := river.AddWorkerSafely(workers, &worker{o: out}); err != nil {
