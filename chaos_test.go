@@ -398,11 +398,6 @@ func TestChaosKillN8NMidBatch(t *testing.T) {
 	results := <-resultsCh
 	ok, failed, _ := account(t, results, key)
 
-	for i, r := range results {
-		if r.Err != nil {
-			t.Errorf("item %d failed: %v", i, r.Err)
-		}
-	}
 	// This n8n ran only this test's executions. Successful ones carry
 	// their key; crashed ones may have no data left to tell it.
 	wfID := priv.WorkflowID(t, "n8n-invoker echo")
@@ -427,6 +422,24 @@ func TestChaosKillN8NMidBatch(t *testing.T) {
 			}
 		}
 	}
+	// An item may end unresolved (typed, dead-lettered, not sent again)
+	// only when n8n, restarted, left an execution of the kill "running"
+	// (it did not mark it crashed): its reconcile cannot tell that
+	// execution's key, so it does not guess.
+	unresolved := 0
+	for i, r := range results {
+		var ue *pipeline.UnresolvedError
+		switch {
+		case r.Err == nil:
+		case errors.As(r.Err, &ue) && errors.Is(r.Err, invocation.ErrDeadLettered) && byStatus[n8napi.StatusRunning] > 0:
+			unresolved++
+		default:
+			t.Errorf("item %d failed: %v", i, r.Err)
+		}
+	}
+	if unresolved > 4 {
+		t.Errorf("%d items unresolved: more than were in flight at the kill", unresolved)
+	}
 	dup := 0
 	for i := range n {
 		switch c := successByKey[key(i)]; {
@@ -444,6 +457,6 @@ func TestChaosKillN8NMidBatch(t *testing.T) {
 	if extra > 4 || dup+notOK > 4 || extra != dup+notOK {
 		t.Errorf("executions by status %v for %d successful items: %d extra (%d duplicated successes, %d crashed)", byStatus, ok, extra, dup, notOK)
 	}
-	t.Logf("kill: %d items, n8n SIGKILLed after 10 and back in %s: %d succeeded, %d failed, 0 lost; %d executions %v: %d extra (%d crashed, %d re-run after the kill lost the answer)",
-		n, restart.Round(time.Millisecond), ok, failed, len(seen), byStatus, extra, notOK, dup)
+	t.Logf("kill: %d items, n8n SIGKILLed after 10 and back in %s: %d succeeded, %d failed (%d unresolved behind an execution n8n left running), 0 lost; %d executions %v: %d extra (%d crashed, %d re-run after the kill lost the answer)",
+		n, restart.Round(time.Millisecond), ok, failed, unresolved, len(seen), byStatus, extra, notOK, dup)
 }
