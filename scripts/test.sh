@@ -53,5 +53,5 @@ t2=$(date +%s)
 scripts/cluster start
 set -a && . .cluster/env && set +a
 echo "== queue-mode n8n ready in $(( $(date +%s) - t2 )) s"
-(cd contrib/postgres && go test -race -count=1 -p 1 -timeout 30m -run '^TestFleet' -v ./... 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)')
+(cd contrib/postgres && go test -race -count=1 -timeout 20m -run '^TestFleet' -v . 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)')
 echo "== all tests passed in $(( $(date +%s) - t0 )) s"
