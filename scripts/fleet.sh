@@ -5,7 +5,10 @@
 # worker are SIGKILLed a third of the way through and restarted; then
 # three concurrent replays; every key's executions are counted in n8n.
 #
-#   scripts/fleet.sh [items]    (default 3000; about 15 min here)
+#   scripts/fleet.sh [items]          (default 3000; about 6 min here)
+#   scripts/fleet.sh outbox [items]   the outbox's worker fleet (default 150; ~6 min, the
+#                                     5 min job timeout dominates; not in make test: a
+#                                     duplicate issue is open, see the README)
 #
 # It starts the cluster (scripts/cluster start) and stops the single n8n
 # first: one n8n at a time on 2 cores.
@@ -17,5 +20,10 @@ scripts/n8n stop >/dev/null 2>&1 || true
 scripts/cluster start
 set -a && . .cluster/env && set +a
 cd contrib/postgres
+if [ "${1:-}" = outbox ]; then
+  N8N_INVOKER_OUTBOX_ITEMS=${2:-150} go test -count=1 -timeout 1h -run '^TestFleetOutboxWorkers$' -v ./outbox 2>&1 |
+    grep -vE '^=== (RUN|PAUSE|CONT)'
+  exit "${PIPESTATUS[0]}"
+fi
 N8N_INVOKER_FLEET_ITEMS=${1:-3000} go test -count=1 -timeout 3h -run '^TestFleetThreeProcesses$' -v . 2>&1 |
   grep -vE '^=== (RUN|PAUSE|CONT)'
