@@ -22,12 +22,14 @@ var rank = map[string]int{
 	"policy":     2, "telemetry": 2, "n8napi": 2, "dlq": 2,
 	"httpinvoker": 3, "pipeline": 3,
 	"hooks": 4, "pack": 2, "config": 4,
-	"dlq/dlqtest":      3, // the store conformance suite
-	"contrib/postgres": 3, // module of its own: the PostgreSQL store
-	"contrib/redis":    3, // module of its own: the fleet's rate limit on Redis
-	"":                 5, // the root package invoker
-	"cmd/n8n-invoker":  6, "internal/tools/n8nload": 6, "contrib/redis/internal/fleetrate": 6,
-	"contrib/postgres/outbox": 6, // durable submission: imports the manager
+	"dlq/dlqtest":            3, // the store conformance suite
+	"contrib/postgres":       3, // module of its own: the PostgreSQL store
+	"contrib/redis":          3, // module of its own: the fleet's rate limit on Redis
+	"":                       5, // the root package invoker
+	"internal/tools/n8nload": 6, "contrib/redis/internal/fleetrate": 6,
+	"outbox":                  6, // durable submission: imports the manager
+	"contrib/postgres/outbox": 7, // its River engine on PostgreSQL
+	"cmd/n8n-invoker":         8,
 	// test helpers
 	"internal/chaos": 0, "internal/testcerts": 0, "internal/n8ntest/n8nboot": 0,
 	"internal/n8ntest": 5,

@@ -446,6 +446,10 @@ func (m *Manager) Execute(ctx context.Context, req *invocation.Request, opts ...
 	return m.execute(ctx, *req, o)
 }
 
+// Logger returns the manager's logger (WithLogger's, secrets redacted),
+// for what builds on the manager, such as the outbox's workers.
+func (m *Manager) Logger() *slog.Logger { return m.log }
+
 func (m *Manager) enter() bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()

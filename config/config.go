@@ -89,6 +89,8 @@ type Config struct {
 	// shares (off unless a backend is named; the per-process limit is
 	// invokers.http.rate_limit).
 	RateLimit SharedRateLimit `yaml:"rate_limit"`
+	// Queue configures durable submission (the outbox): its workers.
+	Queue Queue `yaml:"queue"`
 
 	file string
 	pos  map[string]Position
@@ -199,6 +201,33 @@ type SharedRateLimit struct {
 	// cannot be reached (required: never no limit, never a stall).
 	FallbackPerProcess float64 `yaml:"fallback_per_process"`
 }
+
+// Queue configures durable submission (package outbox): invocations
+// stored by Enqueue and delivered by workers, in this process or in
+// others sharing the store.
+type Queue struct {
+	// Workers is how many invocations a worker process delivers at once
+	// (default 10); negative: none (a process that only enqueues).
+	Workers int `yaml:"workers"`
+	// JobTimeout bounds one delivery: a call's retries, breaker pause and
+	// reconcile (default 5m, at least n8n.timeout); a delivery cut by it
+	// is delivered again, after a reconcile.
+	JobTimeout Duration `yaml:"job_timeout"`
+	// Poll is how often idle workers look for invocations other
+	// processes queued (SQLite store; default 200ms).
+	Poll Duration `yaml:"poll"`
+	// Name is the queue's name in River (PostgreSQL store; default
+	// n8n_invoker): workers deliver only their queue's invocations.
+	Name string `yaml:"name"`
+}
+
+// Defaults of the queue section.
+const (
+	DefaultQueueWorkers    = 10
+	DefaultQueueJobTimeout = 5 * time.Minute
+	DefaultQueuePoll       = 200 * time.Millisecond
+	DefaultQueueName       = "n8n_invoker"
+)
 
 // Invokers configures the transports.
 type Invokers struct {

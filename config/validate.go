@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ func (c *Config) Validate() error {
 	}
 	c.Store.validate(v)
 	c.RateLimit.validate(v)
+	c.Queue.validate(v, c.N8N.Timeout)
 	c.DLQ.validate(v)
 	return joinErrors(v.errs)
 }
@@ -401,6 +403,22 @@ func (r *SharedRateLimit) validate(v *validator) {
 	}
 	v.notNegative("rate_limit.burst", r.Burst)
 }
+
+func (q *Queue) validate(v *validator, timeout Duration) {
+	v.notNegativeDuration("queue.job_timeout", q.JobTimeout)
+	v.notNegativeDuration("queue.poll", q.Poll)
+	if q.JobTimeout > 0 && timeout > 0 && q.JobTimeout < timeout {
+		v.errorf("queue.job_timeout", "must be at least n8n.timeout (%s): one delivery is at least one attempt, got %s", timeout.D(), q.JobTimeout.D())
+	}
+	if q.Poll > 0 && time.Duration(q.Poll) < 10*time.Millisecond {
+		v.errorf("queue.poll", "must be at least 10ms, got %s", q.Poll.D())
+	}
+	if q.Name != "" && !queueName.MatchString(q.Name) {
+		v.errorf("queue.name", "must be letters, digits, '_' or '-' (at most 64), got %q", q.Name)
+	}
+}
+
+var queueName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 func (d *DLQ) validate(v *validator) {
 	v.notNegativeDuration("dlq.retention", d.Retention)

@@ -65,6 +65,27 @@ var migrations = []string{
 	UPDATE inflight SET token = -rowid;
 	CREATE INDEX inflight_lease_until ON inflight(lease_until);
 	CREATE TABLE lease_tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER)`,
+	// 4: durable submission (the outbox): invocations stored for
+	// delivery by workers, claimed under a lease.
+	`CREATE TABLE submissions (
+		id TEXT PRIMARY KEY,
+		workflow TEXT NOT NULL,
+		params BLOB,
+		path_params BLOB,
+		idempotency_key TEXT NOT NULL UNIQUE,
+		status TEXT NOT NULL,
+		result BLOB,
+		error_class TEXT NOT NULL DEFAULT '',
+		error_message TEXT NOT NULL DEFAULT '',
+		dead_letter INTEGER,
+		deliveries INTEGER NOT NULL DEFAULT 0,
+		owner TEXT NOT NULL DEFAULT '',
+		lease_until INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE INDEX submissions_due ON submissions(status, created_at);
+	CREATE INDEX submissions_created ON submissions(created_at)`,
 }
 
 // Options configure a SQLite store.

@@ -63,10 +63,15 @@ func (f Fault) String() string { return faultNames[f] }
 
 // Record is what happened to one request.
 type Record struct {
-	Key       string
+	Key string
+	// RequestID is the request's X-Request-Id.
+	RequestID string
 	Fault     Fault
 	Forwarded bool // n8n received it
 	Status    int  // n8n's status when forwarded and answered
+	// At is when the request came in, End when the proxy was done with
+	// it (answered the client or cut it off).
+	At, End time.Time
 }
 
 // Proxy is a fault-injecting reverse proxy.
@@ -184,8 +189,8 @@ func (d *discardWriter) WriteHeader(code int)        { d.status = code }
 // ServeHTTP applies the next fault to the request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := p.pick()
-	rec := Record{Key: r.Header.Get("Idempotency-Key"), Fault: f}
-	defer func() { p.record(rec) }()
+	rec := Record{Key: r.Header.Get("Idempotency-Key"), RequestID: r.Header.Get("X-Request-Id"), Fault: f, At: time.Now()}
+	defer func() { rec.End = time.Now(); p.record(rec) }()
 	switch f {
 	case ResetBefore:
 		_, _ = io.Copy(io.Discard, r.Body)

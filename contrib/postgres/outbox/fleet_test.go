@@ -16,6 +16,7 @@ import (
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/contrib/postgres"
 	"github.com/n8n-invoker/n8n-invoker/contrib/postgres/outbox"
+	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/internal/chaos"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
@@ -118,7 +119,19 @@ func TestFleetOutboxWorkers(t *testing.T) {
 	for done() < n/3 && ctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond)
 	}
+	killedPid := workers[0].Process.Pid
 	_ = workers[0].Process.Signal(syscall.SIGKILL)
+	_ = workers[0].Wait()
+	// What the killed process had in flight (its leases, not yet taken over).
+	killedKeys := map[string]time.Time{}
+	if in, err := store.Inflight(ctx, dlq.InflightFilter{}); err == nil {
+		for _, e := range in {
+			if strings.Contains(e.Lease.Owner, fmt.Sprintf(":%d/", killedPid)) {
+				killedKeys[e.IdempotencyKey] = e.StartedAt
+			}
+		}
+	}
+	killTime := time.Now()
 	nw := q.BusiestWorker()
 	crashed := q.KillWorker(t, nw)
 	killedAt := done()
@@ -172,6 +185,7 @@ func TestFleetOutboxWorkers(t *testing.T) {
 			if !lostAnswer[k] {
 				t.Errorf("key %s ran %d times in n8n without a lost answer to explain it", k, ok)
 			}
+			explain(t, k, execs[k], proxy.Records(), killedKeys, killTime)
 		}
 	}
 	if statuses[outbox.Succeeded] < n*95/100 {
@@ -180,7 +194,33 @@ func TestFleetOutboxWorkers(t *testing.T) {
 	if statuses[outbox.Queued]+statuses[outbox.Running] != 0 {
 		t.Errorf("statuses %v: invocations left undelivered", statuses)
 	}
-	t.Logf("outbox fleet: %d enqueued, 3 worker processes, one SIGKILLed after %d ended (and restarted), n8n worker %d SIGKILLed running %v; "+
+	t.Logf("outbox fleet: %d enqueued, 3 worker processes, one SIGKILLed after %d ended with %d keys in flight (and restarted), n8n worker %d SIGKILLed running %v; "+
 		"statuses %v; n8n: lost %d, extra successful executions %d (each after a lost answer); proxy: %d requests",
-		n, killedAt, nw, crashed, statuses, lost, extra, len(proxy.Records()))
+		n, killedAt, len(killedKeys), nw, crashed, statuses, lost, extra, len(proxy.Records()))
+}
+
+// explain logs what is known of a key that n8n ran more than once: its
+// executions, the requests the proxy saw, and whether the killed worker
+// process had it in flight.
+func explain(t *testing.T, key string, execs []*n8napi.Execution, recs []chaos.Record, killed map[string]time.Time, killTime time.Time) {
+	t.Helper()
+	var b strings.Builder
+	if at, ok := killed[key]; ok {
+		fmt.Fprintf(&b, "  in flight at the killed worker process (written ahead %s, killed %s)\n", at.Format("15:04:05.000"), killTime.Format("15:04:05.000"))
+	}
+	ts := func(p *time.Time) string {
+		if p == nil {
+			return "-"
+		}
+		return p.Format("15:04:05.000")
+	}
+	for _, e := range execs {
+		fmt.Fprintf(&b, "  execution %s %s started %s stopped %s\n", e.ID, e.Status, ts(e.StartedAt), ts(e.StoppedAt))
+	}
+	for _, r := range recs {
+		if r.Key == key {
+			fmt.Fprintf(&b, "  request %s %s-%s fault %s forwarded %v status %d\n", r.RequestID, r.At.Format("15:04:05.000"), r.End.Format("15:04:05.000"), r.Fault, r.Forwarded, r.Status)
+		}
+	}
+	t.Logf("key %s ran more than once:\n%s", key, b.String())
 }

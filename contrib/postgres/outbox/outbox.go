@@ -348,7 +348,9 @@ func (w *worker) Work(ctx context.Context, job *river.Job[deliverArgs]) error {
 	if err := o.setStatus(ctx, job.Args.ID, Running, nil, nil); err != nil {
 		return err
 	}
-	req := &invocation.Request{Workflow: wf, IdempotencyKey: key}
+	// The request id names the delivery: the invocation and River's
+	// attempt (a rescue of it keeps it).
+	req := &invocation.Request{Workflow: wf, IdempotencyKey: key, RequestID: fmt.Sprintf("%s.%d", job.Args.ID, job.Attempt)}
 	if len(params) > 0 {
 		req.Body = params
 	}
