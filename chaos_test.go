@@ -166,7 +166,7 @@ func TestChaosFaultsAccounting(t *testing.T) {
 		if r.Forwarded {
 			forwarded[r.Key]++
 		}
-		if r.Fault == chaos.ResetAfter || r.Fault == chaos.BadGatewayAfter || r.Fault == chaos.CutWhileRunning {
+		if r.Fault == chaos.ResetAfter || r.Fault == chaos.BadGatewayAfter || r.Fault == chaos.CutWhileRunning || r.ClientGone {
 			resetAfter[r.Key] = true
 		}
 	}

@@ -114,6 +114,10 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 		// another's) reconciles it with n8n before sending it again. It is
 		// not a failure, so it is no dead letter.
 		return nil, err
+	case errors.Is(err, dlq.ErrLeaseLost):
+		// Another process took the key over and decides it: leave the
+		// journal to it and wait for its result.
+		return m.awaitNewOwner(ctx, req, err)
 	case invocation.IsCanceled(err) || !m.deadLetterClass(err) || replayOf != 0:
 		if _, eerr := m.dlq.End(bg, lease, nil); eerr != nil {
 			m.lostOutcome(req, eerr, "clearing an in-flight record")

@@ -17,6 +17,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
 // DefaultLease is how long a key in flight stays leased to its process
@@ -99,6 +100,12 @@ func (s *leaseSet) drop(key string) {
 	s.mu.Unlock()
 }
 
+func (s *leaseSet) holds(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[key] > 0
+}
+
 func (s *leaseSet) held() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -125,29 +132,113 @@ func (m *Manager) startLeases() {
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancelRescue = cancel
+	// The heartbeat and the rescue run apart: a rescue reconciles (it
+	// may wait minutes for executions to end), and a heartbeat it held up
+	// would let this process's own leases expire while their calls live.
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer close(s.done)
+		defer wg.Done()
 		beat := time.NewTicker(ttl / 3)
 		defer beat.Stop()
-		var rescue <-chan time.Time
-		if every > 0 {
-			t := time.NewTicker(every)
-			defer t.Stop()
-			rescue = t.C
-		}
 		for {
 			select {
 			case <-s.stop:
 				return
 			case <-beat.C:
 				m.heartbeat(context.Background(), ttl)
-			case <-rescue:
-				if _, err := m.Rescue(rctx); err != nil && rctx.Err() == nil && !errors.Is(err, invocation.ErrClosed) {
-					m.log.Warn("journal: background rescue failed", "error", err.Error())
-				}
 			}
 		}
 	}()
+	if every > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-s.stop:
+					return
+				case <-t.C:
+					if _, err := m.Rescue(rctx); err != nil && rctx.Err() == nil && !errors.Is(err, invocation.ErrClosed) {
+						m.log.Warn("journal: background rescue failed", "error", err.Error())
+					}
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(s.done) }()
+}
+
+// LeaseLostError is a call whose key another process took over while
+// this one reconciled a lost answer (its lease expired: the process was
+// paused or cut off from the store): it is not sent again here, the
+// other process decides it, and no result of that process came within
+// store.held_wait.
+type LeaseLostError struct {
+	Workflow       string
+	IdempotencyKey string
+	Attempts       int
+}
+
+// Error returns the message.
+func (e *LeaseLostError) Error() string {
+	return fmt.Sprintf("workflow %q: idempotency key %q was taken over by another process while this one reconciled a lost answer; "+
+		"that process decides it (not sent again here)", e.Workflow, e.IdempotencyKey)
+}
+
+// Class returns Transient: the other process may yet succeed.
+func (e *LeaseLostError) Class() invocation.Class { return invocation.Transient }
+
+// Outcome returns Ambiguous: it was sent once, and n8n may run the other
+// process's delivery.
+func (e *LeaseLostError) Outcome() invocation.Outcome { return invocation.Ambiguous }
+
+// AttemptCount returns the attempts this process made.
+func (e *LeaseLostError) AttemptCount() int { return e.Attempts }
+
+// Is matches dlq.ErrLeaseLost.
+func (e *LeaseLostError) Is(target error) bool { return target == dlq.ErrLeaseLost }
+
+// fence confirms, before a journaled call is sent again after a lost
+// answer, that this process still holds the key's lease (renewing it):
+// a process whose lease expired must not send, since the key's new owner
+// may be sending it too. nil when the call may go.
+func (m *Manager) fence(ctx context.Context, c *pipeline.Call) error {
+	key := c.Request.IdempotencyKey
+	if m.dlq == nil || !m.leases.holds(key) {
+		return nil
+	}
+	lost, err := m.dlq.Renew(ctx, m.owner, []string{key}, m.leaseTTL())
+	if err == nil && len(lost) == 0 {
+		return nil
+	}
+	if err != nil {
+		m.log.Warn("journal: cannot confirm the lease before sending again; not sending", "idempotency_key", key, "error", err.Error())
+	}
+	return &LeaseLostError{Workflow: c.Request.Workflow, IdempotencyKey: key, Attempts: c.Attempts}
+}
+
+// awaitNewOwner waits (store.held_wait) for the result of the process
+// that took a key over from this one; without one it returns lost.
+func (m *Manager) awaitNewOwner(ctx context.Context, req *invocation.Request, lost error) (*invocation.Result, error) {
+	wait := m.cfg.Store.HeldWait.D()
+	if wait <= 0 {
+		wait = DefaultHeldWait
+	}
+	deadline := time.Now().Add(wait)
+	for poll := 100 * time.Millisecond; ; poll = min(2*poll, 2*time.Second) {
+		if res, ok, err := m.recorded(ctx, req.IdempotencyKey); err == nil && ok {
+			return res, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, lost
+		}
+		if err := invocation.Sleep(ctx, poll); err != nil {
+			return nil, err
+		}
+	}
 }
 
 func (m *Manager) heartbeat(ctx context.Context, ttl time.Duration) {

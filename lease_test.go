@@ -256,3 +256,69 @@ func TestTakeOverNeverSendsBlind(t *testing.T) {
 		t.Errorf("dead letter says %q", dead[0].LastError.Message)
 	}
 }
+
+// TestLeaseLostBeforeResend: a process whose key another process took
+// over while it reconciled a lost answer does not send it again (the
+// fence before a re-send): it returns the new owner's result, or, when
+// none comes within store.held_wait, a typed *LeaseLostError; n8n got
+// one attempt either way and no dead letter is stored.
+func TestLeaseLostBeforeResend(t *testing.T) {
+	t.Parallel()
+	for _, completes := range []bool{true, false} {
+		t.Run(fmt.Sprintf("new owner completes %v", completes), func(t *testing.T) {
+			t.Parallel()
+			db := filepath.Join(t.TempDir(), "dlq.db")
+			var m *invoker.Manager
+			var once sync.Once
+			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// While this process reconciles, another one takes the key over.
+				once.Do(func() {
+					store := m.DLQ()
+					in, _ := store.Inflight(context.Background(), dlq.InflightFilter{Key: "k"})
+					if len(in) != 1 {
+						t.Error("the call is not in flight")
+						return
+					}
+					l, _, err := store.Begin(context.Background(), &dlq.Inflight{IdempotencyKey: "k", Workflow: "w", Replaces: in[0].Lease.Owner}, "new-owner", time.Minute)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if completes {
+						_ = store.Complete(context.Background(), l, json.RawMessage(`{"workflow":"w","output":{"from":"new"}}`))
+					}
+				})
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{"data":[],"nextCursor":null}`))
+			}))
+			defer api.Close()
+			var attempts atomic.Int64
+			tr := invocation.TransportFunc(func(ctx context.Context, a *invocation.Attempt) (*invocation.Result, error) {
+				attempts.Add(1)
+				return nil, &invocation.TransportError{Workflow: "w", ErrClass: invocation.Transient, TimedOut: true, Sent: true, Err: errors.New("answer lost")}
+			})
+			cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: %q, api_key: k}\nworkflows: {w: {path: w, id: wf1}}\ndlq: {enabled: true}\nstore: {path: %q, held_wait: 1s}\n", api.URL, db))
+			var err error
+			if m, err = invoker.New(cfg, invoker.WithTransport(tr)); err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close(context.Background())
+			res, err := m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "k"})
+			if attempts.Load() != 1 {
+				t.Errorf("n8n got %d attempts, want 1 (no re-send after the lease was lost)", attempts.Load())
+			}
+			var lost *invoker.LeaseLostError
+			switch {
+			case completes && (err != nil || string(res.Output) != `{"from":"new"}`):
+				t.Errorf("got %v, %v; want the new owner's result", res, err)
+			case !completes && !errors.As(err, &lost):
+				t.Errorf("got %v, %v; want a *LeaseLostError", res, err)
+			case !completes && (!errors.Is(err, dlq.ErrLeaseLost) || invocation.ClassOf(err) != invocation.Transient):
+				t.Errorf("%v: want Is(dlq.ErrLeaseLost), transient", err)
+			}
+			if dead, _ := m.DLQ().List(t.Context(), dlq.Filter{}); len(dead) != 0 {
+				t.Errorf("dead letters: %+v", dead)
+			}
+		})
+	}
+}

@@ -185,8 +185,8 @@ func TestLocalEnqueueChecks(t *testing.T) {
 		{"unknown workflow", &invocation.Request{Workflow: "nope", IdempotencyKey: "k2"}, false,
 			func(err error) bool { return errors.Is(err, invocation.ErrUnknownWorkflow) }},
 		{"malformed body", &invocation.Request{Workflow: "hook", Body: []byte(`{"a":`), IdempotencyKey: "k3"}, false,
-			func(err error) bool { return err != nil }},
-		{"no workflow", &invocation.Request{IdempotencyKey: "k4"}, false, func(err error) bool { return err != nil }},
+			func(err error) bool { return errors.Is(err, outbox.ErrInvalid) }},
+		{"no workflow", &invocation.Request{IdempotencyKey: "k4"}, false, func(err error) bool { return errors.Is(err, outbox.ErrInvalid) }},
 	}
 	for _, tt := range tests {
 		got, err := q.Enqueue(ctx, tt.req)

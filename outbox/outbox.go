@@ -60,6 +60,10 @@ const (
 // ErrNotFound is returned for an invocation id the store does not have.
 var ErrNotFound = errors.New("outbox: no such invocation")
 
+// ErrInvalid matches a request refused before anything is stored: no
+// workflow, a body that is not JSON.
+var ErrInvalid = errors.New("outbox: invalid request")
+
 // ConflictError is an Enqueue of an idempotency key already stored with
 // another workflow or other parameters: nothing is stored.
 type ConflictError struct {
@@ -238,16 +242,16 @@ func NewID() string {
 // none), its body and its path parameters. It checks the request first.
 func Encode(req *invocation.Request, id string) (key string, params, pathParams json.RawMessage, err error) {
 	if req == nil || req.Workflow == "" {
-		return "", nil, nil, errors.New("outbox: a request needs a workflow")
+		return "", nil, nil, fmt.Errorf("%w: no workflow", ErrInvalid)
 	}
 	params = req.Body
 	if len(params) == 0 && req.Params != nil {
 		if params, err = json.Marshal(req.Params); err != nil {
-			return "", nil, nil, fmt.Errorf("outbox: params: %w", err)
+			return "", nil, nil, fmt.Errorf("%w: params: %w", ErrInvalid, err)
 		}
 	}
 	if len(params) > 0 && !json.Valid(params) {
-		return "", nil, nil, errors.New("outbox: the request's body is not valid JSON")
+		return "", nil, nil, fmt.Errorf("%w: the body is not valid JSON", ErrInvalid)
 	}
 	if len(req.PathParams) > 0 {
 		pathParams, _ = json.Marshal(req.PathParams)

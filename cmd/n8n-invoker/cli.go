@@ -131,7 +131,8 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *global
 	root.PersistentFlags().StringVar(&g.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464) while running")
 	root.AddCommand(newRunCmd(g, stdin, stdout, stderr), newBatchCmd(g, stdin, stdout, stderr),
 		newWorkflowsCmd(g, stdout, stderr), newExecutionsCmd(g, stdout, stderr), newDLQCmd(g, stdout, stderr),
-		newHealthCmd(g, stdout, stderr))
+		newHealthCmd(g, stdout, stderr), newEnqueueCmd(g, stdin, stdout, stderr), newWorkerCmd(g, stdout, stderr),
+		newInvocationsCmd(g, stdout, stderr))
 	return root, g
 }
 

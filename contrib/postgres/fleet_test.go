@@ -391,7 +391,7 @@ func TestFleetThreeProcesses(t *testing.T) {
 	}
 	lostAnswer := map[string]bool{}
 	for _, r := range proxy.Records() {
-		if r.Fault == chaos.ResetAfter || r.Fault == chaos.BadGatewayAfter || r.Fault == chaos.CutWhileRunning {
+		if r.Fault == chaos.ResetAfter || r.Fault == chaos.BadGatewayAfter || r.Fault == chaos.CutWhileRunning || r.ClientGone {
 			lostAnswer[r.Key] = true
 		}
 	}

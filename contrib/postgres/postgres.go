@@ -175,6 +175,9 @@ var migrations = []string{
 		updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
 	);
 	CREATE INDEX invocations_status ON {s}.invocations (status, created_at);`,
+	// 3: how often each was delivered; its workflow for filters.
+	`ALTER TABLE {s}.invocations ADD COLUMN deliveries integer NOT NULL DEFAULT 0;
+	CREATE INDEX invocations_workflow ON {s}.invocations (workflow, created_at);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

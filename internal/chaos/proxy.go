@@ -69,6 +69,9 @@ type Record struct {
 	Fault     Fault
 	Forwarded bool // n8n received it
 	Status    int  // n8n's status when forwarded and answered
+	// ClientGone is a request whose client gave up (its timeout) while
+	// n8n had it: its answer was lost.
+	ClientGone bool
 	// At is when the request came in, End when the proxy was done with
 	// it (answered the client or cut it off).
 	At, End time.Time
@@ -251,6 +254,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sr := &statusRecorder{ResponseWriter: w, status: 200}
 		p.rp.ServeHTTP(sr, r)
 		rec.Forwarded, rec.Status = sr.status != http.StatusBadGateway, sr.status
+		if r.Context().Err() != nil {
+			// The client gave up (its timeout) while n8n had the request:
+			// forwarded, the answer lost.
+			rec.Forwarded, rec.Status, rec.ClientGone = true, 0, true
+		}
 	}
 }
 

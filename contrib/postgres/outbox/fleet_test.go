@@ -163,7 +163,7 @@ func TestFleetOutboxWorkers(t *testing.T) {
 	}
 	lostAnswer := map[string]bool{}
 	for _, r := range proxy.Records() {
-		if r.Fault == chaos.ResetAfter || r.Fault == chaos.CutWhileRunning {
+		if r.Fault == chaos.ResetAfter || r.Fault == chaos.CutWhileRunning || r.ClientGone {
 			lostAnswer[r.Key] = true
 		}
 	}
@@ -219,7 +219,7 @@ func explain(t *testing.T, key string, execs []*n8napi.Execution, recs []chaos.R
 	}
 	for _, r := range recs {
 		if r.Key == key {
-			fmt.Fprintf(&b, "  request %s %s-%s fault %s forwarded %v status %d\n", r.RequestID, r.At.Format("15:04:05.000"), r.End.Format("15:04:05.000"), r.Fault, r.Forwarded, r.Status)
+			fmt.Fprintf(&b, "  request %s %s-%s fault %s forwarded %v status %d client gone %v\n", r.RequestID, r.At.Format("15:04:05.000"), r.End.Format("15:04:05.000"), r.Fault, r.Forwarded, r.Status, r.ClientGone)
 		}
 	}
 	t.Logf("key %s ran more than once:\n%s", key, b.String())

@@ -18,12 +18,9 @@ package outbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -34,74 +31,47 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/contrib/postgres"
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	ob "github.com/n8n-invoker/n8n-invoker/outbox"
 )
 
-// Statuses of an invocation.
+// Statuses, defaults and types are the outbox package's (this is its
+// engine on PostgreSQL).
 const (
-	Queued       = "queued"
-	Running      = "running"
-	Succeeded    = "succeeded"
-	Failed       = "failed"
-	DeadLettered = "dead_lettered"
+	Queued       = ob.Queued
+	Running      = ob.Running
+	Succeeded    = ob.Succeeded
+	Failed       = ob.Failed
+	DeadLettered = ob.DeadLettered
 )
 
-// Defaults.
-const (
-	DefaultQueue   = "n8n_invoker"
-	DefaultWorkers = 10
-	// DefaultJobTimeout bounds one delivery (a call's retries, breaker
-	// pause and reconcile); a delivery cut by it is delivered again,
-	// after a reconcile. It is also how long a dead worker's deliveries
-	// wait before River gives them to another worker.
-	DefaultJobTimeout = 5 * time.Minute
-)
+// Backend is the store backend this engine serves (outbox.Open picks it).
+const Backend = postgres.Backend
 
 // ErrNotFound is returned for an invocation id the store does not have.
-var ErrNotFound = errors.New("outbox: no such invocation")
+var ErrNotFound = ob.ErrNotFound
 
-// ConflictError is an Enqueue of an idempotency key already stored with
-// another workflow or other parameters: nothing is stored.
-type ConflictError struct {
-	Key, ExistingID string
-}
+type (
+	// Options configure an Outbox (Poll is not used: River's workers are
+	// told of new jobs by LISTEN/NOTIFY).
+	Options = ob.Options
+	// Invocation is a stored invocation and what became of it.
+	Invocation = ob.Invocation
+	// ConflictError is an Enqueue of a key stored with other parameters.
+	ConflictError = ob.ConflictError
+	// Filter selects invocations.
+	Filter = ob.Filter
+)
 
-// Error returns the message.
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("outbox: idempotency key %q is already stored as invocation %s with another workflow or parameters", e.Key, e.ExistingID)
-}
-
-// Options configure an Outbox.
-type Options struct {
-	// Workers is how many invocations this process delivers at once; 0
-	// means DefaultWorkers, negative: none (a process that only
-	// enqueues).
-	Workers int
-	// Queue is River's queue name (default DefaultQueue).
-	Queue string
-	// JobTimeout bounds one delivery (default DefaultJobTimeout); River
-	// gives the deliveries of a worker that died to another worker once
-	// it has passed (the journal's lease and reconcile keep a delivery
-	// from running twice).
-	JobTimeout time.Duration
-}
-
-// Invocation is a stored invocation and where it is.
-type Invocation struct {
-	ID             string             `json:"id"`
-	Workflow       string             `json:"workflow"`
-	IdempotencyKey string             `json:"idempotency_key"`
-	Status         string             `json:"status"`
-	Result         *invocation.Result `json:"result,omitempty"`
-	Error          string             `json:"error,omitempty"`
-	Class          string             `json:"class,omitempty"`
-	DeadLetter     int64              `json:"dead_letter,omitempty"`
-	CreatedAt      time.Time          `json:"created_at"`
-	UpdatedAt      time.Time          `json:"updated_at"`
-}
-
-// Done reports whether the invocation has ended.
-func (i *Invocation) Done() bool {
-	return i.Status == Succeeded || i.Status == Failed || i.Status == DeadLettered
+func init() {
+	if err := ob.Register(Backend, func(ctx context.Context, m *invoker.Manager, o ob.Options) (ob.Queue, error) {
+		store, ok := m.DLQ().(*postgres.Store)
+		if !ok {
+			return nil, fmt.Errorf("outbox: the manager's store is %T, not the PostgreSQL store", m.DLQ())
+		}
+		return New(ctx, store, m, o)
+	}); err != nil {
+		panic(err)
+	}
 }
 
 // Outbox stores invocations and delivers them.
@@ -113,6 +83,8 @@ type Outbox struct {
 	table   string
 	workers bool
 }
+
+var _ ob.Queue = (*Outbox)(nil)
 
 type deliverArgs struct {
 	ID string `json:"id"`
@@ -132,13 +104,13 @@ func New(ctx context.Context, store *postgres.Store, m *invoker.Manager, o Optio
 		return nil, errors.New("outbox: a store and a manager are required")
 	}
 	if o.Queue == "" {
-		o.Queue = DefaultQueue
+		o.Queue = ob.DefaultQueue
 	}
 	if o.Workers == 0 {
-		o.Workers = DefaultWorkers
+		o.Workers = ob.DefaultWorkers
 	}
 	if o.JobTimeout <= 0 {
-		o.JobTimeout = DefaultJobTimeout
+		o.JobTimeout = ob.DefaultJobTimeout
 	}
 	driver := riverpgxv5.New(store.Pool())
 	if err := migrate(ctx, store, driver); err != nil {
@@ -223,39 +195,25 @@ func (o *Outbox) Enqueue(ctx context.Context, req *invocation.Request) (string, 
 // stored with the same workflow and parameters returns the stored
 // invocation's id (nothing new is stored), with others a *ConflictError.
 func (o *Outbox) EnqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Request) (string, error) {
-	if req == nil || req.Workflow == "" {
-		return "", errors.New("outbox: a request needs a workflow")
-	}
-	params, err := json.Marshal(req.Params)
+	id := ob.NewID()
+	key, params, pathParams, err := ob.Encode(req, id)
 	if err != nil {
-		return "", fmt.Errorf("outbox: params: %w", err)
+		return "", err
 	}
-	if len(req.Body) > 0 {
-		params = req.Body
-	}
-	if string(params) == "null" {
-		params = nil
-	}
-	var pathParams []byte
-	if len(req.PathParams) > 0 {
-		pathParams, _ = json.Marshal(req.PathParams)
-	}
-	id := newID()
-	key := req.IdempotencyKey
-	if key == "" {
-		key = id
+	if err := ob.CheckWorkflow(ctx, o.m, req.Workflow); err != nil {
+		return "", err
 	}
 	var got string
 	err = tx.QueryRow(ctx, "INSERT INTO "+o.table+` (id, workflow, params, path_params, idempotency_key, status)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`,
-		id, req.Workflow, params, pathParams, key, Queued).Scan(&got)
+		id, req.Workflow, []byte(params), []byte(pathParams), key, Queued).Scan(&got)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var wf string
-		var stored []byte
-		if err := tx.QueryRow(ctx, "SELECT id, workflow, params FROM "+o.table+" WHERE idempotency_key = $1", key).Scan(&got, &wf, &stored); err != nil {
+		var stored, storedPath []byte
+		if err := tx.QueryRow(ctx, "SELECT id, workflow, params, path_params FROM "+o.table+" WHERE idempotency_key = $1", key).Scan(&got, &wf, &stored, &storedPath); err != nil {
 			return "", err
 		}
-		if wf != req.Workflow || !sameJSON(stored, params) {
+		if wf != req.Workflow || !ob.SameJSON(stored, params) || !ob.SameJSON(storedPath, pathParams) {
 			return "", &ConflictError{Key: key, ExistingID: got}
 		}
 		return got, nil
@@ -263,26 +221,10 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Reque
 	if err != nil {
 		return "", err
 	}
-	if _, err := o.client.InsertTx(ctx, tx, deliverArgs{ID: id}, &river.InsertOpts{Queue: o.queue, MaxAttempts: 25}); err != nil {
+	if _, err := o.client.InsertTx(ctx, tx, deliverArgs{ID: id}, &river.InsertOpts{Queue: o.queue, MaxAttempts: ob.MaxDeliveries}); err != nil {
 		return "", fmt.Errorf("outbox: queueing: %w", err)
 	}
 	return id, nil
-}
-
-func sameJSON(a, b []byte) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return string(a) == string(b)
-	}
-	ja, _ := json.Marshal(x)
-	jb, _ := json.Marshal(y)
-	return string(ja) == string(jb)
-}
-
-func newID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return "inv_" + hex.EncodeToString(b)
 }
 
 // Get returns invocation id, or ErrNotFound.
@@ -290,8 +232,8 @@ func (o *Outbox) Get(ctx context.Context, id string) (*Invocation, error) {
 	var inv Invocation
 	var result []byte
 	var dead *int64
-	err := o.store.Pool().QueryRow(ctx, "SELECT id, workflow, idempotency_key, status, result, error, class, dead_letter, created_at, updated_at FROM "+
-		o.table+" WHERE id = $1", id).Scan(&inv.ID, &inv.Workflow, &inv.IdempotencyKey, &inv.Status, &result, &inv.Error, &inv.Class, &dead, &inv.CreatedAt, &inv.UpdatedAt)
+	err := o.store.Pool().QueryRow(ctx, "SELECT id, workflow, idempotency_key, status, result, error, class, dead_letter, deliveries, created_at, updated_at FROM "+
+		o.table+" WHERE id = $1", id).Scan(&inv.ID, &inv.Workflow, &inv.IdempotencyKey, &inv.Status, &result, &inv.Error, &inv.Class, &dead, &inv.Deliveries, &inv.CreatedAt, &inv.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -313,17 +255,7 @@ func (o *Outbox) Get(ctx context.Context, id string) (*Invocation, error) {
 // Await waits until invocation id has ended (polling the store, so that
 // any process's workers may deliver it) and returns it.
 func (o *Outbox) Await(ctx context.Context, id string) (*Invocation, error) {
-	wait := 50 * time.Millisecond
-	for {
-		inv, err := o.Get(ctx, id)
-		if err != nil || inv.Done() {
-			return inv, err
-		}
-		if err := invocation.Sleep(ctx, wait); err != nil {
-			return inv, err
-		}
-		wait = min(2*wait, time.Second)
-	}
+	return ob.AwaitPoll(ctx, func(ctx context.Context) (*Invocation, error) { return o.Get(ctx, id) })
 }
 
 // Work delivers one stored invocation through the manager's pipeline and
@@ -345,18 +277,14 @@ func (w *worker) Work(ctx context.Context, job *river.Job[deliverArgs]) error {
 	if status == Succeeded || status == Failed || status == DeadLettered {
 		return nil
 	}
-	if err := o.setStatus(ctx, job.Args.ID, Running, nil, nil); err != nil {
+	if _, err := o.store.Pool().Exec(ctx, "UPDATE "+o.table+" SET status = $2, deliveries = deliveries + 1, updated_at = clock_timestamp() WHERE id = $1",
+		job.Args.ID, Running); err != nil {
 		return err
 	}
+	req := ob.Decode(wf, key, params, pathParams)
 	// The request id names the delivery: the invocation and River's
 	// attempt (a rescue of it keeps it).
-	req := &invocation.Request{Workflow: wf, IdempotencyKey: key, RequestID: fmt.Sprintf("%s.%d", job.Args.ID, job.Attempt)}
-	if len(params) > 0 {
-		req.Body = params
-	}
-	if len(pathParams) > 0 {
-		_ = json.Unmarshal(pathParams, &req.PathParams)
-	}
+	req.RequestID = fmt.Sprintf("%s.%d", job.Args.ID, job.Attempt)
 	res, err := o.m.Execute(ctx, req)
 	if err != nil && ctx.Err() != nil {
 		// Shut down mid-call: the journal keeps it; River runs it again
@@ -370,38 +298,36 @@ func (w *worker) Work(ctx context.Context, job *river.Job[deliverArgs]) error {
 // setStatus records status, or the outcome of a call when status is "".
 func (o *Outbox) setStatus(ctx context.Context, id, status string, res *invocation.Result, callErr error) error {
 	var result []byte
-	var msg, class string
+	var info dlq.ErrorInfo
 	var dead *int64
 	if status == "" {
-		switch {
-		case callErr == nil:
-			status = Succeeded
-			result, _ = json.Marshal(res)
-		default:
-			status, msg, class = Failed, callErr.Error(), invocation.ClassOf(callErr).String()
-			var de *dlq.DeadLetteredError
-			if errors.As(callErr, &de) {
-				status, dead = DeadLettered, &de.EntryID
-			}
+		var entry int64
+		status, result, info, entry = ob.Outcome(res, callErr)
+		if entry > 0 {
+			dead = &entry
 		}
 	}
 	_, err := o.store.Pool().Exec(ctx, "UPDATE "+o.table+` SET status = $2, result = COALESCE($3, result), error = $4, class = $5,
-		dead_letter = COALESCE($6, dead_letter), updated_at = clock_timestamp() WHERE id = $1`, id, status, result, msg, class, dead)
+		dead_letter = COALESCE($6, dead_letter), updated_at = clock_timestamp() WHERE id = $1`, id, status, result, info.Message, info.Class, dead)
 	return err
 }
 
-// List returns the newest invocations, of one status when status is set.
-func (o *Outbox) List(ctx context.Context, status string, limit int) ([]*Invocation, error) {
-	if limit <= 0 {
-		limit = 100
+// List returns invocations, newest first.
+func (o *Outbox) List(ctx context.Context, f Filter) ([]*Invocation, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
 	}
-	q := "SELECT id FROM " + o.table
+	q := "SELECT id FROM " + o.table + " WHERE true"
 	args := []any{}
-	if status != "" {
-		q += " WHERE status = $1"
-		args = append(args, status)
+	if f.Status != "" {
+		args = append(args, f.Status)
+		q += fmt.Sprintf(" AND status = $%d", len(args))
 	}
-	q += fmt.Sprintf(" ORDER BY created_at DESC LIMIT %d", limit)
+	if f.Workflow != "" {
+		args = append(args, f.Workflow)
+		q += fmt.Sprintf(" AND workflow = $%d", len(args))
+	}
+	q += fmt.Sprintf(" ORDER BY created_at DESC, id DESC LIMIT %d", f.Limit)
 	rows, err := o.store.Pool().Query(ctx, q, args...)
 	if err != nil {
 		return nil, err

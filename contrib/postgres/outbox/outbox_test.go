@@ -17,6 +17,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/contrib/postgres/outbox"
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	ob "github.com/n8n-invoker/n8n-invoker/outbox"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -54,6 +55,12 @@ func setup(t *testing.T, workers int) (*outbox.Outbox, *postgres.Store, *n8ntest
 	}
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
 	store := m.DLQ().(*postgres.Store)
+	// outbox.Open picks this engine for the PostgreSQL store.
+	if q, err := ob.Open(t.Context(), m, &ob.Options{Workers: -1}); err != nil {
+		t.Fatal(err)
+	} else if _, ok := q.(*outbox.Outbox); !ok {
+		t.Fatalf("outbox.Open on the PostgreSQL store: %T", q)
+	}
 	o, err := outbox.New(t.Context(), store, m, outbox.Options{Workers: workers})
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +166,7 @@ func TestFailedDeliveryIsRecorded(t *testing.T) {
 	if inv.Status != outbox.Failed && inv.Status != outbox.DeadLettered || inv.Error == "" {
 		t.Errorf("an unknown webhook: %+v", inv)
 	}
-	list, err := o.List(ctx, inv.Status, 10)
+	list, err := o.List(ctx, outbox.Filter{Status: inv.Status, Limit: 10})
 	if err != nil || len(list) != 1 || list[0].ID != id {
 		t.Errorf("List(%s) = %v, %v", inv.Status, list, err)
 	}
