@@ -253,8 +253,9 @@ func (l *Local) deliver(ctx context.Context, s *dlq.Submission) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, l.o.JobTimeout)
 	res, err := l.m.Execute(dctx, Decode(s.Workflow, s.IdempotencyKey, s.Params, s.PathParams))
+	cut := dctx.Err() != nil
 	cancel()
-	if err != nil && dctx.Err() != nil {
+	if err != nil && cut {
 		// Stopped or cut by the job timeout mid-call: the journal keeps
 		// the key; the next delivery reconciles before any re-send.
 		end.Status = Queued

@@ -85,6 +85,11 @@ func newStub(t *testing.T) *stub {
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/fail") {
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`{"message":"Error in workflow"}`))
+			return
+		}
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
 	t.Cleanup(s.srv.Close)
@@ -100,7 +105,7 @@ func (s *stub) count(key string) int {
 func (s *stub) config() *config.Config {
 	cfg := config.Default()
 	cfg.N8N.BaseURL = s.srv.URL
-	cfg.Workflows = map[string]config.Workflow{"hook": {Path: "hook"}}
+	cfg.Workflows = map[string]config.Workflow{"hook": {Path: "hook"}, "fail": {Path: "fail"}}
 	return cfg
 }
 
@@ -315,5 +320,24 @@ func TestOpenNeedsJournal(t *testing.T) {
 	defer m.Close(context.Background())
 	if _, err := outbox.Open(t.Context(), m, nil); err == nil {
 		t.Error("Open without dlq.enabled succeeded")
+	}
+}
+
+// A workflow that fails is delivered once and ends recorded as failed or
+// dead-lettered (the pipeline retried; the queue does not deliver again).
+func TestLocalFailedDeliveryIsRecorded(t *testing.T) {
+	t.Parallel()
+	s := newStub(t)
+	cfg := s.config()
+	cfg.DLQ.On = []string{"transient", "unknown", "permanent"}
+	m := manager(t, cfg, filepath.Join(t.TempDir(), "store.db"))
+	q := open(t, m, outbox.Options{Workers: 2})
+	id, err := q.Enqueue(t.Context(), &invocation.Request{Workflow: "fail", IdempotencyKey: "f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := q.Await(t.Context(), id)
+	if err != nil || inv.Status != outbox.DeadLettered || inv.DeadLetter == 0 || inv.Deliveries != 1 || inv.Class != "permanent" {
+		t.Errorf("a failing workflow: %+v, %v; want dead-lettered after one delivery", inv, err)
 	}
 }
