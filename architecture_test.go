@@ -27,9 +27,10 @@ var rank = map[string]int{
 	"contrib/redis":          3, // module of its own: the fleet's rate limit on Redis
 	"":                       5, // the root package invoker
 	"internal/tools/n8nload": 6, "contrib/redis/internal/fleetrate": 6,
-	"outbox":                  6, // durable submission: imports the manager
-	"contrib/postgres/outbox": 7, // its River engine on PostgreSQL
-	"cmd/n8n-invoker":         8,
+	"outbox":                                6, // durable submission: imports the manager
+	"contrib/postgres/outbox":               7, // its River engine on PostgreSQL
+	"contrib/postgres/internal/outboxbench": 8,
+	"cmd/n8n-invoker":                       9,
 	// test helpers
 	"internal/chaos": 0, "internal/testcerts": 0, "internal/n8ntest/n8nboot": 0,
 	"internal/n8ntest": 5,

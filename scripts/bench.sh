@@ -5,6 +5,10 @@
 #   scripts/bench.sh n8n      only the real-n8n part
 #   scripts/bench.sh stub     only the local-stub part (ours vs raw net/http vs peers)
 #   scripts/bench.sh store    only the stores: journaled invocations/s, SQLite against PostgreSQL
+#   scripts/bench.sh outbox   only durable submission: enqueue/s, delivery/s with 1-3 worker processes
+#
+# A single part writes a BENCHMARKS.md of that part alone: paste it into
+# the full file.
 #
 # Every comparison is a ratio measured in the same run. Raw `go test -bench`
 # output is kept in bench/out/ for benchstat.
@@ -75,6 +79,17 @@ if [ "$what" = all ] || [ "$what" = store ]; then
       }'
     echo
   } >>"$tmp"
+fi
+if [ "$what" = all ] || [ "$what" = outbox ]; then
+  scripts/cluster db >&2
+  set -a && . .cluster/env && set +a
+  (cd contrib/postgres && go build -o /tmp/outboxbench.$$ ./internal/outboxbench)
+  {
+    echo "## Durable submission: enqueue and delivery per second, 1 to 3 worker processes"
+    echo
+    /tmp/outboxbench.$$ -n "${N8N_INVOKER_OUTBOX_BENCH_ITEMS:-2000}"
+  } | tee bench/out/outbox.txt >>"$tmp"
+  rm -f /tmp/outboxbench.$$
 fi
 mv "$tmp" "$out"
 echo "wrote $out" >&2
