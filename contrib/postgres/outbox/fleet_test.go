@@ -21,6 +21,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	ob "github.com/n8n-invoker/n8n-invoker/outbox"
 )
 
 // workerChild is a worker process: a manager and an outbox with workers,
@@ -30,7 +31,7 @@ func workerChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := outbox.New(context.Background(), m.DLQ().(*postgres.Store), m, outbox.Options{})
+	o, err := outbox.New(context.Background(), m.DLQ().(*postgres.Store), m, ob.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestFleetOutboxWorkers(t *testing.T) {
 	defer m.Close(context.Background())
 	store := m.DLQ().(*postgres.Store)
 	t.Cleanup(func() { _, _ = store.Pool().Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
-	o, err := outbox.New(t.Context(), store, m, outbox.Options{Workers: -1}) // this process only enqueues
+	o, err := outbox.New(t.Context(), store, m, ob.Options{Workers: -1}) // this process only enqueues
 	if err != nil {
 		t.Fatal(err)
 	}

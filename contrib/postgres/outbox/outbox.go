@@ -35,8 +35,8 @@ import (
 	ob "github.com/n8n-invoker/n8n-invoker/outbox"
 )
 
-// Statuses, defaults and types are the outbox package's (this is its
-// engine on PostgreSQL).
+// Statuses are the outbox package's (this is its engine on PostgreSQL);
+// so are its types: Options, Invocation, Filter and ConflictError.
 const (
 	Queued       = ob.Queued
 	Running      = ob.Running
@@ -50,18 +50,6 @@ const Backend = postgres.Backend
 
 // ErrNotFound is returned for an invocation id the store does not have.
 var ErrNotFound = ob.ErrNotFound
-
-type (
-	// Options configure an Outbox (Poll is River's fallback poll,
-	// default 1 s: its workers are told of new jobs by LISTEN/NOTIFY).
-	Options = ob.Options
-	// Invocation is a stored invocation and what became of it.
-	Invocation = ob.Invocation
-	// ConflictError is an Enqueue of a key stored with other parameters.
-	ConflictError = ob.ConflictError
-	// Filter selects invocations.
-	Filter = ob.Filter
-)
 
 func init() {
 	if err := ob.Register(Backend, func(ctx context.Context, m *invoker.Manager, o ob.Options) (ob.Queue, error) {
@@ -100,7 +88,7 @@ type worker struct {
 
 // New migrates River's tables into the store's schema (once, under the
 // store's lock) and returns an outbox whose workers deliver through m.
-func New(ctx context.Context, store *postgres.Store, m *invoker.Manager, o Options) (*Outbox, error) {
+func New(ctx context.Context, store *postgres.Store, m *invoker.Manager, o ob.Options) (*Outbox, error) {
 	if store == nil || m == nil {
 		return nil, errors.New("outbox: a store and a manager are required")
 	}
@@ -171,7 +159,7 @@ func migrate(ctx context.Context, store *postgres.Store, driver *riverpgxv5.Driv
 	return nil
 }
 
-// Start starts this process's workers (none with Options.Workers < 0).
+// Start starts this process's workers (none with outbox.Options.Workers < 0).
 func (o *Outbox) Start(ctx context.Context) error {
 	if !o.workers {
 		return nil
@@ -205,7 +193,7 @@ func (o *Outbox) Enqueue(ctx context.Context, req *invocation.Request) (string, 
 // once tx commits, and never if tx rolls back. A request without an
 // idempotency key gets the invocation's id as its key; a key already
 // stored with the same workflow and parameters returns the stored
-// invocation's id (nothing new is stored), with others a *ConflictError.
+// invocation's id (nothing new is stored), with others an *outbox.ConflictError.
 func (o *Outbox) EnqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Request) (string, error) {
 	id := ob.NewID()
 	key, params, pathParams, err := ob.Encode(req, id)
@@ -226,7 +214,7 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Reque
 			return "", err
 		}
 		if wf != req.Workflow || !ob.SameJSON(stored, params) || !ob.SameJSON(storedPath, pathParams) {
-			return "", &ConflictError{Key: key, ExistingID: got}
+			return "", &ob.ConflictError{Key: key, ExistingID: got}
 		}
 		return got, nil
 	}
@@ -240,8 +228,8 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Reque
 }
 
 // Get returns invocation id, or ErrNotFound.
-func (o *Outbox) Get(ctx context.Context, id string) (*Invocation, error) {
-	var inv Invocation
+func (o *Outbox) Get(ctx context.Context, id string) (*ob.Invocation, error) {
+	var inv ob.Invocation
 	var result []byte
 	var dead *int64
 	err := o.store.Pool().QueryRow(ctx, "SELECT id, workflow, idempotency_key, status, result, error, class, dead_letter, deliveries, created_at, updated_at FROM "+
@@ -266,8 +254,8 @@ func (o *Outbox) Get(ctx context.Context, id string) (*Invocation, error) {
 
 // Await waits until invocation id has ended (polling the store, so that
 // any process's workers may deliver it) and returns it.
-func (o *Outbox) Await(ctx context.Context, id string) (*Invocation, error) {
-	return ob.AwaitPoll(ctx, func(ctx context.Context) (*Invocation, error) { return o.Get(ctx, id) })
+func (o *Outbox) Await(ctx context.Context, id string) (*ob.Invocation, error) {
+	return ob.AwaitPoll(ctx, func(ctx context.Context) (*ob.Invocation, error) { return o.Get(ctx, id) })
 }
 
 // Work delivers one stored invocation through the manager's pipeline and
@@ -325,7 +313,7 @@ func (o *Outbox) setStatus(ctx context.Context, id, status string, res *invocati
 }
 
 // List returns invocations, newest first.
-func (o *Outbox) List(ctx context.Context, f Filter) ([]*Invocation, error) {
+func (o *Outbox) List(ctx context.Context, f ob.Filter) ([]*ob.Invocation, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
@@ -348,7 +336,7 @@ func (o *Outbox) List(ctx context.Context, f Filter) ([]*Invocation, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*Invocation, 0, len(ids))
+	out := make([]*ob.Invocation, 0, len(ids))
 	for _, id := range ids {
 		inv, err := o.Get(ctx, id)
 		if err != nil && !errors.Is(err, ErrNotFound) {

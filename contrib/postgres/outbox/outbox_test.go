@@ -61,7 +61,7 @@ func setup(t *testing.T, workers int) (*outbox.Outbox, *postgres.Store, *n8ntest
 	} else if _, ok := q.(*outbox.Outbox); !ok {
 		t.Fatalf("outbox.Open on the PostgreSQL store: %T", q)
 	}
-	o, err := outbox.New(t.Context(), store, m, outbox.Options{Workers: workers})
+	o, err := outbox.New(t.Context(), store, m, ob.Options{Workers: workers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestEnqueueTx(t *testing.T) {
 	if err != nil || again != committed {
 		t.Errorf("enqueueing the key again: %q, %v; want %q", again, err, committed)
 	}
-	var ce *outbox.ConflictError
+	var ce *ob.ConflictError
 	if _, err := o.Enqueue(ctx, &invocation.Request{Workflow: n8ntest.Echo, Params: map[string]any{"order": "other"}, IdempotencyKey: prefix + "committed"}); !errors.As(err, &ce) {
 		t.Errorf("the key with other parameters: %v, want a *ConflictError", err)
 	}
@@ -166,7 +166,7 @@ func TestFailedDeliveryIsRecorded(t *testing.T) {
 	if inv.Status != outbox.Failed && inv.Status != outbox.DeadLettered || inv.Error == "" {
 		t.Errorf("an unknown webhook: %+v", inv)
 	}
-	list, err := o.List(ctx, outbox.Filter{Status: inv.Status, Limit: 10})
+	list, err := o.List(ctx, ob.Filter{Status: inv.Status, Limit: 10})
 	if err != nil || len(list) != 1 || list[0].ID != id {
 		t.Errorf("List(%s) = %v, %v", inv.Status, list, err)
 	}
