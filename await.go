@@ -99,7 +99,14 @@ func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invoc
 		}
 		execID = id
 	}
-	e, polls, err := m.api.Await(ctx, execID, o)
+	ao := n8napi.AwaitOptions{}
+	if o != nil {
+		ao = *o
+	}
+	if ao.WorkflowID == "" {
+		ao.WorkflowID = wfID
+	}
+	e, polls, err := m.api.Await(ctx, execID, &ao)
 	calls += polls
 	if err != nil {
 		return nil, err

@@ -19,6 +19,10 @@ type AwaitOptions struct {
 	ReturnOnWaiting bool
 	// StopOnCancel stops the execution in n8n when ctx is canceled.
 	StopOnCancel bool
+	// WorkflowID is the execution's workflow, when known: Await then finds
+	// the execution in the workflow's list when n8n answers its GET with a
+	// 500 (ExecutionsService.Find).
+	WorkflowID string
 }
 
 // Await polls execution id until it reaches a terminal status (success,
@@ -38,7 +42,7 @@ func (c *Client) Await(ctx context.Context, id string, opts *AwaitOptions) (e *E
 	wait := o.FirstInterval
 	for {
 		polls++
-		e, _, err = c.Executions.Get(ctx, id, true)
+		e, _, err = c.Executions.Find(ctx, o.WorkflowID, id, true)
 		if err == nil && (e.Terminal() || (o.ReturnOnWaiting && e.Status == StatusWaiting)) {
 			return e, polls, nil
 		}

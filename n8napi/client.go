@@ -32,6 +32,9 @@ type Client struct {
 	hc      *http.Client
 	maxBody int64
 	tls     *tls.Config
+	retry   RetryPolicy
+	paused  pause
+	spec    specCache
 
 	Workflows   *WorkflowsService
 	Executions  *ExecutionsService
@@ -94,7 +97,7 @@ func NewClient(baseURL string, apiKey secret.Secret, opts ...Option) (*Client, e
 		return nil, fmt.Errorf("n8napi: base URL must be http(s)://host[/path], got %q", baseURL)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/v1/"
-	c := &Client{base: u, maxBody: DefaultMaxResponseBytes}
+	c := &Client{base: u, maxBody: DefaultMaxResponseBytes, retry: RetryPolicy{}.withDefaults()}
 	if !apiKey.IsZero() {
 		c.keys = secret.Static(apiKey)
 	}
@@ -138,6 +141,8 @@ type Response struct {
 	*http.Response
 	// NextCursor is the cursor of the next page of a list, "" on the last.
 	NextCursor string
+	// RateLimit is what the X-RateLimit-* headers said; nil without them.
+	RateLimit *RateLimit
 }
 
 // APIError is an answer with a status that is not a success.
@@ -147,6 +152,10 @@ type APIError struct {
 	StatusCode int
 	// Message is n8n's "message", or the start of the body.
 	Message string
+	// RetryAfter is how long a 429 asked to wait (its Retry-After, else
+	// until its X-RateLimit-Reset); RateLimit its X-RateLimit-* headers.
+	RetryAfter time.Duration
+	RateLimit  *RateLimit
 }
 
 // Error returns the message.
@@ -229,7 +238,7 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 		return nil, &invocation.TransportError{Workflow: "(n8n API)", Method: req.Method, URL: req.URL.Path, Attempts: 1, ErrClass: invocation.Transient, Err: err}
 	}
 	defer resp.Body.Close()
-	r := &Response{Response: resp}
+	r := &Response{Response: resp, RateLimit: parseRateLimit(resp.Header, time.Now())}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 	if err != nil {
 		return r, fmt.Errorf("n8n API: %s %s: reading body: %w", req.Method, req.URL.Path, err)
@@ -238,7 +247,15 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 		return r, fmt.Errorf("n8n API: %s %s: body exceeds %d bytes", req.Method, req.URL.Path, c.maxBody)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return r, &APIError{Method: req.Method, URL: req.URL.RequestURI(), StatusCode: resp.StatusCode, Message: invocation.MessageOf(b)}
+		ae := &APIError{Method: req.Method, URL: req.URL.RequestURI(), StatusCode: resp.StatusCode, Message: invocation.MessageOf(b)}
+		c.noteLimits(resp, ae)
+		return r, ae
+	}
+	c.noteLimits(resp, nil)
+	if bytes.HasPrefix(b, []byte("n8n is starting up")) {
+		// n8n answers every path with this text and a 200 while its
+		// migrations run: not an answer.
+		return r, &APIError{Method: req.Method, URL: req.URL.RequestURI(), StatusCode: http.StatusServiceUnavailable, Message: "n8n is starting up (a 200 with text, not the API's answer)"}
 	}
 	if v == nil || len(bytes.TrimSpace(b)) == 0 {
 		return r, nil
@@ -249,9 +266,30 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 	return r, nil
 }
 
-// call is NewRequest plus Do; after a 401 it reloads a reloadable key
-// and tries once more.
+// call is NewRequest plus Do, retried by the client's RetryPolicy; after
+// a 401 it reloads a reloadable key and tries once more. An answer that
+// says the path or method is unknown (404, 405) for an operation the
+// running n8n's spec does not have is an *UnsupportedError.
 func (c *Client) call(ctx context.Context, method, path string, query url.Values, body, v any) (*Response, error) {
+	for try := 1; ; try++ {
+		if err := c.paused.wait(ctx); err != nil {
+			return nil, err
+		}
+		resp, err := c.once(ctx, method, path, query, body, v)
+		if err == nil || ctx.Err() != nil {
+			return resp, err
+		}
+		wait, ok := c.retryWait(method, resp, err, try)
+		if !ok {
+			return resp, c.unsupported(ctx, method, path, err)
+		}
+		if serr := invocation.Sleep(ctx, wait); serr != nil {
+			return resp, serr
+		}
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path string, query url.Values, body, v any) (*Response, error) {
 	req, err := c.NewRequest(ctx, method, path, query, body)
 	if err != nil {
 		return nil, err

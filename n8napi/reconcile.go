@@ -73,11 +73,7 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 	var pending []string
 	for _, status := range []string{StatusRunning, StatusNew, StatusWaiting} {
 		r.Calls++
-		var execs []*Execution
-		err := retryAPI(ctx, func() (err error) {
-			execs, _, err = c.Executions.List(ctx, &ExecutionListOptions{WorkflowID: workflowID, Status: status, Limit: 250})
-			return err
-		})
+		execs, _, err := c.Executions.List(ctx, &ExecutionListOptions{WorkflowID: workflowID, Status: status, Limit: 250})
 		var ae *APIError
 		if errors.As(err, &ae) && ae.StatusCode == 400 {
 			continue // a status this n8n does not filter on (1.x)
@@ -98,11 +94,7 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 		still := pending[:0]
 		for _, id := range pending {
 			r.Calls++
-			var e *Execution
-			err := retryAPI(ctx, func() (err error) {
-				e, _, err = c.Executions.Get(ctx, id, false)
-				return err
-			})
+			e, _, err := c.Executions.Find(ctx, workflowID, id, false)
 			if IsNotFound(err) {
 				continue
 			}
@@ -127,16 +119,12 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 		wait = min(2*time.Second, wait*2)
 	}
 	// Match, newest first, back to the attempt (each page retried on its
-	// own when n8n's API fails for a moment).
+	// own by the client's policy when n8n's API fails for a moment).
 	opts := &ExecutionListOptions{WorkflowID: workflowID, IncludeData: true, Limit: 100}
 	for {
-		var page []*Execution
-		var resp *Response
 		r.Calls++
-		if err := retryAPI(ctx, func() (err error) {
-			page, resp, err = c.Executions.List(ctx, opts)
-			return err
-		}); err != nil {
+		page, resp, err := c.Executions.List(ctx, opts)
+		if err != nil {
 			return r, err
 		}
 		done := false
@@ -171,24 +159,4 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 		}
 	}
 	return r, nil
-}
-
-// retryAPI runs f again, with a short backoff, while it fails with a
-// transient error (a 429 or 5xx of the API, no answer): up to 5 tries.
-func retryAPI(ctx context.Context, f func() error) error {
-	wait := 200 * time.Millisecond
-	for try := 1; ; try++ {
-		err := f()
-		if err == nil || try == 5 || ctx.Err() != nil || !IsTransient(err) || IsNotFound(err) {
-			return err
-		}
-		var ae *APIError
-		if errors.As(err, &ae) && ae.Class() == invocation.Permanent {
-			return err
-		}
-		if err := invocation.Sleep(ctx, wait); err != nil {
-			return err
-		}
-		wait *= 2
-	}
 }

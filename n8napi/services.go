@@ -2,6 +2,7 @@ package n8napi
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"net/http"
 	"net/url"
@@ -154,6 +155,56 @@ func (s *ExecutionsService) Get(ctx context.Context, id string, includeData bool
 		return nil, resp, err
 	}
 	return e, resp, nil
+}
+
+// Find returns execution id of workflowID like Get, and when n8n answers
+// Get with a 500 (a known bug of recent n8n versions for executions that
+// were not started by hand) it finds the execution in the workflow's
+// list instead: newest first, page after page until the id is passed
+// (the list has no id filter), then among the running and waiting ones,
+// which the unfiltered list leaves out. Without a workflowID it is Get.
+func (s *ExecutionsService) Find(ctx context.Context, workflowID, id string, includeData bool) (*Execution, *Response, error) {
+	e, resp, err := s.Get(ctx, id, includeData)
+	var ae *APIError
+	if err == nil || workflowID == "" || !errors.As(err, &ae) || ae.StatusCode != http.StatusInternalServerError {
+		return e, resp, err
+	}
+	want, numeric := strconv.ParseInt(id, 10, 64)
+	opts := &ExecutionListOptions{WorkflowID: workflowID, IncludeData: includeData, Limit: 250}
+	if includeData {
+		opts.Limit = 50
+	}
+	for {
+		page, lresp, lerr := s.List(ctx, opts)
+		if lerr != nil {
+			return nil, lresp, err
+		}
+		passed := false
+		for _, x := range page {
+			if x.ID.String() == id {
+				return x, lresp, nil
+			}
+			if n, perr := strconv.ParseInt(x.ID.String(), 10, 64); perr == nil && numeric == nil && n < want {
+				passed = true
+			}
+		}
+		if passed || lresp.NextCursor == "" {
+			break
+		}
+		opts.Cursor = lresp.NextCursor
+	}
+	for _, status := range []string{StatusRunning, StatusWaiting} {
+		page, lresp, lerr := s.List(ctx, &ExecutionListOptions{WorkflowID: workflowID, Status: status, IncludeData: includeData, Limit: 250})
+		if lerr != nil {
+			continue
+		}
+		for _, x := range page {
+			if x.ID.String() == id {
+				return x, lresp, nil
+			}
+		}
+	}
+	return nil, resp, err
 }
 
 // Delete deletes an execution.
