@@ -20,7 +20,7 @@ var rank = map[string]int{
 	"secret":     0,
 	"invocation": 1,
 	"policy":     2, "telemetry": 2, "n8napi": 2, "dlq": 2,
-	"httpinvoker": 3, "pipeline": 3,
+	"httpinvoker": 3, "pipeline": 3, "mcpinvoker": 3,
 	"hooks": 4, "pack": 2, "config": 4,
 	"dlq/dlqtest":            3, // the store conformance suite
 	"contrib/postgres":       3, // module of its own: the PostgreSQL store

@@ -71,8 +71,23 @@ func (m *Manager) API() *n8napi.Client { return m.api }
 // await follows res's execution to its end and returns the final result.
 func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invocation.Result, failed error, o *n8napi.AwaitOptions) (*invocation.Result, error) {
 	if m.api == nil {
+		if m.mcp != nil && res != nil && res.ExecutionID != "" && res.WorkflowID != "" {
+			return m.awaitVia(ctx, req, res, failed, o, m.mcpExecution(res.WorkflowID, res.ExecutionID))
+		}
 		return nil, &APIKeyRequiredError{What: "waiting for an execution"}
 	}
+	return m.awaitVia(ctx, req, res, failed, o, nil)
+}
+
+// mcpExecution follows an execution through the MCP server (no API key).
+func (m *Manager) mcpExecution(workflowID, id string) func(context.Context) (*n8napi.Execution, error) {
+	return func(ctx context.Context) (*n8napi.Execution, error) {
+		return m.mcp.Execution(ctx, workflowID, id, true)
+	}
+}
+
+// awaitVia is await with the execution read by get (nil: the public API).
+func (m *Manager) awaitVia(ctx context.Context, req *invocation.Request, res *invocation.Result, failed error, o *n8napi.AwaitOptions, get func(context.Context) (*n8napi.Execution, error)) (*invocation.Result, error) {
 	calls := 0
 	execID, wfID := "", ""
 	if res != nil {
@@ -106,7 +121,14 @@ func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invoc
 	if ao.WorkflowID == "" {
 		ao.WorkflowID = wfID
 	}
-	e, polls, err := m.api.Await(ctx, execID, &ao)
+	var e *n8napi.Execution
+	var polls int
+	var err error
+	if get != nil {
+		e, polls, err = n8napi.Poll(ctx, get, nil, &ao)
+	} else {
+		e, polls, err = m.api.Await(ctx, execID, &ao)
+	}
 	calls += polls
 	if err != nil {
 		return nil, err

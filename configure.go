@@ -7,6 +7,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/mcpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/pipeline"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 	"github.com/n8n-invoker/n8n-invoker/secret"
@@ -25,6 +26,21 @@ func keySourceFromConfig(cfg *config.Config) (secret.Provider, error) {
 		return f, nil
 	}
 	return secret.Static(cfg.N8N.APIKey), nil
+}
+
+// mcpFromConfig builds the MCP transport of invokers.mcp.
+func mcpFromConfig(cfg *config.Config, tlsConf *tls.Config) (*mcpinvoker.Transport, error) {
+	mc := &cfg.Invokers.MCP
+	var token secret.Provider = secret.Static(mc.Token)
+	if mc.TokenFile != "" {
+		f, err := secret.NewFile(mc.TokenFile)
+		if err != nil {
+			return nil, &config.Error{Pos: cfg.PositionOf("invokers.mcp.token_file"), Field: "invokers.mcp.token_file", Msg: err.Error()}
+		}
+		token = f
+	}
+	return mcpinvoker.New(mcpinvoker.Options{BaseURL: cfg.N8N.BaseURL, Token: token, TLSConfig: tlsConf, Timeout: cfg.N8N.Timeout.D(),
+		RateRequests: mc.RateLimit.Requests, RatePer: mc.RateLimit.Per.D()})
 }
 
 func tlsFromConfig(t config.TLS) (*tls.Config, error) {
@@ -49,10 +65,14 @@ func authsFromConfig(creds map[string]config.Auth) map[string]invocation.Auth {
 func staticResolver(cfg *config.Config) pipeline.StaticResolver {
 	r := make(pipeline.StaticResolver, len(cfg.Workflows))
 	for name, w := range cfg.Workflows {
-		r[name] = &invocation.Target{
+		t := &invocation.Target{
 			Workflow: name, WorkflowID: w.ID, Path: w.Path, WebhookID: w.WebhookID, Method: w.Method, ResponseMode: w.ResponseMode,
 			Timeout: w.Timeout.D(), Auth: authFromConfig(w.Auth),
 		}
+		if w.Transport == config.TransportMCP {
+			t.Transport, t.TriggerNode, t.MaxRetryAfter = mcpinvoker.Name, w.TriggerNode, cfg.Invokers.MCP.MaxRetryAfter.D()
+		}
+		r[name] = t
 	}
 	return r
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/mcpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/pipeline"
 	"github.com/n8n-invoker/n8n-invoker/policy"
@@ -34,6 +35,7 @@ type Manager struct {
 	cfg          *config.Config
 	transport    invocation.Transport
 	ownTransport *httpinvoker.Transport
+	mcp          *mcpinvoker.Transport // the MCP transport, when configured
 	httpOpts     []httpinvoker.Option
 	interceptors []pipeline.Interceptor
 	rateLimit    pipeline.AttemptStage
@@ -307,6 +309,12 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 			return nil, err
 		}
 		m.transport, m.ownTransport = t, t
+	}
+	if cfg.Invokers.MCP.Enabled() {
+		if m.mcp, err = mcpFromConfig(cfg, tlsConf); err != nil {
+			m.closeOwned()
+			return nil, err
+		}
 	}
 	if err := m.openDLQ(); err != nil {
 		return nil, err
@@ -626,6 +634,9 @@ func (m *Manager) openSharedLimit() error {
 
 // closeOwned releases what New opened, when New fails.
 func (m *Manager) closeOwned() {
+	if m.mcp != nil {
+		m.mcp.Close()
+	}
 	if m.ownTransport != nil {
 		m.ownTransport.Close()
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/mcpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
@@ -47,6 +48,9 @@ func (m *Manager) buildPipeline(resolve pipeline.Resolver) error {
 		Retry:        retry,
 		Sign:         httpinvoker.Signer{},
 		Transport:    m.transport,
+	}
+	if m.mcp != nil {
+		s.Transport = &pipeline.Router{Default: m.transport, ByName: map[string]invocation.Transport{mcpinvoker.Name: m.mcp}}
 	}
 	switch {
 	case m.rateLimit != nil:
@@ -148,11 +152,17 @@ func (m *Manager) spanStage(ctx context.Context, c *pipeline.Call, next pipeline
 // awaitStage follows the execution to its end when the call asks to wait.
 func (m *Manager) awaitStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
 	res, err := next(ctx, c)
-	if !c.Wait || (err != nil && !errors.Is(err, invocation.ErrWorkflowFailed)) {
+	viaMCP := c.Target != nil && c.Target.Transport == mcpinvoker.Name
+	if (!c.Wait && !viaMCP) || (err != nil && !errors.Is(err, invocation.ErrWorkflowFailed)) || (viaMCP && res != nil && res.Completed) {
 		return res, err
 	}
 	if res, err = m.await(ctx, c.Request, res, err, &c.Await); err == nil {
 		res.Duration = time.Since(c.Started)
+		if viaMCP {
+			// An MCP run has no webhook answer: its output is the last
+			// node's first item, as a lastNode webhook answers.
+			res.Output = firstItem(res.LastNodeOutput)
+		}
 	}
 	return res, err
 }
@@ -250,4 +260,14 @@ func apiDown(err error) bool {
 		return true
 	}
 	return n8napi.IsTransient(err) && invocation.ClassOf(err) != invocation.Permanent && !invocation.IsCanceled(err)
+}
+
+// firstItem returns the first item of a JSON array of items, null when
+// there is none.
+func firstItem(items json.RawMessage) json.RawMessage {
+	var all []json.RawMessage
+	if json.Unmarshal(items, &all) != nil || len(all) == 0 {
+		return json.RawMessage("null")
+	}
+	return all[0]
 }

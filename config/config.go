@@ -11,6 +11,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/httpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
+	"github.com/n8n-invoker/n8n-invoker/mcpinvoker"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 	"github.com/n8n-invoker/n8n-invoker/secret"
@@ -49,6 +50,9 @@ const (
 	DefaultStoreLease       = 30 * time.Second
 	DefaultStoreHeldWait    = 2 * time.Minute // the least default; see Store.HeldWait
 	DefaultDLQRetention     = 7 * 24 * time.Hour
+	DefaultMCPRateRequests  = mcpinvoker.DefaultRateRequests
+	DefaultMCPRatePer       = mcpinvoker.DefaultRatePer
+	DefaultMCPMaxRetryAfter = mcpinvoker.DefaultMaxRetryAfter
 )
 
 // Response modes of an n8n webhook node.
@@ -232,7 +236,42 @@ const (
 // Invokers configures the transports.
 type Invokers struct {
 	HTTP HTTP `yaml:"http"`
+	// MCP configures the MCP transport (workflows with transport: mcp).
+	MCP MCP `yaml:"mcp"`
 }
+
+// Transports a workflow can be served by.
+const (
+	TransportWebhook = "webhook"
+	TransportMCP     = "mcp"
+)
+
+// MCP configures the transport that runs workflows by id through n8n's
+// instance MCP server (n8n 2.x: switched on in n8n's settings, each
+// workflow marked available in MCP). The retry, breaker and journal
+// settings are invokers.http's: one pipeline for both transports.
+type MCP struct {
+	// Token is the MCP server's access token (n8n's "MCP Server API
+	// Key", not the public API key); a secret. TokenFile reads it from a
+	// file instead, again whenever the file changes.
+	Token     secret.Secret `yaml:"token"`
+	TokenFile string        `yaml:"token_file"`
+	// RateLimit is this process's limit toward the MCP server (default:
+	// n8n's own, 100 requests per 5m; requests -1: none).
+	RateLimit MCPRateLimit `yaml:"rate_limit"`
+	// MaxRetryAfter is the longest 429 wait honoured for MCP calls
+	// (default 5m5s: the server's window is 5 minutes).
+	MaxRetryAfter Duration `yaml:"max_retry_after"`
+}
+
+// MCPRateLimit is requests per period.
+type MCPRateLimit struct {
+	Requests int      `yaml:"requests"`
+	Per      Duration `yaml:"per"`
+}
+
+// Enabled reports whether an MCP token is configured.
+func (m *MCP) Enabled() bool { return !m.Token.IsZero() || m.TokenFile != "" }
 
 // HTTP configures the webhook invoker.
 type HTTP struct {
@@ -398,6 +437,12 @@ type Workflow struct {
 	// Pack sends batches of this workflow many items per call (the
 	// workflow must be built for it: see templates/packed-items.json).
 	Pack Pack `yaml:"pack"`
+	// Transport is webhook (default: the path above) or mcp (run by id
+	// through n8n's MCP server: id is required, path is not).
+	Transport string `yaml:"transport"`
+	// TriggerNode names the workflow's Webhook node for the MCP
+	// transport; empty: asked of the MCP server once and cached.
+	TriggerNode string `yaml:"trigger_node"`
 }
 
 // Pack configures item packing for a workflow; zero values mean the

@@ -24,6 +24,7 @@ func (c *Config) Validate() error {
 	v := &validator{c: c}
 	c.N8N.validate(v)
 	c.Invokers.HTTP.validate(v)
+	c.Invokers.MCP.validate(v)
 	c.Tracing.validate(v)
 	c.Hooks.validate(v)
 	for name, a := range c.Credentials {
@@ -93,6 +94,11 @@ func (c *Config) applyDefaults() {
 	}
 	setDuration(&r.MaxDelay, DefaultMaxDelay)
 	setDuration(&r.MaxRetryAfter, DefaultMaxRetryAfter)
+	mc := &c.Invokers.MCP
+	setInt(&mc.RateLimit.Requests, DefaultMCPRateRequests)
+	setDuration(&mc.RateLimit.Per, DefaultMCPRatePer)
+	setDuration(&mc.MaxRetryAfter, DefaultMCPMaxRetryAfter)
+	rel(&mc.TokenFile)
 	setInt(&r.Budget.Capacity, DefaultBudgetCapacity)
 	setInt(&r.Budget.RetryCost, DefaultRetryCost)
 	setInt(&r.Budget.TimeoutCost, DefaultTimeoutCost)
@@ -129,6 +135,9 @@ func (c *Config) applyDefaults() {
 		}
 		if w.Auth.Type == "" {
 			w.Auth.Type = AuthNone
+		}
+		if w.Transport == "" {
+			w.Transport = TransportWebhook
 		}
 		c.Workflows[name] = w
 	}
@@ -311,7 +320,20 @@ func (w *Workflow) validate(v *validator, name string) {
 	if strings.TrimSpace(name) == "" {
 		v.errorf(f, "workflow name must not be empty")
 	}
+	switch w.Transport {
+	case TransportWebhook:
+	case TransportMCP:
+		if w.ID == "" {
+			v.errorf(f+".id", "is required with transport mcp (it runs the workflow by its n8n id)")
+		}
+		if !v.c.Invokers.MCP.Enabled() {
+			v.errorf(f+".transport", "mcp needs invokers.mcp.token or invokers.mcp.token_file")
+		}
+	default:
+		v.errorf(f+".transport", "must be webhook or mcp, got %q", w.Transport)
+	}
 	switch {
+	case w.Path == "" && w.Transport == TransportMCP:
 	case w.Path == "":
 		v.errorf(f+".path", "is required")
 	case strings.Contains(w.Path, "://") || strings.ContainsAny(w.Path, "?# "):
@@ -426,5 +448,20 @@ func (d *DLQ) validate(v *validator) {
 		if cl != "transient" && cl != "unknown" && cl != "permanent" {
 			v.errorf(fmt.Sprintf("dlq.on[%d]", i), "must be transient, unknown or permanent, got %q", cl)
 		}
+	}
+}
+
+func (m *MCP) validate(v *validator) {
+	if !m.Token.IsZero() && m.TokenFile != "" {
+		v.errorf("invokers.mcp.token_file", "set token or token_file, not both")
+	}
+	if m.RateLimit.Requests < -1 {
+		v.errorf("invokers.mcp.rate_limit.requests", "must be positive, or -1 for none, got %d", m.RateLimit.Requests)
+	}
+	if m.RateLimit.Per <= 0 {
+		v.errorf("invokers.mcp.rate_limit.per", "must be positive, got %s", m.RateLimit.Per.D())
+	}
+	if m.MaxRetryAfter <= 0 {
+		v.errorf("invokers.mcp.max_retry_after", "must be positive, got %s", m.MaxRetryAfter.D())
 	}
 }

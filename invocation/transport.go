@@ -90,6 +90,10 @@ type Target struct {
 	TriggerNode string
 	// Timeout overrides the transport's attempt timeout when not zero.
 	Timeout time.Duration
+	// MaxRetryAfter overrides the retry policy's longest honoured
+	// Retry-After when not zero (the MCP transport's server asks for up
+	// to its whole 5-minute window).
+	MaxRetryAfter time.Duration
 	// Auth is the webhook's authentication.
 	Auth Auth
 }

@@ -33,6 +33,28 @@ func (c *Client) Await(ctx context.Context, id string, opts *AwaitOptions) (e *E
 	if opts != nil {
 		o = *opts
 	}
+	get := func(ctx context.Context) (*Execution, error) {
+		e, _, err := c.Executions.Find(ctx, o.WorkflowID, id, true)
+		return e, err
+	}
+	var stop func(context.Context)
+	if o.StopOnCancel {
+		stop = func(ctx context.Context) { _, _, _ = c.Executions.Stop(ctx, id) }
+	}
+	return Poll(ctx, get, stop, &o)
+}
+
+// Poll calls get until the execution it returns reaches a terminal
+// status, or is waiting when opts.ReturnOnWaiting, with Await's backoff;
+// a transient failure of get is polled through, another ends the poll.
+// When ctx ends and stop is not nil, stop is called (with a context of
+// its own) to stop the execution in n8n. It lets another source of
+// executions (the MCP transport's) share Await's loop.
+func Poll(ctx context.Context, get func(context.Context) (*Execution, error), stop func(context.Context), opts *AwaitOptions) (e *Execution, polls int, err error) {
+	o := AwaitOptions{}
+	if opts != nil {
+		o = *opts
+	}
 	if o.FirstInterval <= 0 {
 		o.FirstInterval = 100 * time.Millisecond
 	}
@@ -42,7 +64,7 @@ func (c *Client) Await(ctx context.Context, id string, opts *AwaitOptions) (e *E
 	wait := o.FirstInterval
 	for {
 		polls++
-		e, _, err = c.Executions.Find(ctx, o.WorkflowID, id, true)
+		e, err = get(ctx)
 		if err == nil && (e.Terminal() || (o.ReturnOnWaiting && e.Status == StatusWaiting)) {
 			return e, polls, nil
 		}
@@ -53,9 +75,9 @@ func (c *Client) Await(ctx context.Context, id string, opts *AwaitOptions) (e *E
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			if o.StopOnCancel {
+			if stop != nil {
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				_, _, _ = c.Executions.Stop(sctx, id)
+				stop(sctx)
 				cancel()
 			}
 			return e, polls, ctx.Err()
@@ -118,10 +140,24 @@ func headerOf(e *Execution, header string) string {
 		if len(runs) == 0 || runs[0].Data == nil || len(runs[0].Data.Main) == 0 || len(runs[0].Data.Main[0]) == 0 {
 			continue
 		}
-		if h, ok := runs[0].Data.Main[0][0].JSON["headers"].(map[string]any); ok {
-			if v, ok := h[header].(string); ok {
+		if v := itemHeader(runs[0].Data.Main[0][0], header); v != "" {
+			return v
+		}
+	}
+	for _, items := range e.Data.ResultData.PinData {
+		if len(items) > 0 {
+			if v := itemHeader(items[0], header); v != "" {
 				return v
 			}
+		}
+	}
+	return ""
+}
+
+func itemHeader(it Item, header string) string {
+	if h, ok := it.JSON["headers"].(map[string]any); ok {
+		if v, ok := h[header].(string); ok {
+			return v
 		}
 	}
 	return ""

@@ -134,6 +134,9 @@ type ResultData struct {
 	RunData          map[string][]NodeRun `json:"runData"`
 	LastNodeExecuted string               `json:"lastNodeExecuted,omitempty"`
 	Error            *ExecutionError      `json:"error,omitempty"`
+	// PinData maps a node name to the items pinned on it: where a run
+	// started through MCP keeps its trigger item (headers, query, body).
+	PinData map[string][]Item `json:"pinData,omitempty"`
 }
 
 // NodeRun is one run of a node.

@@ -148,7 +148,12 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		// A 429 with Retry-After is n8n's flow control: waited out, never
 		// counted against max_retries (nor by the breaker or the budget);
 		// bounded by max_elapsed (DefaultMaxThrottle when unset) and ctx.
-		maxRA := r.Policy.MaxRetryAfter
+		pol := r.Policy
+		if c.Target.MaxRetryAfter > 0 {
+			p := *r.Policy
+			p.MaxRetryAfter, pol = c.Target.MaxRetryAfter, &p
+		}
+		maxRA := pol.MaxRetryAfter
 		if maxRA == 0 {
 			maxRA = policy.DefaultMaxRetryAfter
 		}
@@ -172,7 +177,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		if class == invocation.Unknown {
 			unknownRetries++
 		}
-		wait, ok := r.Policy.Wait(retries+1, ra, hasRA)
+		wait, ok := pol.Wait(retries+1, ra, hasRA)
 		if !ok {
 			return nil, &RetryAfterError{Workflow: wf, Wait: wait, Attempts: c.Attempts, Err: err}
 		}

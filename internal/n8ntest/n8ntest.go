@@ -32,6 +32,18 @@ type Instance struct {
 	// JWTSecret and HMACSecret are the secrets of the jwt-auth and signed
 	// fixtures.
 	JWTSecret, HMACSecret string
+	// MCPToken is the instance MCP server's token (2.x; empty on 1.x).
+	MCPToken string
+	// Version is the running n8n's version, as scripts/n8n installed it.
+	Version string
+}
+
+// Line returns the n8n line running: 1 or 2.
+func (i *Instance) Line() int {
+	if strings.HasPrefix(i.Version, "1.") {
+		return 1
+	}
+	return 2
 }
 
 // EnvFile returns the env file scripts/n8n writes: $N8N_INVOKER_ENV, or
@@ -192,5 +204,6 @@ func instanceFrom(vars map[string]string) *Instance {
 		BasicUser: vars["N8N_INVOKER_BASIC_USER"], BasicPassword: vars["N8N_INVOKER_BASIC_PASSWORD"],
 		OpenAPISpec: vars["N8N_INVOKER_OPENAPI"],
 		JWTSecret:   vars["N8N_INVOKER_JWT_SECRET"], HMACSecret: vars["N8N_INVOKER_HMAC_SECRET"],
+		MCPToken: vars["N8N_MCP_TOKEN"], Version: vars["N8N_INVOKER_N8N_VERSION"],
 	}
 }

@@ -38,6 +38,9 @@ type state struct {
 	BasicPass   string            `json:"basic_password"`
 	JWTSecret   string            `json:"jwt_secret"`
 	HMACSecret  string            `json:"hmac_secret"`
+	// MCPToken is the MCP server's token, kept from the first
+	// GET /rest/mcp/api-key (later calls return it redacted).
+	MCPToken string `json:"mcp_token,omitempty"`
 }
 
 type boot struct {
@@ -46,6 +49,8 @@ type boot struct {
 	st     *state
 	file   string
 	pid    int
+	mcp    bool
+	login  bool // the session cookie is set
 }
 
 func main() {
@@ -55,19 +60,20 @@ func main() {
 	envFile := flag.String("env", "", "env file to write")
 	pid := flag.Int("pid", 0, "n8n's process id, to fail fast if it dies")
 	timeout := flag.Duration("timeout", 4*time.Minute, "overall timeout")
+	mcp := flag.Bool("mcp", false, "mark the fixtures available in MCP and keep the MCP server's token")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := run(ctx, *base, *dir, *wfDir, *envFile, *pid); err != nil {
+	if err := run(ctx, *base, *dir, *wfDir, *envFile, *pid, *mcp); err != nil {
 		fmt.Fprintln(os.Stderr, "n8nboot:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, base, dir, wfDir, envFile string, pid int) error {
+func run(ctx context.Context, base, dir, wfDir, envFile string, pid int, mcp bool) error {
 	jar, _ := cookiejar.New(nil)
 	b := &boot{base: strings.TrimSuffix(base, "/"), client: &http.Client{Jar: jar, Timeout: 30 * time.Second},
-		st: &state{}, file: filepath.Join(dir, "bootstrap.json"), pid: pid}
+		st: &state{}, file: filepath.Join(dir, "bootstrap.json"), pid: pid, mcp: mcp}
 	if data, err := os.ReadFile(b.file); err == nil {
 		if err := json.Unmarshal(data, b.st); err != nil {
 			return fmt.Errorf("%s: %w", b.file, err)
@@ -91,8 +97,16 @@ func run(ctx context.Context, base, dir, wfDir, envFile string, pid int) error {
 	if err := b.waitWebhooks(ctx, hooks); err != nil {
 		return err
 	}
+	if mcp {
+		if err := b.ensureMCPToken(ctx); err != nil {
+			return err
+		}
+	}
 	env := fmt.Sprintf("N8N_BASE_URL=%s\nN8N_API_KEY=%s\nN8N_PID=%d\nN8N_INVOKER_HEADER_AUTH_NAME=%s\nN8N_INVOKER_HEADER_AUTH_VALUE=%s\nN8N_INVOKER_BASIC_USER=%s\nN8N_INVOKER_BASIC_PASSWORD=%s\nN8N_INVOKER_JWT_SECRET=%s\nN8N_INVOKER_HMAC_SECRET=%s\n",
 		b.base, b.st.APIKey, pid, b.st.HeaderName, b.st.HeaderValue, b.st.BasicUser, b.st.BasicPass, b.st.JWTSecret, b.st.HMACSecret)
+	if mcp {
+		env += "N8N_MCP_TOKEN=" + b.st.MCPToken + "\n"
+	}
 	return writeFile(envFile, []byte(env))
 }
 
@@ -121,8 +135,12 @@ func (b *boot) waitReady(ctx context.Context) error {
 		if err := b.alive(); err != nil {
 			return err
 		}
+		// 1.x turns ready before its routes are mounted (they answer an
+		// HTML 404 until then): wait for the REST API too.
 		if st, _, err := b.do(ctx, "GET", "/healthz/readiness", nil, nil); err == nil && st == 200 {
-			return nil
+			if st, body, err := b.do(ctx, "GET", "/rest/settings", nil, nil); err == nil && st == 200 && json.Valid(body) {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -224,10 +242,8 @@ func (b *boot) ensureAPIKey(ctx context.Context) error {
 		if err := b.save(); err != nil {
 			return err
 		}
-	} else if err := b.rest(ctx, "POST", "/login", map[string]string{
-		"emailOrLdapLoginId": b.st.Email, "password": b.st.Password,
-	}, nil); err != nil {
-		return fmt.Errorf("logging in as the owner: %w", err)
+	} else if err := b.logIn(ctx); err != nil {
+		return err
 	}
 	var scopes struct {
 		Data []string `json:"data"`
@@ -249,6 +265,54 @@ func (b *boot) ensureAPIKey(ctx context.Context) error {
 		return errors.New("n8n returned no API key")
 	}
 	b.st.APIKey = key.Data.RawAPIKey
+	return b.save()
+}
+
+// logIn opens the owner's session (n8n allows 5 logins a minute).
+func (b *boot) logIn(ctx context.Context) error {
+	if b.login {
+		return nil
+	}
+	if err := b.rest(ctx, "POST", "/login", map[string]string{
+		"emailOrLdapLoginId": b.st.Email, "password": b.st.Password,
+	}, nil); err != nil {
+		return fmt.Errorf("logging in as the owner: %w", err)
+	}
+	b.login = true
+	return nil
+}
+
+// ensureMCPToken keeps the MCP server's token: a kept one while it works,
+// else the one the first GET /rest/mcp/api-key returns in full, else a
+// rotated one (the old one is then refused).
+func (b *boot) ensureMCPToken(ctx context.Context) error {
+	if b.st.MCPToken != "" {
+		st, _, err := b.do(ctx, "POST", "/mcp-server/http", map[string]any{"jsonrpc": "2.0", "id": 1, "method": "ping"},
+			map[string]string{"Authorization": "Bearer " + b.st.MCPToken, "Accept": "application/json, text/event-stream"})
+		if err == nil && st == 200 {
+			return nil
+		}
+	}
+	if err := b.logIn(ctx); err != nil {
+		return err
+	}
+	var key struct {
+		Data struct {
+			APIKey string `json:"apiKey"`
+		} `json:"data"`
+	}
+	if err := b.rest(ctx, "GET", "/mcp/api-key", nil, &key); err != nil {
+		return fmt.Errorf("MCP token: %w", err)
+	}
+	if strings.HasPrefix(key.Data.APIKey, "*") || key.Data.APIKey == "" {
+		if err := b.rest(ctx, "POST", "/mcp/api-key/rotate", nil, &key); err != nil {
+			return fmt.Errorf("rotating the MCP token: %w", err)
+		}
+	}
+	if key.Data.APIKey == "" || strings.HasPrefix(key.Data.APIKey, "*") {
+		return errors.New("n8n returned no MCP token")
+	}
+	b.st.MCPToken = key.Data.APIKey
 	return b.save()
 }
 
@@ -365,7 +429,14 @@ func (b *boot) loadWorkflows(ctx context.Context, dir string) ([]webhookRef, err
 				hooks = append(hooks, webhookRef{wf.Name, node.Parameters.HTTPMethod, path})
 			}
 		}
-		body := map[string]any{"name": wf.Name, "nodes": wf.Nodes, "connections": wf.Connections, "settings": wf.Settings}
+		settings := wf.Settings
+		if b.mcp { // every fixture may be run through the MCP server
+			m := map[string]any{}
+			_ = json.Unmarshal(wf.Settings, &m)
+			m["availableInMCP"] = true
+			settings, _ = json.Marshal(m)
+		}
+		body := map[string]any{"name": wf.Name, "nodes": wf.Nodes, "connections": wf.Connections, "settings": settings}
 		var out struct {
 			ID string `json:"id"`
 		}
