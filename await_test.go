@@ -210,57 +210,6 @@ func TestRealN8NCorrelationUnderConcurrency(t *testing.T) {
 	t.Logf("correlation: 10 concurrent onReceived calls each matched to its own execution; API calls per call: %d", results[0].APICalls)
 }
 
-func TestRealN8NContractOfAPIClient(t *testing.T) {
-	t.Parallel()
-	n8n := n8ntest.Require(t)
-	contract := n8n.NewContract(t)
-	api := contract.API(t, n8n)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	active := true
-	var echoID string
-	for w, err := range api.Workflows.All(ctx, &n8napi.WorkflowListOptions{Active: &active, Limit: 5}) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if w.Name == "n8n-invoker echo" {
-			echoID = w.ID.String()
-		}
-	}
-	if _, _, err := api.Workflows.Get(ctx, echoID); err != nil {
-		t.Fatal(err)
-	}
-	// Make sure the echo workflow has an execution (a fresh n8n has none).
-	resp, err := http.Post(n8n.BaseURL+"/webhook/invoker-echo", "application/json", strings.NewReader(`{"contract":true}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	http.DefaultClient.CloseIdleConnections()
-	execs, _, err := api.Executions.List(ctx, &n8napi.ExecutionListOptions{WorkflowID: echoID, Limit: 3, IncludeData: true})
-	if err != nil || len(execs) == 0 {
-		t.Fatalf("executions: %v", err)
-	}
-	if _, _, err := api.Executions.Get(ctx, execs[0].ID.String(), true); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := api.Executions.Get(ctx, "999999999", false); !n8napi.IsNotFound(err) {
-		t.Errorf("unknown execution: %v", err)
-	}
-	tag, _, err := api.Tags.Create(ctx, fmt.Sprintf("inv%d", time.Now().UnixNano()%1e9))
-	if err != nil || tag.ID == "" {
-		t.Fatalf("tag: %v", err)
-	}
-	if _, _, err := api.Tags.List(ctx, 10, ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := api.Workflows.Get(ctx, "NoSuchWorkflow"); !n8napi.IsNotFound(err) {
-		t.Errorf("unknown workflow: %v", err)
-	}
-	checked := contract.Check(t)
-	t.Logf("contract: operations checked against n8n's OpenAPI spec: %v", checked)
-}
-
 // TestRealN8NStopOnCancel cancels a caller waiting on a slow workflow and
 // checks that the opt-in stop ended the execution in n8n.
 func TestRealN8NStopOnCancel(t *testing.T) {

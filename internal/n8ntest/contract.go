@@ -3,6 +3,7 @@ package n8ntest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,8 +26,10 @@ import (
 // ships (node_modules/n8n/dist/public-api/v1/openapi.yml). Violations
 // are collected; Check fails the test with them.
 type Contract struct {
-	next   http.RoundTripper
-	router routers.Router
+	next       http.RoundTripper
+	router     routers.Router
+	line       int
+	operations int
 
 	mu         sync.Mutex
 	violations []string
@@ -55,7 +58,68 @@ func (i *Instance) NewContract(t testing.TB) *Contract {
 	}
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &Contract{next: tr, router: router, checked: map[string]int{}}
+	ops := 0
+	for _, item := range doc.Paths.Map() {
+		ops += len(item.Operations())
+	}
+	return &Contract{next: tr, router: router, line: i.Line(), operations: ops, checked: map[string]int{}}
+}
+
+// Operations returns the number of operations in the line's spec.
+func (c *Contract) Operations() int { return c.operations }
+
+// Deviation is a known difference between an n8n line's real answers and
+// its own spec, tolerated instead of loosening the validation: the
+// field at the end of a JSON pointer, in an operation's answer, with the
+// schema's complaint.
+type Deviation struct {
+	Line      int
+	Operation string // "GET /executions/{id}"; "" for every operation
+	Field     string // the pointer's last element
+	Reason    string // a substring of the schema error's reason
+	Why       string
+}
+
+// KnownDeviations lists them per line.
+var KnownDeviations = []Deviation{
+	{Line: 1, Field: "id", Reason: "must be a number", Why: "1.x documents execution ids as numbers and sends numeric strings"},
+	{Line: 1, Field: "workflowId", Reason: "must be a number", Why: "1.x documents workflowId as a number and sends the workflow's string id"},
+	{Line: 1, Field: "retryOf", Reason: "must be a string", Why: "1.x's retry answer carries retryOf as a number"},
+	{Line: 1, Field: "retryOf", Reason: "must be a number", Why: "1.x documents retryOf as a number and lists it as a string"},
+}
+
+// tolerated reports whether every schema error in err is a known
+// deviation of the contract's line; it returns the rest.
+func (c *Contract) tolerated(op string, err error) []string {
+	var re *openapi3filter.ResponseError
+	if !errors.As(err, &re) {
+		return []string{err.Error()}
+	}
+	var me openapi3.MultiError
+	if !errors.As(re.Err, &me) {
+		me = openapi3.MultiError{re.Err}
+	}
+	var rest []string
+	for _, e := range me {
+		var se *openapi3.SchemaError
+		if !errors.As(e, &se) || !c.known(op, se) {
+			rest = append(rest, firstLines(e.Error(), 6))
+		}
+	}
+	return rest
+}
+
+func (c *Contract) known(op string, se *openapi3.SchemaError) bool {
+	ptr := se.JSONPointer()
+	if len(ptr) == 0 {
+		return false
+	}
+	for _, d := range KnownDeviations {
+		if d.Line == c.line && (d.Operation == "" || d.Operation == op) && d.Field == ptr[len(ptr)-1] && strings.Contains(se.Reason, d.Reason) {
+			return true
+		}
+	}
+	return false
 }
 
 // API returns an n8napi client whose traffic the contract checks.
@@ -81,6 +145,9 @@ func (c *Contract) RoundTrip(req *http.Request) (*http.Response, error) {
 		body, _ = io.ReadAll(req.Body)
 		req.Body.Close()
 		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	if strings.HasSuffix(req.URL.Path, "/api/v1/openapi.yml") { // the spec itself (n8napi's Supports)
+		return c.next.RoundTrip(req)
 	}
 	route, params, err := c.router.FindRoute(req)
 	if err != nil {
@@ -108,7 +175,9 @@ func (c *Contract) RoundTrip(req *http.Request) (*http.Response, error) {
 		Body: io.NopCloser(bytes.NewReader(rb)), Options: &openapi3filter.Options{MultiError: true, IncludeResponseStatus: true},
 	}
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
-		c.fail("response %d to %s %s: %v", resp.StatusCode, req.Method, route.Path, firstLines(err.Error(), 6))
+		if rest := c.tolerated(req.Method+" "+route.Path, err); len(rest) > 0 {
+			c.fail("response %d to %s %s: %v", resp.StatusCode, req.Method, route.Path, strings.Join(rest, "; "))
+		}
 	}
 	c.mu.Lock()
 	c.checked[req.Method+" "+route.Path]++
