@@ -132,6 +132,12 @@ func (c *Client) Correlate(ctx context.Context, workflowID, header, value string
 
 // headerOf returns a request header recorded by the execution's webhook
 // node: the first item of any node whose JSON has a "headers" object.
+// RequestHeader returns the header (lower case, as n8n records it) of the
+// request that started e: in the trigger node's output item, or in its
+// pinned item for a run started through MCP. "" when e has no data or
+// no such header.
+func (e *Execution) RequestHeader(header string) string { return headerOf(e, header) }
+
 func headerOf(e *Execution, header string) string {
 	if e.Data == nil {
 		return ""

@@ -4,8 +4,10 @@
 # Redis through scripts/cluster), then runs gofmt, go vet, staticcheck,
 # govulncheck (local database), the unit and integration tests of every
 # module with -race (integration tests may not skip), a short fuzz pass over
-# every target, and last the fleet tests against queue-mode n8n (started after
-# the single n8n stops: one n8n at a time on these 2 cores).
+# every target, then the 1.x line (n8n 1.123.81 on Node.js 22: the webhook
+# transport, run by id, await, reconcile, retry of executions and the
+# contract tests), and last the fleet tests against queue-mode n8n. One
+# n8n at a time on these 2 cores: each starts after the last one stops.
 set -euo pipefail
 export GOTOOLCHAIN=go1.27.3 # the approved Go (fixes stdlib vulnerabilities of 1.26.8); fetched by the go command
 cd "$(dirname "$0")/.."
@@ -34,8 +36,12 @@ echo "== staticcheck"
 go tool staticcheck ./... ./cmd/n8n-invoker/... ./contrib/postgres/... ./contrib/redis/...
 echo "== govulncheck (local database)"
 scripts/vulncheck.sh
+echo "== MCP against n8n's default MCP rate limit (100 per 5 min), then n8n restarted with it off"
+go test -race -count=1 -run '^TestRealN8NMCPDefaultRateLimit$' -v . 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
+export N8N_INVOKER_MCP_RATE_LIMIT=0 # for every later start of n8n, the tests' own included
+scripts/n8n restart
 echo "== go test -race"
-each go test -race -count=1 -timeout 20m -skip '^TestFleet' ./...
+each go test -race -count=1 -timeout 20m -skip '^TestFleet|^TestRealN8NMCPDefaultRateLimit$' ./...
 echo "== short fuzz pass (${N8N_INVOKER_FUZZTIME:-10s} per target)"
 for target in config:FuzzParse config:FuzzExpand policy:FuzzParseRetryAfter httpinvoker:FuzzDecode httpinvoker:FuzzMessageOf n8napi:FuzzExecution; do
   pkg=${target%%:*} name=${target##*:}
@@ -47,8 +53,15 @@ for target in config:FuzzParse config:FuzzExpand policy:FuzzParseRetryAfter http
     exit 1
   fi
 done
-echo "== fleet: queue-mode n8n (main + 2 workers) on PostgreSQL and Redis, after the single n8n stops"
 scripts/n8n stop
+echo "== n8n 1.123.81 (the 1.x line, Node.js 22), after 2.41.1 stops"
+t15=$(date +%s)
+N8N_VERSION=1.123.81 scripts/n8n start
+echo "== n8n 1.123.81 ready in $(( $(date +%s) - t15 )) s"
+line1='^(TestRealN8NRunByID|TestRealN8NRunByIDErrors|TestRealN8NWaitForSlowWorkflow|TestRealN8NWaitSurfacesError|TestRealN8NWaitKeepsTheAnswer|TestRealN8NCorrelationUnderConcurrency|TestRealN8NContractOfAPIClient|TestRealN8NLastNodeReturnsOutput|TestRealN8NGetWithQuery|TestRealN8NFailingWorkflowIsNotResent|TestRealN8NUnknownWebhookIsPermanentAndQuick|TestRealN8NAuth|TestRealN8NOnReceivedIsNotCompleted|TestRealN8NPathParams|TestRealN8NReplayReconciles|TestChaosFaultsAccounting)$'
+N8N_INVOKER_ENV=$PWD/.n8n-1x/env go test -race -count=1 -timeout 20m -run "$line1" -v . 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
+N8N_VERSION=1.123.81 scripts/n8n stop
+echo "== fleet: queue-mode n8n (main + 2 workers) on PostgreSQL and Redis, after the single n8n stops"
 t2=$(date +%s)
 scripts/cluster start
 set -a && . .cluster/env && set +a

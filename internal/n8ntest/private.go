@@ -63,10 +63,7 @@ func (i *Instance) ExecutionsByHeader(ctx context.Context, t testing.TB, workflo
 				continue
 			}
 			seen[e.ID] = true
-			item := e.Data.FirstItem("Webhook")
-			headers, _ := item["headers"].(map[string]any)
-			v, _ := headers[header].(string)
-			if v != "" && keep(v) {
+			if v := e.RequestHeader(header); v != "" && keep(v) {
 				out[v] = append(out[v], e)
 			}
 		}
