@@ -16,7 +16,9 @@ import (
 
 // UnsupportedError is a call to an operation the running n8n does not
 // have (an older line: 1.x has no POST /executions/{id}/stop, for
-// example), as the OpenAPI spec it serves says; Err is its answer.
+// example), as the OpenAPI spec it serves says, or, when it serves none,
+// its answer for an unknown route (405, or 404 "not found"); Err is the
+// answer.
 type UnsupportedError struct {
 	Method string
 	// Path is the path called, relative to /api/v1/.
@@ -143,7 +145,15 @@ func (c *Client) unsupported(ctx context.Context, method, path string, err error
 	if !errors.As(err, &ae) || (ae.StatusCode != http.StatusNotFound && ae.StatusCode != http.StatusMethodNotAllowed) || strings.HasPrefix(ae.Message, "<") {
 		return err
 	}
-	if ok, serr := c.Supports(ctx, method, path); serr == nil && !ok {
+	ok, serr := c.Supports(ctx, method, path)
+	if serr != nil {
+		// No spec to read (an n8n installed under a dot directory fails to
+		// serve it): the answer to an unknown route says it, 405 "<M>
+		// method not allowed" or 404 with exactly "not found" (an unknown
+		// execution or workflow is "Not Found" or names it).
+		ok = !(ae.StatusCode == http.StatusMethodNotAllowed || ae.Message == "not found")
+	}
+	if !ok {
 		return &UnsupportedError{Method: method, Path: strings.TrimPrefix(path, "/"), Err: err}
 	}
 	return err

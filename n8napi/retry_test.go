@@ -332,7 +332,8 @@ func TestUnsupportedOperation(t *testing.T) {
 		{"1.x 404", spec1x, 404, true},
 		{"1.x 405", spec1x, 405, true},
 		{"2.x 404 unknown execution", spec2x, 404, false},
-		{"no spec served", "", 404, false},
+		{"no spec served, unknown route", "", 404, true},
+		{"no spec served, unknown execution", "", 404, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -342,6 +343,9 @@ func TestUnsupportedOperation(t *testing.T) {
 						return answer(404, `{"message":"not found"}`), nil
 					}
 					return answer(200, tc.spec), nil
+				}
+				if strings.Contains(tc.name, "unknown execution") {
+					return answer(tc.status, `{"message":"Not Found"}`), nil
 				}
 				return answer(tc.status, `{"message":"not found"}`), nil
 			}}

@@ -7,7 +7,10 @@ set -euo pipefail
 export GOTOOLCHAIN=go1.27.3 # the approved Go (fixes stdlib vulnerabilities of 1.26.8); fetched by the go command
 cd "$(dirname "$0")/.."
 VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
-cache=${N8N_INVOKER_CACHE:-$HOME/.cache/n8n-invoker}
+# Root (CI) caches under /var/cache: n8n cannot serve its OpenAPI spec from
+# a path with a dot directory (Express refuses dotfiles), ~/.cache included.
+if [ "$(id -u)" = 0 ]; then default_cache=/var/cache/n8n-invoker; else default_cache=$HOME/.cache/n8n-invoker; fi
+cache=${N8N_INVOKER_CACHE:-$default_cache}
 db=$cache/vulndb-$VULNDB_VERSION
 if [ ! -f "$db/index/db.json" ] && [ ! -f "$db/index/db.json.gz" ]; then
   echo "scripts/vulncheck.sh: building the vulnerability database $VULNDB_VERSION (about a minute, once)" >&2

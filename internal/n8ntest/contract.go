@@ -92,8 +92,8 @@ var KnownDeviations = []Deviation{
 // deviation of the contract's line; it returns the rest.
 func (c *Contract) tolerated(op string, err error) []string {
 	var re *openapi3filter.ResponseError
-	if !errors.As(err, &re) {
-		return []string{err.Error()}
+	if !errors.As(err, &re) || re.Err == nil {
+		return []string{firstLines(err.Error(), 6)}
 	}
 	var me openapi3.MultiError
 	if !errors.As(re.Err, &me) {
@@ -102,6 +102,9 @@ func (c *Contract) tolerated(op string, err error) []string {
 	var rest []string
 	for _, e := range me {
 		var se *openapi3.SchemaError
+		if e == nil {
+			continue
+		}
 		if !errors.As(e, &se) || !c.known(op, se) {
 			rest = append(rest, firstLines(e.Error(), 6))
 		}
