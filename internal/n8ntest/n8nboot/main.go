@@ -339,9 +339,13 @@ func (b *boot) ensureCredentials(ctx context.Context) error {
 		var out struct {
 			ID string `json:"id"`
 		}
-		if err := b.api(ctx, "POST", "/credentials", map[string]any{
-			"name": "n8n-invoker " + typ, "type": typ, "data": data,
-		}, &out); err != nil {
+		err := b.api(ctx, "POST", "/credentials", map[string]any{"name": "n8n-invoker " + typ, "type": typ, "data": data}, &out)
+		if err != nil && typ == "jwtAuth" && strings.Contains(err.Error(), "privateKey") {
+			// 1.x's schema wants the PEM fields even for a passphrase key.
+			data["privateKey"], data["publicKey"] = "", ""
+			err = b.api(ctx, "POST", "/credentials", map[string]any{"name": "n8n-invoker " + typ, "type": typ, "data": data}, &out)
+		}
+		if err != nil {
 			return err
 		}
 		b.st.Credentials[typ] = out.ID
