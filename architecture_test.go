@@ -28,6 +28,7 @@ var rank = map[string]int{
 	"":                       5, // the root package invoker
 	"internal/tools/n8nload": 6, "contrib/redis/internal/fleetrate": 6,
 	"outbox":                                6, // durable submission: imports the manager
+	"server":                                7, // service mode: the API and console over a manager and its outbox
 	"contrib/postgres/outbox":               7, // its River engine on PostgreSQL
 	"contrib/postgres/internal/outboxbench": 8,
 	"cmd/n8n-invoker":                       9,

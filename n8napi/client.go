@@ -164,14 +164,17 @@ func (e *APIError) Error() string {
 }
 
 // Class classifies the answer: 429 and 5xx are transient, other 4xx
-// permanent, except a 404 HTML page: a starting n8n serves its editor's
-// page before the API's routes are up.
+// permanent, except a 404 HTML page (a starting n8n serves its editor's
+// page before the API's routes are up) and a 409 that asks to try again
+// in a moment (a workflow still being unpublished).
 func (e *APIError) Class() invocation.Class {
 	switch {
 	case e.StatusCode == 429 || e.StatusCode == 502 || e.StatusCode == 503 || e.StatusCode == 504:
 		return invocation.Transient
 	case e.StatusCode == 404 && strings.HasPrefix(e.Message, "<"):
 		return invocation.Transient
+	case e.StatusCode == 409 && strings.Contains(strings.ToLower(e.Message), "try again"):
+		return invocation.Transient // n8n is busy with the workflow (unpublishing): it did nothing
 	case e.StatusCode >= 400 && e.StatusCode < 500:
 		return invocation.Permanent
 	}

@@ -30,7 +30,9 @@ const (
 // the client, since the limit is the key's. A 502, 503 or 504, an HTML
 // 404 (a starting n8n) and a lost connection are retried for reads
 // only; a write is retried only when the connection was refused (never
-// sent). Zero fields take the defaults.
+// sent); a 409 that asks to try again in a moment (n8n 2.x while it
+// unpublishes a workflow) is retried for every method. Zero fields take
+// the defaults.
 type RetryPolicy struct {
 	// MaxAttempts counts the first try (default 4; 1 turns retries off).
 	MaxAttempts int
@@ -143,7 +145,11 @@ func (c *Client) retryWait(method string, resp *Response, err error, try int) (t
 				return 0, false
 			}
 			return max(backoff, ae.RetryAfter), true
-		case ae.Class() == invocation.Transient && ae.StatusCode != http.StatusTooManyRequests:
+		case ae.StatusCode == http.StatusConflict && ae.Class() == invocation.Transient:
+			// "Workflow is still being unpublished. Please try again in a
+			// few moments": n8n did nothing; every method may try again.
+			return max(backoff, 500*time.Millisecond), true
+		case ae.Class() == invocation.Transient:
 			return backoff, read
 		}
 		return 0, false

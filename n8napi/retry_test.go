@@ -109,6 +109,12 @@ func TestAPIRetryPolicy(t *testing.T) {
 		{name: "a refused connection on a write is", method: "POST", first: func(time.Time) (*http.Response, error) {
 			return nil, refused
 		}, wantCalls: 2, maxWait: time.Second},
+		{name: "409 try again, on a write", method: "POST", first: func(time.Time) (*http.Response, error) {
+			return answer(409, `{"message":"Workflow is still being unpublished. Please try again in a few moments."}`), nil
+		}, wantCalls: 2, minWait: 500 * time.Millisecond, maxWait: time.Second},
+		{name: "409 of a state is not", method: "POST", first: func(time.Time) (*http.Response, error) {
+			return answer(409, `{"message":"The execution succeeded, so it cannot be retried."}`), nil
+		}, wantCalls: 1, wantErr: true},
 		{name: "a 400 is not", method: "GET", first: func(time.Time) (*http.Response, error) {
 			return answer(400, `{"message":"bad"}`), nil
 		}, wantCalls: 1, wantErr: true},
