@@ -151,8 +151,10 @@ func deadLetter(req *invocation.Request, params json.RawMessage, err error) *dlq
 		reason = "retry-budget"
 	case errors.Is(err, invocation.ErrBulkheadFull):
 		reason = "bulkhead"
+	case errors.Is(err, invocation.ErrWorkflowFailed) || errors.As(err, new(*invocation.ResponseError)):
+		reason = "failed" // the workflow ran: replaying runs it again
 	case invocation.ClassOf(err) == invocation.Permanent:
-		reason = "failed"
+		reason = "rejected" // refused before it ran (a 4xx, auth): replaying is safe once the cause is fixed
 	}
 	e := &dlq.Entry{
 		Workflow: req.Workflow, Params: params, IdempotencyKey: req.IdempotencyKey, RequestID: req.RequestID,

@@ -44,7 +44,10 @@ type Local struct {
 	wg      sync.WaitGroup
 }
 
-var _ Queue = (*Local)(nil)
+var (
+	_ Queue     = (*Local)(nil)
+	_ Submitter = (*Local)(nil)
+)
 
 // NewLocal returns the queue of store, delivering through m.
 func NewLocal(store dlq.Submissions, m *invoker.Manager, o Options) (*Local, error) {
@@ -67,26 +70,33 @@ func NewLocal(store dlq.Submissions, m *invoker.Manager, o Options) (*Local, err
 
 // Enqueue stores req (Queue.Enqueue).
 func (l *Local) Enqueue(ctx context.Context, req *invocation.Request) (string, error) {
-	id := NewID()
+	id, _, err := l.Submit(ctx, req)
+	return id, err
+}
+
+// Submit is Enqueue that also reports whether req was stored now (false:
+// its idempotency key was stored before, with the same parameters).
+func (l *Local) Submit(ctx context.Context, req *invocation.Request) (id string, created bool, err error) {
+	id = NewID()
 	key, params, pathParams, err := Encode(req, id)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if err := CheckWorkflow(ctx, l.m, req.Workflow); err != nil {
-		return "", err
+		return "", false, err
 	}
 	stored, created, err := l.store.Submit(ctx, &dlq.Submission{ID: id, Workflow: req.Workflow, Params: params, PathParams: pathParams, IdempotencyKey: key})
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if !created && (stored.Workflow != req.Workflow || !SameJSON(stored.Params, params) || !SameJSON(stored.PathParams, pathParams)) {
-		return "", &ConflictError{Key: key, ExistingID: stored.ID}
+		return "", false, &ConflictError{Key: key, ExistingID: stored.ID}
 	}
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
-	return stored.ID, nil
+	return stored.ID, created, nil
 }
 
 // Get returns invocation id (Queue.Get).

@@ -165,6 +165,15 @@ type Queue interface {
 	Stop(ctx context.Context) error
 }
 
+// Submitter is a Queue that tells a new submission from a repeated one:
+// Submit is Enqueue, and created is false when req's idempotency key was
+// stored before with the same workflow and parameters (the service
+// answers 200 with the existing invocation then, 202 for a new one).
+// Both engines of this module are Submitters.
+type Submitter interface {
+	Submit(ctx context.Context, req *invocation.Request) (id string, created bool, err error)
+}
+
 // Opener opens the queue of a store backend.
 type Opener func(ctx context.Context, m *invoker.Manager, o Options) (Queue, error)
 

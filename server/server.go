@@ -283,7 +283,15 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		req.Body = in.Params
 	}
 	start := time.Now()
-	id, err := s.o.Queue.Enqueue(r.Context(), req)
+	var id string
+	var err error
+	created, says := true, false
+	if sub, ok := s.o.Queue.(outbox.Submitter); ok {
+		says = true
+		id, created, err = sub.Submit(r.Context(), req)
+	} else {
+		id, err = s.o.Queue.Enqueue(r.Context(), req)
+	}
 	if err != nil {
 		s.enqueueError(w, err)
 		return
@@ -294,7 +302,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]string{"id": id, "status": outbox.Queued})
 		return
 	}
-	existing := inv.CreatedAt.Before(start.Add(-time.Millisecond))
+	existing := !created || (!says && inv.CreatedAt.Before(start)) // the clock only for a queue that does not say
 	if in.Wait && !inv.Done() {
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		if got, err := s.o.Queue.Await(ctx, id); err == nil {

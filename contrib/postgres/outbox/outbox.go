@@ -73,7 +73,10 @@ type Outbox struct {
 	workers bool
 }
 
-var _ ob.Queue = (*Outbox)(nil)
+var (
+	_ ob.Queue     = (*Outbox)(nil)
+	_ ob.Submitter = (*Outbox)(nil)
+)
 
 type deliverArgs struct {
 	ID string `json:"id"`
@@ -180,13 +183,19 @@ func (o *Outbox) Stop(ctx context.Context) error {
 // Enqueue stores req in a transaction of its own and returns its id once
 // it is committed.
 func (o *Outbox) Enqueue(ctx context.Context, req *invocation.Request) (string, error) {
-	var id string
-	err := pgx.BeginFunc(ctx, o.store.Pool(), func(tx pgx.Tx) error {
+	id, _, err := o.Submit(ctx, req)
+	return id, err
+}
+
+// Submit is Enqueue that also reports whether req was stored now
+// (outbox.Submitter).
+func (o *Outbox) Submit(ctx context.Context, req *invocation.Request) (id string, created bool, err error) {
+	err = pgx.BeginFunc(ctx, o.store.Pool(), func(tx pgx.Tx) error {
 		var err error
-		id, err = o.EnqueueTx(ctx, tx, req)
+		id, created, err = o.enqueueTx(ctx, tx, req)
 		return err
 	})
-	return id, err
+	return id, created, err
 }
 
 // EnqueueTx stores req in the caller's transaction tx: it is delivered
@@ -195,13 +204,18 @@ func (o *Outbox) Enqueue(ctx context.Context, req *invocation.Request) (string, 
 // stored with the same workflow and parameters returns the stored
 // invocation's id (nothing new is stored), with others an *outbox.ConflictError.
 func (o *Outbox) EnqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Request) (string, error) {
+	id, _, err := o.enqueueTx(ctx, tx, req)
+	return id, err
+}
+
+func (o *Outbox) enqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Request) (string, bool, error) {
 	id := ob.NewID()
 	key, params, pathParams, err := ob.Encode(req, id)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if err := ob.CheckWorkflow(ctx, o.m, req.Workflow); err != nil {
-		return "", err
+		return "", false, err
 	}
 	var got string
 	err = tx.QueryRow(ctx, "INSERT INTO "+o.table+` (id, workflow, params, path_params, idempotency_key, status)
@@ -211,20 +225,20 @@ func (o *Outbox) EnqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Reque
 		var wf string
 		var stored, storedPath []byte
 		if err := tx.QueryRow(ctx, "SELECT id, workflow, params, path_params FROM "+o.table+" WHERE idempotency_key = $1", key).Scan(&got, &wf, &stored, &storedPath); err != nil {
-			return "", err
+			return "", false, err
 		}
 		if wf != req.Workflow || !ob.SameJSON(stored, params) || !ob.SameJSON(storedPath, pathParams) {
-			return "", &ob.ConflictError{Key: key, ExistingID: got}
+			return "", false, &ob.ConflictError{Key: key, ExistingID: got}
 		}
-		return got, nil
+		return got, false, nil
 	}
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if _, err := o.client.InsertTx(ctx, tx, deliverArgs{ID: id}, &river.InsertOpts{Queue: o.queue, MaxAttempts: ob.MaxDeliveries}); err != nil {
-		return "", fmt.Errorf("outbox: queueing: %w", err)
+		return "", false, fmt.Errorf("outbox: queueing: %w", err)
 	}
-	return id, nil
+	return id, true, nil
 }
 
 // Get returns invocation id, or ErrNotFound.
