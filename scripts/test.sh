@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the project's whole test run, as `make test` and CI run it.
 # Installs and starts what the tests need (a real n8n, cached; PostgreSQL and
-# Redis through scripts/cluster), then runs gofmt, go vet, staticcheck,
+# Redis through scripts/cluster; Chromium), then runs gofmt, go vet, staticcheck,
 # govulncheck (local database), the unit and integration tests of every
 # module with -race (integration tests may not skip), a short fuzz pass over
 # every target, then the 1.x line (n8n 1.123.81 on Node.js 22: the webhook
@@ -22,6 +22,14 @@ t0=$(date +%s)
 scripts/cluster stop >/dev/null 2>&1 || true # a queue-mode n8n left running: one n8n at a time
 scripts/n8n start
 scripts/cluster db
+# Headless Chromium for the console's browser test (Debian's package).
+if ! command -v chromium >/dev/null; then
+  [ "$(id -u)" = 0 ] || { echo "chromium is missing: apt-get install chromium (or run as root)"; exit 1; }
+  echo "== installing chromium from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 set -a && . .cluster/env && set +a
 t1=$(date +%s)
 echo "== n8n, PostgreSQL and Redis ready in $((t1 - t0)) s"

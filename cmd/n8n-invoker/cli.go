@@ -106,6 +106,9 @@ type globals struct {
 	configPath  string
 	logLevel    string
 	metricsAddr string
+	server      string // --server: a running service instead of the local store
+	tokenFile   string
+	wantMetrics bool // serve: /metrics from the Prometheus registry
 	otel        *otelSetup
 	cleanup     []func()
 }
@@ -129,7 +132,10 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *global
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", def, "configuration file (env N8N_INVOKER_CONFIG)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464) while running")
-	root.AddCommand(newRunCmd(g, stdin, stdout, stderr), newBatchCmd(g, stdin, stdout, stderr),
+	root.PersistentFlags().StringVar(&g.server, "server", os.Getenv("N8N_INVOKER_SERVER"), "talk to a running n8n-invoker serve at this URL (enqueue, invocations; env N8N_INVOKER_SERVER)")
+	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding the service token for --server (default: env N8N_INVOKER_TOKEN)")
+	root.AddCommand(newServeCmd(g, stdout, stderr),
+		newRunCmd(g, stdin, stdout, stderr), newBatchCmd(g, stdin, stdout, stderr),
 		newWorkflowsCmd(g, stdout, stderr), newExecutionsCmd(g, stdout, stderr), newDLQCmd(g, stdout, stderr),
 		newHealthCmd(g, stdout, stderr), newEnqueueCmd(g, stdin, stdout, stderr), newWorkerCmd(g, stdout, stderr),
 		newInvocationsCmd(g, stdout, stderr))
@@ -147,7 +153,7 @@ func (g *globals) manager(stderr io.Writer) (*invoker.Manager, error) {
 		return nil, &exitError{code: exitUsage, err: err}
 	}
 	if g.otel == nil {
-		if g.otel, err = newOtelSetup(context.Background(), cfg, g.metricsAddr, stderr); err != nil {
+		if g.otel, err = newOtelSetup(context.Background(), cfg, g.metricsAddr, g.wantMetrics, stderr); err != nil {
 			return nil, &exitError{code: exitUsage, err: err}
 		}
 	}

@@ -38,9 +38,12 @@ func Sampler(t config.Tracing) sdktrace.Sampler {
 type otelSetup struct {
 	opts     []invoker.Option
 	shutdown []func(context.Context) error
+	// metrics serves the Prometheus registry (with --metrics-addr, or for
+	// serve's /metrics).
+	metrics http.Handler
 }
 
-func newOtelSetup(ctx context.Context, cfg *config.Config, metricsAddr string, stderr io.Writer) (*otelSetup, error) {
+func newOtelSetup(ctx context.Context, cfg *config.Config, metricsAddr string, wantMetrics bool, stderr io.Writer) (*otelSetup, error) {
 	s := &otelSetup{}
 	res := resource.NewSchemaless(semconv.ServiceName("n8n-invoker"), semconv.ServiceVersion(version))
 	var topts []telemetry.Option
@@ -55,7 +58,7 @@ func newOtelSetup(ctx context.Context, cfg *config.Config, metricsAddr string, s
 		topts = append(topts, telemetry.WithTracerProvider(tp))
 		s.shutdown = append(s.shutdown, tp.Shutdown)
 	}
-	if metricsAddr != "" {
+	if metricsAddr != "" || wantMetrics {
 		reg := prometheus.NewRegistry()
 		exp, err := otelprom.New(otelprom.WithRegisterer(reg))
 		if err != nil {
@@ -63,16 +66,20 @@ func newOtelSetup(ctx context.Context, cfg *config.Config, metricsAddr string, s
 		}
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
 		topts = append(topts, telemetry.WithMeterProvider(mp))
+		s.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+		s.shutdown = append(s.shutdown, mp.Shutdown)
+	}
+	if metricsAddr != "" {
 		ln, err := net.Listen("tcp", metricsAddr)
 		if err != nil {
 			return nil, usageErr("--metrics-addr: %v", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle("/metrics", s.metrics)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		fmt.Fprintf(stderr, "n8n-invoker: serving metrics on http://%s/metrics\n", ln.Addr())
-		s.shutdown = append(s.shutdown, srv.Shutdown, mp.Shutdown)
+		s.shutdown = append(s.shutdown, srv.Shutdown)
 	}
 	s.opts = append(s.opts, invoker.WithTelemetry(topts...))
 	return s, nil

@@ -17,23 +17,51 @@ import (
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/outbox"
+	"github.com/n8n-invoker/n8n-invoker/secret"
+	"github.com/n8n-invoker/n8n-invoker/server"
 )
 
 // queue opens the outbox of the configured store with this process's
-// number of workers.
-func (g *globals) queue(ctx context.Context, stderr io.Writer, workers int) (*invoker.Manager, outbox.Queue, error) {
+// number of workers, or, with --server, a client of that service; done
+// releases it.
+func (g *globals) queue(ctx context.Context, stderr io.Writer, workers int) (done func(), q outbox.Queue, err error) {
+	if g.server != "" {
+		c, err := g.serviceClient()
+		if err != nil {
+			return nil, nil, err
+		}
+		return func() {}, c, nil
+	}
 	m, err := g.dlqManager(stderr)
 	if err != nil {
 		return nil, nil, err
 	}
 	o := outbox.OptionsFromConfig(m.Config().Queue)
 	o.Workers = workers
-	q, err := outbox.Open(ctx, m, &o)
+	q, err = outbox.Open(ctx, m, &o)
 	if err != nil {
 		_ = m.Close(context.Background())
 		return nil, nil, &exitError{code: exitUsage, err: err}
 	}
-	return m, q, nil
+	return func() { _ = m.Close(context.Background()) }, q, nil
+}
+
+// serviceClient is the client of --server, with the token of
+// --token-file or $N8N_INVOKER_TOKEN.
+func (g *globals) serviceClient() (*server.Client, error) {
+	tok := os.Getenv("N8N_INVOKER_TOKEN")
+	if g.tokenFile != "" {
+		b, err := os.ReadFile(g.tokenFile)
+		if err != nil {
+			return nil, usageErr("--token-file: %v", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	c, err := server.NewClient(g.server, secret.New(tok), nil)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	return c, nil
 }
 
 func newEnqueueCmd(g *globals, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -68,11 +96,11 @@ With --wait it then waits for the invocation's end and prints it.`,
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			m, q, err := g.queue(ctx, stderr, -1)
+			done, q, err := g.queue(ctx, stderr, -1)
 			if err != nil {
 				return err
 			}
-			defer m.Close(context.Background())
+			defer done()
 			id, err := q.Enqueue(ctx, &invocation.Request{Workflow: args[0], Params: body, PathParams: pp, IdempotencyKey: idemKey})
 			if err != nil {
 				_ = writeJSON(stdout, errorJSON(err))
@@ -195,11 +223,11 @@ func newInvocationsCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 		Short: "Print an invocation's status and result as JSON",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, q, err := g.queue(cmd.Context(), stderr, -1)
+			done, q, err := g.queue(cmd.Context(), stderr, -1)
 			if err != nil {
 				return err
 			}
-			defer m.Close(context.Background())
+			defer done()
 			inv, err := q.Get(cmd.Context(), args[0])
 			if err != nil {
 				code := exitFailed
@@ -223,11 +251,11 @@ func newInvocationsCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			m, q, err := g.queue(ctx, stderr, -1)
+			done, q, err := g.queue(ctx, stderr, -1)
 			if err != nil {
 				return err
 			}
-			defer m.Close(context.Background())
+			defer done()
 			if _, err := q.Get(ctx, args[0]); errors.Is(err, outbox.ErrNotFound) {
 				return &exitError{code: exitUsage, err: err}
 			}
@@ -250,11 +278,11 @@ func newInvocationsCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 			default:
 				return usageErr("--status must be queued, running, succeeded, failed or dead_lettered, got %q", f.Status)
 			}
-			m, q, err := g.queue(cmd.Context(), stderr, -1)
+			done, q, err := g.queue(cmd.Context(), stderr, -1)
 			if err != nil {
 				return err
 			}
-			defer m.Close(context.Background())
+			defer done()
 			invs, err := q.List(cmd.Context(), f)
 			if err != nil {
 				return &exitError{code: exitFailed, err: err}
