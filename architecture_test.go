@@ -32,6 +32,7 @@ var rank = map[string]int{
 	"contrib/postgres/outbox":               7, // its River engine on PostgreSQL
 	"contrib/postgres/internal/outboxbench": 8,
 	"cmd/n8n-invoker":                       9,
+	"cmd/n8n-invoker/internal/serveload":    10,
 	// test helpers
 	"internal/chaos": 0, "internal/testcerts": 0, "internal/n8ntest/n8nboot": 0,
 	"internal/n8ntest": 5,
