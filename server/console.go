@@ -100,12 +100,15 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ *session) {
 // sameOrigin refuses what a browser marks cross-site, and an Origin
 // that is not this host.
 func sameOrigin(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
+	site := r.Header.Get("Sec-Fetch-Site")
+	switch site {
 	case "", "same-origin", "none":
 	default:
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" {
+	if o := r.Header.Get("Origin"); o == "null" && site != "same-origin" {
+		return false // an opaque origin the browser does not vouch for
+	} else if o != "" && o != "null" {
 		u, err := url.Parse(o)
 		if err != nil || u.Host != r.Host {
 			return false

@@ -167,6 +167,18 @@ workflows:
 			chromedp.WaitVisible(chromedp.ID("chart")),
 		}
 	}
+	// do runs steps with a bound of its own, and on failure says where
+	// the browser was and what it showed.
+	do := func(what string, steps ...step) {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(bctx, 30*time.Second)
+		defer scancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
+			loc, _ := chromedp.Run(bctx, chromedp.Location())
+			html, _ := chromedp.Run(bctx, chromedp.OuterHTML(chromedp.CSS("html")))
+			t.Fatalf("%s: %v (at %s)\n%s", what, err, loc, html[:min(len(html), 3000)])
+		}
+	}
 	text := func(sel chromedp.CSS) string {
 		t.Helper()
 		v, err := chromedp.Run(bctx, chromedp.Text(sel))
@@ -175,20 +187,15 @@ workflows:
 		}
 		return v
 	}
-	if err := chromedp.Do(bctx, append(login(url),
-		chromedp.Navigate(url+"/console/dead-letters"),
-		chromedp.WaitVisible(chromedp.ID("dead-letters")))...); err != nil {
-		t.Fatalf("console before the fix: %v", err)
-	}
+	do("logging in", login(url)...)
+	do("the dead letters", chromedp.Navigate(url+"/console/dead-letters"), chromedp.WaitVisible(chromedp.ID("dead-letters")))
 	rows := text("#dead-letters")
-	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#dead-letters tr.entry a")), chromedp.WaitVisible(chromedp.ID("replay"))); err != nil {
-		t.Fatalf("opening the dead letter: %v", err)
-	}
+	do("opening the dead letter", chromedp.Click(chromedp.CSS("#dead-letters tr.entry a")), chromedp.WaitVisible(chromedp.ID("replay")))
 	detail := text("main")
 	if !strings.Contains(rows, "guarded") || !strings.Contains(rows, "403") || !strings.Contains(detail, key) || !strings.Contains(detail, "n8n did not run it") {
 		t.Errorf("dead letter as the console shows it:\n%s\n---\n%s", rows, detail)
 	}
-	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,14 +210,12 @@ workflows:
 	writeCfg(n8n.HeaderValue)
 	url, stop = startServe(t, "-c", cfg, "--tokens", tokens)
 	defer stop()
-	if err := chromedp.Do(bctx, append(login(url),
-		chromedp.Navigate(url+"/console/dead-letters"),
+	do("logging in again", login(url)...)
+	do("replaying", chromedp.Navigate(url+"/console/dead-letters"),
 		chromedp.Click(chromedp.CSS("#dead-letters tr.entry a")),
 		chromedp.WaitVisible(chromedp.ID("replay")),
 		chromedp.Click(chromedp.ID("replay")), // confirmed in the dialog
-		chromedp.WaitVisible(chromedp.ID("flash")))...); err != nil {
-		t.Fatalf("console replay: %v", err)
-	}
+		chromedp.WaitVisible(chromedp.ID("flash")))
 	flash, after := text("#flash"), text("main")
 	if !strings.Contains(flash, "replayed: it succeeded") || !strings.Contains(after, "No dead letters.") {
 		t.Errorf("after replay: flash %q, page %q", flash, after)
