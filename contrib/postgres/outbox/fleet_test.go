@@ -83,7 +83,7 @@ func TestFleetOutboxWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute+time.Duration(n)*200*time.Millisecond) // the large run's 3000 items too
 	defer cancel()
 	prefix := fmt.Sprintf("outbox-fleet-%d-", time.Now().UnixNano())
 	ids := make([]string, n)
