@@ -604,6 +604,9 @@ func (m *Manager) Close(ctx context.Context) error {
 	if c, ok := m.transport.(interface{ Close() }); ok {
 		c.Close()
 	}
+	if m.mcp != nil {
+		m.mcp.Close()
+	}
 	if m.api != nil {
 		m.api.Close()
 	}

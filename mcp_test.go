@@ -24,7 +24,8 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
 )
 
-// mcpConfig maps the echo and fail fixtures to the MCP transport, by id.
+// mcpConfig maps the echo and fail fixtures to the MCP transport, by id,
+// with the default retries, breaker and reconcile.
 // unlimited drops the transport's own limiter (the suite's n8n runs with
 // N8N_MCP_SERVER_RATE_LIMIT=0 after TestRealN8NMCPDefaultRateLimit).
 func mcpConfig(t *testing.T, n8n *n8ntest.Instance, baseURL string, withAPI, unlimited bool) *config.Config {
@@ -45,7 +46,6 @@ func mcpConfig(t *testing.T, n8n *n8ntest.Instance, baseURL string, withAPI, unl
   %s
   timeout: 30
 invokers:
-  http: {max_retries: 2, backoff_factor: 0.05}
   mcp:
     token: %q
     %s
@@ -133,10 +133,11 @@ func TestRealN8NMCPErrors(t *testing.T) {
 	}
 }
 
-// TestRealN8NMCPReconcile loses the answer of an execute_workflow that n8n
-// ran: the pipeline's reconcile finds the execution by its
+// TestRealN8NMCPReconcile: a 503 before n8n is retried by the pipeline
+// (2 attempts, 1 execution); then the answer of an execute_workflow that
+// n8n ran is lost: the pipeline's reconcile finds the execution by its
 // Idempotency-Key (sent in webhookData.headers) and does not start it
-// again. One execution in n8n.
+// again. One execution in n8n each, with the default retries.
 func TestRealN8NMCPReconcile(t *testing.T) {
 	t.Parallel()
 	n8n := n8ntest.Require(t)
@@ -154,24 +155,45 @@ func TestRealN8NMCPReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = m.Close(context.Background()) }()
-	proxy.SetFaults(map[chaos.Fault]float64{chaos.ResetAfter: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// First a 503 that never reached n8n: the pipeline's retry sends again.
+	proxy.SetFaults(map[chaos.Fault]float64{chaos.Unavailable: 1})
 	go func() {
 		for len(proxy.Records()) == 0 {
 			time.Sleep(5 * time.Millisecond)
 		}
 		proxy.SetFaults(nil)
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	rkey := fmt.Sprintf("mcp-retry-%d", time.Now().UnixNano())
+	res, err := m.Execute(ctx, &invocation.Request{Workflow: "echo", Params: map[string]any{"n": 0}, IdempotencyKey: rkey})
+	if err != nil || res.Attempts != 2 || res.Reconciled {
+		t.Fatalf("after a 503: %+v %v, want 2 attempts", res, err)
+	}
+	if execs := n8n.ExecutionsByHeader(ctx, t, res.WorkflowID, "idempotency-key", func(v string) bool { return v == rkey }); len(execs[rkey]) != 1 {
+		t.Errorf("%d executions of the retried key, want 1", len(execs[rkey]))
+	}
+	for len(proxy.Records()) < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := len(proxy.Records())
+	// Then a lost answer of a request n8n ran: reconcile, no re-send.
+	proxy.SetFaults(map[chaos.Fault]float64{chaos.ResetAfter: 1})
+	go func() {
+		for len(proxy.Records()) == before {
+			time.Sleep(5 * time.Millisecond)
+		}
+		proxy.SetFaults(nil)
+	}()
 	key := fmt.Sprintf("mcp-reconcile-%d", time.Now().UnixNano())
-	res, err := m.Execute(ctx, &invocation.Request{Workflow: "echo", Params: map[string]any{"n": 1}, IdempotencyKey: key})
+	res, err = m.Execute(ctx, &invocation.Request{Workflow: "echo", Params: map[string]any{"n": 1}, IdempotencyKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Reconciled {
 		t.Errorf("result %+v: not reconciled", res)
 	}
-	recs := proxy.Records()
+	recs := proxy.Records()[before:]
 	if len(recs) != 1 || recs[0].Fault != chaos.ResetAfter || !recs[0].Forwarded {
 		t.Errorf("proxy saw %+v, want one cut request", recs)
 	}
