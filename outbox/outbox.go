@@ -46,6 +46,9 @@ const (
 	DeadLettered = dlq.SubmissionDeadLettered
 )
 
+// Statuses lists every status, in the order an invocation passes them.
+var Statuses = []string{Queued, Running, Succeeded, Failed, DeadLettered}
+
 // Defaults of Options (and of the configuration's queue section).
 const (
 	DefaultWorkers    = config.DefaultQueueWorkers

@@ -233,7 +233,7 @@ func chartSVG(list []*outbox.Invocation, now time.Time) (template.HTML, int) {
 func (s *Server) invocationsPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	d := s.page(sess, "invocations", "Invocations", r)
 	q := r.URL.Query()
-	d["Statuses"] = []string{outbox.Queued, outbox.Running, outbox.Succeeded, outbox.Failed, outbox.DeadLettered}
+	d["Statuses"] = outbox.Statuses
 	d["Status"], d["Workflow"] = q.Get("status"), q.Get("workflow")
 	list, err := s.o.Queue.List(r.Context(), outbox.Filter{Status: q.Get("status"), Workflow: q.Get("workflow"), Limit: 200})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -265,14 +266,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", "workflow is required")
 		return
 	}
-	wait := DefaultAwait
-	if in.Timeout != "" {
-		d, err := time.ParseDuration(in.Timeout)
-		if err != nil || d <= 0 {
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("timeout must be a positive duration such as 30s, got %q", in.Timeout))
-			return
-		}
-		wait = min(d, s.o.MaxAwait)
+	wait, ok := s.awaitTimeout(w, in.Timeout)
+	if !ok {
+		return
 	}
 	req := &invocation.Request{Workflow: in.Workflow, PathParams: in.PathParams, IdempotencyKey: in.IdempotencyKey}
 	if len(in.Params) > 0 && string(in.Params) != "null" {
@@ -335,17 +331,39 @@ func (s *Server) enqueueError(w http.ResponseWriter, err error) {
 	}
 }
 
-func (s *Server) getInvocation(w http.ResponseWriter, r *http.Request) {
+// awaitTimeout reads a wait's timeout (default DefaultAwait, at most
+// MaxAwait); false when it answered a bad one.
+func (s *Server) awaitTimeout(w http.ResponseWriter, v string) (time.Duration, bool) {
+	if v == "" {
+		return DefaultAwait, true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("timeout must be a positive duration such as 30s, got %q", v))
+		return 0, false
+	}
+	return min(d, s.o.MaxAwait), true
+}
+
+// invocation reads the invocation of the path's id; false when it
+// answered a 404 or 503.
+func (s *Server) invocation(w http.ResponseWriter, r *http.Request) (*outbox.Invocation, bool) {
 	inv, err := s.o.Queue.Get(r.Context(), r.PathValue("id"))
 	if errors.Is(err, outbox.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "not_found", "no invocation "+strconv.Quote(r.PathValue("id")))
-		return
+		return nil, false
 	}
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", err.Error())
-		return
+		return nil, false
 	}
-	writeJSON(w, http.StatusOK, inv)
+	return inv, true
+}
+
+func (s *Server) getInvocation(w http.ResponseWriter, r *http.Request) {
+	if inv, ok := s.invocation(w, r); ok {
+		writeJSON(w, http.StatusOK, inv)
+	}
 }
 
 // awaitInvocation long-polls (up to ?timeout, default 30 s) for the
@@ -354,22 +372,12 @@ func (s *Server) getInvocation(w http.ResponseWriter, r *http.Request) {
 // server-sent events instead: "status" now, then "done" at the end.
 func (s *Server) awaitInvocation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	wait := DefaultAwait
-	if t := r.URL.Query().Get("timeout"); t != "" {
-		d, err := time.ParseDuration(t)
-		if err != nil || d <= 0 {
-			writeError(w, http.StatusBadRequest, "invalid", "timeout must be a positive duration such as 30s")
-			return
-		}
-		wait = min(d, s.o.MaxAwait)
-	}
-	inv, err := s.o.Queue.Get(r.Context(), id)
-	if errors.Is(err, outbox.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no invocation "+strconv.Quote(id))
+	wait, ok := s.awaitTimeout(w, r.URL.Query().Get("timeout"))
+	if !ok {
 		return
 	}
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "store_unavailable", err.Error())
+	inv, ok := s.invocation(w, r)
+	if !ok {
 		return
 	}
 	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
@@ -455,10 +463,8 @@ func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	st := q.Get("status")
-	switch st {
-	case "", outbox.Queued, outbox.Running, outbox.Succeeded, outbox.Failed, outbox.DeadLettered:
-	default:
-		writeError(w, http.StatusBadRequest, "invalid", "status must be queued, running, succeeded, failed or dead_lettered, got "+strconv.Quote(st))
+	if st != "" && !slices.Contains(outbox.Statuses, st) {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("status must be one of %v, got %q", outbox.Statuses, st))
 		return
 	}
 	list, err := s.o.Queue.List(r.Context(), outbox.Filter{Status: st, Workflow: q.Get("workflow"), Limit: limit})

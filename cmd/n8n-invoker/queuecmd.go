@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -179,19 +180,9 @@ reconcile).`,
 				return err
 			}
 			defer m.Close(context.Background())
-			o := outbox.OptionsFromConfig(m.Config().Queue)
-			if workers != 0 {
-				o.Workers = workers
-			}
-			if o.Workers < 0 {
-				return usageErr("--workers / queue.workers must be positive for a worker")
-			}
-			q, err := outbox.Open(ctx, m, &o)
+			q, err := startWorkers(ctx, m, workers, true)
 			if err != nil {
-				return &exitError{code: exitUsage, err: err}
-			}
-			if err := q.Start(context.WithoutCancel(ctx)); err != nil {
-				return &exitError{code: exitFailed, err: err}
+				return err
 			}
 			fmt.Fprintf(stderr, "n8n-invoker worker: delivering (store %s)\n", backendName(m))
 			<-ctx.Done()
@@ -207,6 +198,26 @@ reconcile).`,
 	cmd.Flags().DurationVar(&drain, "drain", 30*time.Second, "how long deliveries in flight may finish after a stop signal")
 	_ = stdout
 	return cmd
+}
+
+// startWorkers opens m's outbox with workers (0: queue.workers) and
+// starts them; a worker process must have some (required).
+func startWorkers(ctx context.Context, m *invoker.Manager, workers int, required bool) (outbox.Queue, error) {
+	o := outbox.OptionsFromConfig(m.Config().Queue)
+	if workers != 0 {
+		o.Workers = workers
+	}
+	if required && o.Workers < 0 {
+		return nil, usageErr("--workers / queue.workers must be positive for a worker")
+	}
+	q, err := outbox.Open(ctx, m, &o)
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	if err := q.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, &exitError{code: exitFailed, err: err}
+	}
+	return q, nil
 }
 
 func backendName(m *invoker.Manager) string {
@@ -273,10 +284,8 @@ func newInvocationsCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 			if output != "table" && output != "json" {
 				return usageErr("--output must be table or json, got %q", output)
 			}
-			switch f.Status {
-			case "", outbox.Queued, outbox.Running, outbox.Succeeded, outbox.Failed, outbox.DeadLettered:
-			default:
-				return usageErr("--status must be queued, running, succeeded, failed or dead_lettered, got %q", f.Status)
+			if f.Status != "" && !slices.Contains(outbox.Statuses, f.Status) {
+				return usageErr("--status must be one of %v, got %q", outbox.Statuses, f.Status)
 			}
 			done, q, err := g.queue(cmd.Context(), stderr, -1)
 			if err != nil {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/n8n-invoker/n8n-invoker/outbox"
 	"github.com/n8n-invoker/n8n-invoker/server"
 )
 
@@ -70,16 +69,9 @@ file; the token file is re-read on change).`,
 				return err
 			}
 			defer m.Close(context.Background())
-			o := outbox.OptionsFromConfig(m.Config().Queue)
-			if workers != 0 {
-				o.Workers = workers
-			}
-			q, err := outbox.Open(ctx, m, &o)
+			q, err := startWorkers(ctx, m, workers, false)
 			if err != nil {
-				return &exitError{code: exitUsage, err: err}
-			}
-			if err := q.Start(context.WithoutCancel(ctx)); err != nil {
-				return &exitError{code: exitFailed, err: err}
+				return err
 			}
 			srv, err := server.New(server.Options{Manager: m, Queue: q, Tokens: tf, EditorURL: editorURL,
 				Metrics: g.otel.metrics, MaxBodyBytes: maxBody, SecureCookies: tlsConf != nil})
