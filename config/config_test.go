@@ -249,6 +249,12 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"shared limit no fallback", "n8n: {base_url: 'http://x'}\nrate_limit:\n  backend: testlimit\n  url: redis://x\n  requests_per_second: 5\n", 0, "rate_limit.fallback_per_process", "never no limit"},
 		{"shared limit rate", "n8n: {base_url: 'http://x'}\nrate_limit:\n  backend: testlimit\n  url: redis://x\n  requests_per_second: -1\n  fallback_per_process: 1\n", 5, "rate_limit.requests_per_second", "positive"},
 		{"bulkhead", "n8n: {base_url: 'http://x'}\ninvokers:\n  http:\n    bulkhead: {max_in_flight: -1}\n", 4, "invokers.http.bulkhead.max_in_flight", "negative"},
+		{"transport", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    transport: grpc\n", 5, "workflows.a.transport", "webhook or mcp"},
+		{"mcp without id", "n8n: {base_url: 'http://x'}\ninvokers: {mcp: {token: t}}\nworkflows:\n  a:\n    transport: mcp\n", 0, "workflows.a.id", "required with transport mcp"},
+		{"mcp without token", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    transport: mcp\n    id: W1\n", 4, "workflows.a.transport", "invokers.mcp.token"},
+		{"mcp token twice", "n8n: {base_url: 'http://x'}\ninvokers:\n  mcp:\n    token: t\n    token_file: f\n", 5, "invokers.mcp.token_file", "not both"},
+		{"mcp rate", "n8n: {base_url: 'http://x'}\ninvokers:\n  mcp:\n    rate_limit: {requests: -5}\n", 4, "invokers.mcp.rate_limit.requests", "-1 for none"},
+		{"mcp unknown key", "n8n: {base_url: 'http://x'}\ninvokers:\n  mcp:\n    tokn: t\n", 4, "invokers.mcp.tokn", "unknown field"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
