@@ -57,8 +57,8 @@ func serveProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, string) 
 // from 8 clients, SIGKILLs serve mid-stream, starts it again on the same
 // store, and checks that every invocation it acknowledged (202) is there
 // and ends delivered (or, for one in flight at the kill, dead-lettered
-// without a re-send: no API key reconciles it); each reached n8n (a stub
-// that counts) once.
+// without a re-send: no API key reconciles it); none reached n8n (a stub
+// that counts) twice.
 func TestServeSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -140,10 +140,11 @@ func TestServeSIGKILLLosesNothingAcknowledged(t *testing.T) {
 		case err != nil:
 			t.Errorf("invocation %s (%s): %v", k, v, err)
 		case inv.Status == outbox.Succeeded && n >= 1:
-		case inv.Status == outbox.DeadLettered && n == 1:
-			// In flight at the kill: its answer was lost, and without an
-			// API key it cannot be reconciled, so it is not sent again (a
-			// known state: n8n ran it once; replay reconciles it).
+		case inv.Status == outbox.DeadLettered && n <= 1:
+			// In flight at the kill: its journal record was written, and
+			// whether the request reached n8n (once) or not at all nobody
+			// can tell without an API key to reconcile it, so it is not
+			// sent again: a known state, replayable.
 			inFlight++
 		default:
 			t.Errorf("invocation %s (%s): %+v, delivered %d times", k, v, inv, n)
