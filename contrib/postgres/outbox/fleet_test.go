@@ -189,8 +189,10 @@ func TestFleetOutboxWorkers(t *testing.T) {
 			explain(t, k, execs[k], proxy.Records(), killedKeys, killTime)
 		}
 	}
-	if statuses[outbox.Succeeded] < n*95/100 {
-		t.Errorf("statuses %v: too few delivered", statuses)
+	// Only the executions the SIGKILLed n8n worker left "running" may end
+	// unresolved (dead-lettered without a re-send, a known state).
+	if statuses[outbox.Succeeded]+min(statuses[outbox.DeadLettered], len(crashed)) < n*95/100 || statuses[outbox.DeadLettered] > len(crashed) {
+		t.Errorf("statuses %v with %d executions of the killed n8n worker: too few delivered", statuses, len(crashed))
 	}
 	if statuses[outbox.Queued]+statuses[outbox.Running] != 0 {
 		t.Errorf("statuses %v: invocations left undelivered", statuses)
