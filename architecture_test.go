@@ -144,7 +144,7 @@ func TestGoDocShowsEveryPublicType(t *testing.T) {
 			checkType(t, fset, d.Name, ty)
 		}
 	}
-	for _, want := range []string{"invocation.Request", "invocation.Result", "invocation.HTTPError", "policy.CircuitOpenError", "pipeline.AttemptsExhaustedError"} {
+	for _, want := range []string{"invocation.Request", "invocation.Result", "invocation.HTTPError", "invocation.Error", "n8napi.ExecutionFailedError"} {
 		if !seenTypes[want] {
 			t.Errorf("%s was not checked", want)
 		}

@@ -43,27 +43,15 @@ func WaitOptions(a n8napi.AwaitOptions) CallOption {
 type noAPI struct{}
 
 func (noAPI) Resolve(_ context.Context, workflow string) (*invocation.Target, error) {
-	return nil, &pipeline.UnknownWorkflowError{Workflow: workflow, Hint: "not a configured alias; to run workflows by n8n id or name, set n8n.api_key"}
+	return nil, pipeline.UnknownWorkflow(workflow, nil, "not a configured alias; to run workflows by n8n id or name, set n8n.api_key", nil)
 }
 
-// APIKeyRequiredError is a call that needs n8n's API (Wait, retrying an
-// execution) on a manager without n8n.api_key: refused before anything
-// is sent.
-type APIKeyRequiredError struct {
-	// What needs the API.
-	What string
+// apiKeyRequired is the error of a call that needs n8n's API (Wait,
+// retrying an execution) on a manager without n8n.api_key: refused
+// before anything is sent (code invocation.CodeBadRequest).
+func apiKeyRequired(what string) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeBadRequest, Message: what + " needs n8n's API: set n8n.api_key (nothing was sent)"}
 }
-
-// Error returns the message.
-func (e *APIKeyRequiredError) Error() string {
-	return "invoker: " + e.What + " needs n8n's API: set n8n.api_key (nothing was sent)"
-}
-
-// Class returns Permanent.
-func (e *APIKeyRequiredError) Class() invocation.Class { return invocation.Permanent }
-
-// Is matches invocation.ErrPermanent.
-func (e *APIKeyRequiredError) Is(target error) bool { return target == invocation.ErrPermanent }
 
 // API returns the n8n API client, nil when no API key is configured.
 func (m *Manager) API() *n8napi.Client { return m.api }
@@ -74,7 +62,7 @@ func (m *Manager) await(ctx context.Context, req *invocation.Request, res *invoc
 		if m.mcp != nil && res != nil && res.ExecutionID != "" && res.WorkflowID != "" {
 			return m.awaitVia(ctx, req, res, failed, o, m.mcpExecution(res.WorkflowID, res.ExecutionID))
 		}
-		return nil, &APIKeyRequiredError{What: "waiting for an execution"}
+		return nil, apiKeyRequired("waiting for an execution")
 	}
 	return m.awaitVia(ctx, req, res, failed, o, nil)
 }
@@ -199,7 +187,7 @@ func (m *Manager) workflowID(ctx context.Context, name string) (string, error) {
 // execution ran. n8n refuses to retry an execution that succeeded.
 func (m *Manager) RetryExecution(ctx context.Context, executionID string, loadWorkflow bool, opts ...CallOption) (*invocation.Result, error) {
 	if m.api == nil {
-		return nil, &APIKeyRequiredError{What: "retrying an execution"}
+		return nil, apiKeyRequired("retrying an execution")
 	}
 	o := &callOptions{}
 	for _, f := range opts {

@@ -16,7 +16,6 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
-	"github.com/n8n-invoker/n8n-invoker/pipeline"
 	"github.com/n8n-invoker/n8n-invoker/secret"
 )
 
@@ -88,13 +87,12 @@ func TestRealN8NRunByIDErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err := m.ExecuteWorkflow(ctx, "NoSuchWorkflow123", nil)
-	var re *pipeline.ResolveError
-	if !errors.As(err, &re) || !errors.Is(err, invocation.ErrUnknownWorkflow) || invocation.ClassOf(err) != invocation.Permanent {
+	if invocation.CodeOf(err) != invocation.CodeUnknownWorkflow || !errors.Is(err, invocation.ErrUnknownWorkflow) || invocation.ClassOf(err) != invocation.Permanent {
 		t.Errorf("unknown id: %v", err)
 	}
 	// Header auth needs its secret in the configuration.
 	_, err = m.ExecuteWorkflow(ctx, "n8n-invoker header auth", nil)
-	if !errors.As(err, &re) || !strings.Contains(err.Error(), "credentials.") {
+	if invocation.CodeOf(err) != invocation.CodeBadRequest || !strings.Contains(err.Error(), "credentials.") {
 		t.Errorf("auth without secret: %v", err)
 	}
 

@@ -199,7 +199,7 @@ func TestAdaptiveBatch(t *testing.T) {
 
 func TestFallbackOnDegradation(t *testing.T) {
 	t.Parallel()
-	open := &policy.CircuitOpenError{Workflow: "w", State: "open"}
+	open := &invocation.Error{Code: invocation.CodeCircuitOpen, Workflow: "w", Message: "circuit breaker w is open"}
 	tests := []struct {
 		name     string
 		err      error
@@ -260,8 +260,7 @@ func TestBulkheadFromConfig(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	_, err = m.ExecuteWorkflow(context.Background(), "w", nil)
-	var be *policy.BulkheadError
-	if !errors.As(err, &be) || !invoker.IsDegraded(err) {
+	if invocation.CodeOf(err) != invocation.CodeBulkheadFull || !invoker.IsDegraded(err) {
 		t.Errorf("third call: %v", err)
 	}
 	close(release)

@@ -21,7 +21,6 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/internal/n8ntest"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
-	"github.com/n8n-invoker/n8n-invoker/pipeline"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
@@ -53,21 +52,11 @@ func account(t *testing.T, results []invoker.BatchResult, keyOf func(int) string
 		case errors.Is(r.Err, errFallback):
 			degraded++
 		default:
-			var (
-				he *invocation.HTTPError
-				te *invocation.TransportError
-				ra *pipeline.RetryAfterError
-				co *policy.CircuitOpenError
-				be *policy.BudgetExhaustedError
-				ae *pipeline.AmbiguousError
-				ue *pipeline.UnresolvedError
-				fe *n8napi.ExecutionFailedError
-			)
-			if !(errors.As(r.Err, &he) || errors.As(r.Err, &te) || errors.As(r.Err, &ra) || errors.As(r.Err, &co) || errors.As(r.Err, &be) ||
-				errors.As(r.Err, &ae) || errors.As(r.Err, &ue) || errors.As(r.Err, &fe)) {
+			var ie *invocation.Error
+			if !errors.As(r.Err, &ie) || invocation.CodeOf(r.Err) == invocation.CodeUnknown {
 				t.Errorf("item %d: untyped error %T: %v", i, r.Err, r.Err)
 			}
-			if invocation.AttemptsOf(r.Err) == 0 && !errors.As(r.Err, &co) {
+			if invocation.AttemptsOf(r.Err) == 0 && invocation.CodeOf(r.Err) != invocation.CodeCircuitOpen {
 				t.Errorf("item %d: error without attempt count: %v", i, r.Err)
 			}
 			failed++
@@ -228,26 +217,20 @@ func TestChaosFaultsAccounting(t *testing.T) {
 	kinds := map[string]int{}
 	for _, r := range results {
 		if r.Err != nil {
-			var de *dlq.DeadLetteredError
 			e := r.Err
-			if errors.As(e, &de) {
-				e = de.Err
+			kinds[invocation.CodeOf(e).String()+" "+invocation.ClassOf(e).String()]++
+			if invocation.CodeOf(e) == invocation.CodeUnresolved {
+				kinds["  unresolved: "+e.Error()]++
 			}
-			kinds[fmt.Sprintf("%T", e)+" "+invocation.ClassOf(e).String()]++
-			var ue *pipeline.UnresolvedError
-			if errors.As(e, &ue) {
-				kinds["  reason: "+ue.Reason]++
-			}
-			var ex *pipeline.AttemptsExhaustedError
-			if errors.As(e, &ex) {
-				kinds[fmt.Sprintf("  last: %T", ex.Last)]++
+			var ie *invocation.Error
+			if errors.As(e, &ie) && ie.Err != nil {
+				kinds[fmt.Sprintf("  cause: %T", ie.Err)]++
 			}
 		}
 	}
 	t.Logf("chaos: failures by kind: %v", kinds)
 	for i, r := range results {
-		var de *dlq.DeadLetteredError
-		if errors.As(r.Err, &de) {
+		if invocation.DeadLetterOf(r.Err) != 0 {
 			dead++
 			if invocation.AttemptsOf(r.Err) == 0 {
 				t.Errorf("item %d dead-lettered without an attempt: %v", i, r.Err)
@@ -428,10 +411,9 @@ func TestChaosKillN8NMidBatch(t *testing.T) {
 	// execution's key, so it does not guess.
 	unresolved := 0
 	for i, r := range results {
-		var ue *pipeline.UnresolvedError
 		switch {
 		case r.Err == nil:
-		case errors.As(r.Err, &ue) && errors.Is(r.Err, invocation.ErrDeadLettered) && byStatus[n8napi.StatusRunning] > 0:
+		case invocation.CodeOf(r.Err) == invocation.CodeUnresolved && errors.Is(r.Err, invocation.ErrDeadLettered) && byStatus[n8napi.StatusRunning] > 0:
 			unresolved++
 		default:
 			t.Errorf("item %d failed: %v", i, r.Err)

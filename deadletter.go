@@ -12,7 +12,6 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
-	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
 // DeadLetters is what the manager needs of a dead-letter queue: the store
@@ -58,7 +57,7 @@ func (m *Manager) deadLetterClass(err error) bool {
 // waits for that process's outcome; a key a dead process left in flight
 // is taken over and reconciled with n8n before it is sent again; a
 // failure of a configured class becomes a dead letter (returned as
-// *DeadLetteredError). replayOf, when not zero, is the entry being
+// an error whose DeadLetter is the entry). replayOf, when not zero, is the entry being
 // replayed: it is removed on success and updated on failure instead of
 // adding a new one. rescue marks a call of Rescue: a key held by a live
 // process is skipped, not waited for.
@@ -133,32 +132,17 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 		m.lostOutcome(req, derr, "storing a failed invocation")
 		return nil, err
 	}
-	return nil, &dlq.DeadLetteredError{EntryID: id, Err: err}
+	de := invocation.AsError(err)
+	de.DeadLetter = id
+	return nil, de
 }
 
 // deadLetter is the entry of a failed invocation.
 func deadLetter(req *invocation.Request, params json.RawMessage, err error) *dlq.Entry {
 	info := errorInfo(err)
-	reason := "exhausted"
-	switch {
-	case errors.Is(err, pipeline.ErrAmbiguous):
-		reason = "ambiguous"
-	case errors.Is(err, pipeline.ErrUnresolved):
-		reason = "unresolved"
-	case errors.Is(err, invocation.ErrCircuitOpen):
-		reason = "circuit-open"
-	case errors.Is(err, invocation.ErrRetryBudgetExhausted):
-		reason = "retry-budget"
-	case errors.Is(err, invocation.ErrBulkheadFull):
-		reason = "bulkhead"
-	case errors.Is(err, invocation.ErrWorkflowFailed) || errors.As(err, new(*invocation.ResponseError)):
-		reason = "failed" // the workflow ran: replaying runs it again
-	case invocation.ClassOf(err) == invocation.Permanent:
-		reason = "rejected" // refused before it ran (a 4xx, auth): replaying is safe once the cause is fixed
-	}
 	e := &dlq.Entry{
 		Workflow: req.Workflow, Params: params, IdempotencyKey: req.IdempotencyKey, RequestID: req.RequestID,
-		Attempts: invocation.AttemptsOf(err), Reason: reason, FirstError: info, LastError: info,
+		Attempts: invocation.AttemptsOf(err), Reason: dlq.ReasonOf(invocation.CodeOf(err)), FirstError: info, LastError: info,
 	}
 	var fe *n8napi.ExecutionFailedError
 	if errors.As(err, &fe) {
@@ -196,29 +180,6 @@ func (m *Manager) recorded(ctx context.Context, key string) (*invocation.Result,
 	return &res, true, nil
 }
 
-// KeyHeldError is a call whose idempotency key another live process has
-// in flight, when that process did not end it within the wait
-// (store.held_wait): nothing was sent.
-type KeyHeldError struct {
-	Workflow       string
-	IdempotencyKey string
-	// Owner is the process holding the key.
-	Owner string
-	Wait  time.Duration
-}
-
-// Error returns the message.
-func (e *KeyHeldError) Error() string {
-	return fmt.Sprintf("workflow %q: idempotency key %q is in flight in another process (%s), which did not end it within %s (nothing was sent)",
-		e.Workflow, e.IdempotencyKey, e.Owner, e.Wait)
-}
-
-// Class returns Transient: the other process may end it later.
-func (e *KeyHeldError) Class() invocation.Class { return invocation.Transient }
-
-// Outcome returns NotSent.
-func (e *KeyHeldError) Outcome() invocation.Outcome { return invocation.NotSent }
-
 // errRescueHeld ends a rescue of a key another live process took first.
 var errRescueHeld = errors.New("invoker: another process took the key over")
 
@@ -237,7 +198,7 @@ func (m *Manager) begin(ctx context.Context, req *invocation.Request, params jso
 	waited := false
 	for {
 		lease, taken, err := m.dlq.Begin(ctx, in, m.owner, m.leaseTTL())
-		var he *dlq.HeldError
+		var he *invocation.Error
 		switch {
 		case err == nil && waited:
 			// The other process let the key go: with a success?
@@ -249,7 +210,7 @@ func (m *Manager) begin(ctx context.Context, req *invocation.Request, params jso
 			return lease, taken, nil, nil
 		case err == nil:
 			return lease, taken, nil, nil
-		case !errors.As(err, &he):
+		case !errors.As(err, &he) || he.Code != invocation.CodeKeyHeld:
 			return dlq.Lease{}, false, nil, fmt.Errorf("invoker: writing the invocation ahead (not sent): %w", err)
 		case deadOwner(he.Owner) && in.Replaces == "":
 			in.Replaces = he.Owner // a process of this machine that died: no need to wait its lease out
@@ -261,7 +222,8 @@ func (m *Manager) begin(ctx context.Context, req *invocation.Request, params jso
 			return dlq.Lease{}, false, res, rerr
 		}
 		if time.Now().After(deadline) {
-			return dlq.Lease{}, false, nil, &KeyHeldError{Workflow: req.Workflow, IdempotencyKey: req.IdempotencyKey, Owner: he.Owner, Wait: wait}
+			return dlq.Lease{}, false, nil, &invocation.Error{Code: invocation.CodeKeyHeld, Workflow: req.Workflow, Key: req.IdempotencyKey, Owner: he.Owner,
+				Message: fmt.Sprintf("idempotency key %q is in flight in another process (%s), which did not end it within %s (nothing was sent)", req.IdempotencyKey, he.Owner, wait)}
 		}
 		if err := invocation.Sleep(ctx, poll); err != nil {
 			return dlq.Lease{}, false, nil, err
@@ -335,14 +297,6 @@ func ReplayConcurrency(n int) ReplayOption { return func(o *replayOptions) { o.c
 // a batch.
 func ReplayProgress(f func(Progress)) ReplayOption { return func(o *replayOptions) { o.progress = f } }
 
-// MissingEntriesError is a replay of entry ids the queue does not hold.
-type MissingEntriesError struct{ IDs []int64 }
-
-// Error returns the message.
-func (e *MissingEntriesError) Error() string {
-	return fmt.Sprintf("invoker: no dead-letter entries %v (nothing was replayed)", e.IDs)
-}
-
 // replayClaim is how long a replay holds an entry it has not finished.
 const replayClaim = 10 * time.Minute
 
@@ -353,7 +307,7 @@ const replayClaim = 10 * time.Minute
 // ran is not run again. A success removes the entry; a failure updates
 // its attempts, last error and execution id. Entries whose workflow ran
 // and failed are skipped unless ReplayFailed. Ids in f that the queue
-// does not hold fail the whole replay with a *MissingEntriesError.
+// does not hold fail the whole replay with an error of code invocation.CodeBadRequest that matches dlq.ErrNotFound.
 func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter, opts ...ReplayOption) (*ReplayReport, error) {
 	if m.dlq == nil {
 		return nil, errors.New("invoker: no dead-letter queue configured (dlq.enabled)")
@@ -382,7 +336,8 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter, opts ...R
 			}
 		}
 		if len(missing) > 0 {
-			return nil, &MissingEntriesError{IDs: missing}
+			return nil, &invocation.Error{Code: invocation.CodeBadRequest, Err: dlq.ErrNotFound,
+				Message: fmt.Sprintf("no dead-letter entries %v (nothing was replayed)", missing)}
 		}
 	}
 	rep := &ReplayReport{Selected: len(entries), Results: make([]ReplayResult, len(entries))}
@@ -392,7 +347,7 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter, opts ...R
 	var at []int // items[k] replays entries[at[k]]
 	for i, e := range entries {
 		rep.Results[i].EntryID = e.ID
-		if e.Reason == "failed" && !o.failed {
+		if e.Reason == dlq.ReasonFailed && !o.failed {
 			rep.Results[i].Skipped = "its workflow ran in n8n and failed: replaying runs it again (ReplayFailed, --include-failed)"
 			rep.Skipped++
 			continue
@@ -471,26 +426,24 @@ func (m *Manager) reconcileReplay(ctx context.Context, req *invocation.Request, 
 // ranBefore asks n8n whether req's key ran since since: done is true when
 // the answer settles it, with the result of the execution that succeeded,
 // an *n8napi.ExecutionFailedError for one that failed (unless sendFailed),
-// or a *pipeline.UnresolvedError. Not found, or crashed: not done, send it.
+// or an error of code invocation.CodeUnresolved. Not found, or crashed: not done, send it.
 func (m *Manager) ranBefore(ctx context.Context, req *invocation.Request, since time.Time, sendFailed bool) (*invocation.Result, error, bool) {
 	wfID, err := m.reconcileWorkflowID(ctx, req.Workflow)
 	if err != nil {
 		// Without the workflow's id its executions cannot be looked up:
 		// never send on a guess.
-		var ue *pipeline.UnknownWorkflowError
-		if errors.As(err, &ue) && m.cfg.Invokers.HTTP.RetryAmbiguous {
+		if invocation.CodeOf(err) == invocation.CodeUnknownWorkflow && m.cfg.Invokers.HTTP.RetryAmbiguous {
 			return nil, nil, false
 		}
-		return nil, &pipeline.UnresolvedError{Workflow: req.Workflow, Reason: "cannot look up its executions in n8n (workflow id: " + err.Error() + ")",
-			Last: errors.New("not sent again")}, true
+		return nil, unresolvedErr(req, "cannot look up its executions in n8n (workflow id: "+err.Error()+")", errNotSentAgain), true
 	}
 	rc, err := m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since,
 		&n8napi.ReconcileOptions{Settle: time.Millisecond, Timeout: m.cfg.Invokers.HTTP.ReconcileTimeout.D()})
 	switch {
 	case err != nil:
-		return nil, &pipeline.UnresolvedError{Workflow: req.Workflow, Attempts: 0, Reason: "n8n's executions API failed: " + err.Error(), Last: err}, true
+		return nil, unresolvedErr(req, "n8n's executions API failed", err), true
 	case rc.Unresolved:
-		return nil, &pipeline.UnresolvedError{Workflow: req.Workflow, Reason: "an execution of the key is still running", Last: errors.New("not sent again")}, true
+		return nil, unresolvedErr(req, "an execution of the key is still running", errNotSentAgain), true
 	case rc.Execution == nil || rc.Execution.Status == n8napi.StatusCrashed:
 		return nil, nil, false // not run (or crashed): send it
 	}
@@ -525,8 +478,7 @@ func (m *Manager) reconcileWorkflowID(ctx context.Context, workflow string) (str
 		if id, err = m.workflowID(ctx, workflow); err == nil {
 			return id, nil
 		}
-		var ue *pipeline.UnknownWorkflowError
-		if errors.As(err, &ue) || ctx.Err() != nil {
+		if invocation.CodeOf(err) == invocation.CodeUnknownWorkflow || ctx.Err() != nil {
 			return "", err
 		}
 		t := time.NewTimer(wait)
@@ -543,7 +495,7 @@ func (m *Manager) reconcileWorkflowID(ctx context.Context, workflow string) (str
 // takenOver settles, before anything is sent, a key this call took over
 // from a process that died with it in flight: its recorded result, n8n's
 // execution of it (reconcile by Idempotency-Key since the invocation was
-// first written ahead), or, without an API key, an *AmbiguousError unless
+// first written ahead), or, without an API key, an error of code invocation.CodeAmbiguous unless
 // retry_ambiguous. settled is false when it should be sent.
 func (m *Manager) takenOver(ctx context.Context, req *invocation.Request, lease dlq.Lease) (*invocation.Result, error, bool) {
 	if res, ok, err := m.recorded(ctx, req.IdempotencyKey); err != nil || ok {
@@ -555,7 +507,8 @@ func (m *Manager) takenOver(ctx context.Context, req *invocation.Request, lease 
 		if m.cfg.Invokers.HTTP.RetryAmbiguous {
 			return nil, nil, false
 		}
-		return nil, &pipeline.AmbiguousError{Workflow: req.Workflow, Last: errors.New("its process ended while it was in flight")}, true
+		return nil, &invocation.Error{Code: invocation.CodeAmbiguous, Workflow: req.Workflow,
+			Message: "its process ended while it was in flight, and without n8n.api_key it cannot be reconciled (not re-sent; retry_ambiguous re-sends)"}, true
 	}
 	since := time.Now().Add(-replayLookback)
 	if in, err := m.dlq.Inflight(ctx, dlq.InflightFilter{Key: req.IdempotencyKey}); err == nil && len(in) == 1 {
@@ -567,3 +520,13 @@ func (m *Manager) takenOver(ctx context.Context, req *invocation.Request, lease 
 // replayLookback is how far before an entry was stored its attempts may
 // have started.
 const replayLookback = 15 * time.Minute
+
+// errNotSentAgain is the cause of an unresolved reconcile that made no
+// attempt.
+var errNotSentAgain = errors.New("not sent again")
+
+// unresolvedErr is the error of a reconcile that could not settle
+// whether n8n ran req.
+func unresolvedErr(req *invocation.Request, reason string, cause error) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeUnresolved, Workflow: req.Workflow, Message: "unresolved: " + reason, Err: cause}
+}

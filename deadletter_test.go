@@ -16,7 +16,6 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
-	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
 func dlqManager(t *testing.T, f *fakeInvoker, on ...string) (*invoker.Manager, *dlq.SQLite) {
@@ -25,7 +24,7 @@ func dlqManager(t *testing.T, f *fakeInvoker, on ...string) (*invoker.Manager, *
 	cfg.DLQ = config.DLQ{Enabled: true, On: on}
 	cfg.Store.Path = filepath.Join(t.TempDir(), "dlq.db")
 	// The fakes answer for a whole invocation, retries included (an
-	// *AttemptsExhaustedError of 4 attempts): the pipeline adds none. The
+	// error of 4 attempts): the pipeline adds none. The
 	// retry loop's own tests (package pipeline) and the chaos tests run
 	// with the default retries.
 	cfg.Invokers.HTTP.MaxRetries = 0
@@ -46,8 +45,8 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	down.Store(true)
 	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
 		if down.Load() {
-			return nil, &pipeline.AttemptsExhaustedError{Workflow: req.Workflow, Attempts: 4,
-				Last: &invocation.HTTPError{StatusCode: 503, ErrClass: invocation.Transient, Attempts: 4}}
+			return nil, &invocation.Error{Code: invocation.CodeUnavailable, Workflow: req.Workflow, Attempts: 4, Message: "gave up after 4 attempts",
+				Err: &invocation.HTTPError{StatusCode: 503, ErrClass: invocation.Transient, Attempts: 4}}
 		}
 		return okResult(ctx, req)
 	}}
@@ -58,8 +57,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 		{Workflow: "w", Params: map[string]any{"i": 1}, IdempotencyKey: "key-1"},
 	}, 2)
 	for i, r := range results {
-		var de *dlq.DeadLetteredError
-		if !errors.As(r.Err, &de) || de.EntryID == 0 || invocation.ClassOf(r.Err) != invocation.Transient || invocation.AttemptsOf(r.Err) != 4 {
+		if invocation.DeadLetterOf(r.Err) == 0 || invocation.ClassOf(r.Err) != invocation.Transient || invocation.AttemptsOf(r.Err) != 4 {
 			t.Fatalf("item %d: %v", i, r.Err)
 		}
 	}

@@ -10,25 +10,6 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
-// KeyConflictError is a call whose idempotency key is the key of another
-// call with different parameters: the same key means the same
-// invocation, so its result would not be this call's.
-type KeyConflictError struct {
-	Workflow       string
-	IdempotencyKey string
-}
-
-// Error returns the message.
-func (e *KeyConflictError) Error() string {
-	return fmt.Sprintf("workflow %q: idempotency key %q is in use by a call with other parameters (nothing was sent)", e.Workflow, e.IdempotencyKey)
-}
-
-// Class returns Permanent.
-func (e *KeyConflictError) Class() invocation.Class { return invocation.Permanent }
-
-// Is matches invocation.ErrPermanent.
-func (e *KeyConflictError) Is(target error) bool { return target == invocation.ErrPermanent }
-
 // inflight is a call in flight under an explicit idempotency key.
 type inflight struct {
 	workflow string
@@ -47,7 +28,7 @@ type keys struct {
 // dedupeStage makes one key one execution within the process: a call
 // whose explicit idempotency key is in flight waits for that call's
 // result (marked Deduplicated) instead of sending again; one with the
-// same key and other parameters is a *KeyConflictError.
+// same key and other parameters is an error of code invocation.CodeKeyConflict.
 func (m *Manager) dedupeStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
 	if !c.ExplicitKey || c.ReplayOf != 0 {
 		return next(ctx, c)
@@ -65,7 +46,8 @@ func (m *Manager) dedupeStage(ctx context.Context, c *pipeline.Call, next pipeli
 	if other, ok := k.m[req.IdempotencyKey]; ok {
 		k.mu.Unlock()
 		if other.workflow != req.Workflow || !bytes.Equal(other.params, params) {
-			return nil, &KeyConflictError{Workflow: req.Workflow, IdempotencyKey: req.IdempotencyKey}
+			return nil, &invocation.Error{Code: invocation.CodeKeyConflict, Workflow: req.Workflow, Key: req.IdempotencyKey,
+				Message: fmt.Sprintf("idempotency key %q is in use by a call with other parameters (nothing was sent)", req.IdempotencyKey)}
 		}
 		select {
 		case <-other.done:

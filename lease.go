@@ -171,36 +171,6 @@ func (m *Manager) startLeases() {
 	go func() { wg.Wait(); close(s.done) }()
 }
 
-// LeaseLostError is a call whose key another process took over while
-// this one reconciled a lost answer (its lease expired: the process was
-// paused or cut off from the store): it is not sent again here, the
-// other process decides it, and no result of that process came within
-// store.held_wait.
-type LeaseLostError struct {
-	Workflow       string
-	IdempotencyKey string
-	Attempts       int
-}
-
-// Error returns the message.
-func (e *LeaseLostError) Error() string {
-	return fmt.Sprintf("workflow %q: idempotency key %q was taken over by another process while this one reconciled a lost answer; "+
-		"that process decides it (not sent again here)", e.Workflow, e.IdempotencyKey)
-}
-
-// Class returns Transient: the other process may yet succeed.
-func (e *LeaseLostError) Class() invocation.Class { return invocation.Transient }
-
-// Outcome returns Ambiguous: it was sent once, and n8n may run the other
-// process's delivery.
-func (e *LeaseLostError) Outcome() invocation.Outcome { return invocation.Ambiguous }
-
-// AttemptCount returns the attempts this process made.
-func (e *LeaseLostError) AttemptCount() int { return e.Attempts }
-
-// Is matches dlq.ErrLeaseLost.
-func (e *LeaseLostError) Is(target error) bool { return target == dlq.ErrLeaseLost }
-
 // fence confirms, before a journaled call is sent again after a lost
 // answer, that this process still holds the key's lease (renewing it):
 // a process whose lease expired must not send, since the key's new owner
@@ -217,7 +187,8 @@ func (m *Manager) fence(ctx context.Context, c *pipeline.Call) error {
 	if err != nil {
 		m.log.Warn("journal: cannot confirm the lease before sending again; not sending", "idempotency_key", key, "error", err.Error())
 	}
-	return &LeaseLostError{Workflow: c.Request.Workflow, IdempotencyKey: key, Attempts: c.Attempts}
+	return &invocation.Error{Code: invocation.CodeLeaseLost, Workflow: c.Request.Workflow, Key: key, Attempts: c.Attempts,
+		Message: fmt.Sprintf("idempotency key %q was taken over by another process while this one reconciled a lost answer; that process decides it (not sent again here)", key)}
 }
 
 // awaitNewOwner waits (store.held_wait) for the result of the process

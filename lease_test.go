@@ -75,7 +75,7 @@ func TestOneKeyTwoProcesses(t *testing.T) {
 }
 
 // TestHeldKeyWaitIsBounded: a key another live process holds is waited
-// for within store.held_wait, then a *KeyHeldError, nothing sent.
+// for within store.held_wait, then an error of code key-held, nothing sent.
 func TestHeldKeyWaitIsBounded(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "dlq.db")
@@ -87,8 +87,8 @@ func TestHeldKeyWaitIsBounded(t *testing.T) {
 	}
 	start := time.Now()
 	_, err := m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "k"})
-	var he *invoker.KeyHeldError
-	if !errors.As(err, &he) || he.Owner != "elsewhere/ns:1/x" || invocation.OutcomeOf(err) != invocation.NotSent {
+	var he *invocation.Error
+	if !errors.As(err, &he) || he.Code != invocation.CodeKeyHeld || he.Owner != "elsewhere/ns:1/x" || invocation.OutcomeOf(err) != invocation.NotSent {
 		t.Fatalf("err = %v", err)
 	}
 	if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
@@ -260,7 +260,7 @@ func TestTakeOverNeverSendsBlind(t *testing.T) {
 // TestLeaseLostBeforeResend: a process whose key another process took
 // over while it reconciled a lost answer does not send it again (the
 // fence before a re-send): it returns the new owner's result, or, when
-// none comes within store.held_wait, a typed *LeaseLostError; n8n got
+// none comes within store.held_wait, a typed error of code lease-lost; n8n got
 // one attempt either way and no dead letter is stored.
 func TestLeaseLostBeforeResend(t *testing.T) {
 	t.Parallel()
@@ -307,12 +307,11 @@ func TestLeaseLostBeforeResend(t *testing.T) {
 			if attempts.Load() != 1 {
 				t.Errorf("n8n got %d attempts, want 1 (no re-send after the lease was lost)", attempts.Load())
 			}
-			var lost *invoker.LeaseLostError
 			switch {
 			case completes && (err != nil || string(res.Output) != `{"from":"new"}`):
 				t.Errorf("got %v, %v; want the new owner's result", res, err)
-			case !completes && !errors.As(err, &lost):
-				t.Errorf("got %v, %v; want a *LeaseLostError", res, err)
+			case !completes && invocation.CodeOf(err) != invocation.CodeLeaseLost:
+				t.Errorf("got %v, %v; want code lease-lost", res, err)
 			case !completes && (!errors.Is(err, dlq.ErrLeaseLost) || invocation.ClassOf(err) != invocation.Transient):
 				t.Errorf("%v: want Is(dlq.ErrLeaseLost), transient", err)
 			}

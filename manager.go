@@ -138,8 +138,9 @@ func WithLogger(l *slog.Logger) Option {
 type Fallback func(ctx context.Context, req *invocation.Request, err error) (*invocation.Result, error)
 
 // WithFallback sets the fallback run when a call fails fast because the
-// system is degraded: a *CircuitOpenError, a *BudgetExhaustedError or a
-// *BulkheadError (change that with WithFallbackFor).
+// system is degraded: an error whose code is invocation.CodeCircuitOpen,
+// CodeBudgetExhausted or CodeBulkheadFull (change that with
+// WithFallbackFor).
 func WithFallback(f Fallback) Option {
 	return func(m *Manager) error { m.fallback = f; return nil }
 }
@@ -152,7 +153,7 @@ func WithFallbackFor(pred func(error) bool) Option {
 // IsDegraded reports whether err is a fail-fast refusal of a degraded
 // system: an open circuit, a spent retry budget or a full bulkhead.
 func IsDegraded(err error) bool {
-	return errors.Is(err, invocation.ErrCircuitOpen) || errors.Is(err, invocation.ErrRetryBudgetExhausted) || errors.Is(err, invocation.ErrBulkheadFull)
+	return invocation.CodeOf(err).Degraded()
 }
 
 // WithBreakerStateChange observes every circuit breaker transition.
@@ -484,7 +485,7 @@ func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOp
 			c.ExplicitKey = true
 		}
 		if o.wait && m.api == nil {
-			return nil, &APIKeyRequiredError{What: "Wait (following the execution)"}
+			return nil, apiKeyRequired("Wait (following the execution)")
 		}
 	}
 	if m.api == nil {
@@ -501,9 +502,10 @@ func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOp
 // record ends the execution's span and feeds the metrics and tracers.
 func (m *Manager) record(ctx context.Context, span trace.Span, c *pipeline.Call, res *invocation.Result, err error) {
 	r := telemetry.Record{
-		Workflow: c.Request.Workflow, RequestID: c.Request.RequestID, Outcome: telemetry.OutcomeOf(err),
+		Workflow: c.Request.Workflow, RequestID: c.Request.RequestID, Code: invocation.CodeOf(err),
 		Started: c.Started, Duration: time.Since(c.Started), Err: err, Attempts: invocation.AttemptsOf(err),
 	}
+	r.Outcome = telemetry.OutcomeLabel(r.Code)
 	if res != nil {
 		r.WorkflowID, r.ExecutionID, r.Attempts = res.WorkflowID, res.ExecutionID, res.Attempts
 	}

@@ -143,8 +143,7 @@ func TestPreHookVetoAndPanics(t *testing.T) {
 			var errHook atomic.Bool
 			_ = m.RegisterHook(hooks.StageError, hooks.Func(func(context.Context, *hooks.ExecutionContext) error { errHook.Store(true); return nil }))
 			_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
-			var he *hooks.Error
-			if !errors.As(err, &he) || !strings.Contains(err.Error(), tt.msg) || invocation.ClassOf(err) != invocation.Permanent {
+			if invocation.CodeOf(err) != invocation.CodeVetoed || !strings.Contains(err.Error(), tt.msg) || invocation.ClassOf(err) != invocation.Permanent {
 				t.Fatalf("err = %v", err)
 			}
 			if len(f.seen) != 0 || !errHook.Load() {

@@ -168,7 +168,7 @@ func (m *Manager) runPack(ctx context.Context, workflow string, pk []packed, ite
 	for i, p := range pk {
 		a := answers[i]
 		if !*a.OK {
-			end(BatchResult{Index: p.idx, Item: items[p.idx], Err: &pack.ItemError{Workflow: workflow, Key: p.key, Message: a.Message(), ExecutionID: res.ExecutionID}})
+			end(BatchResult{Index: p.idx, Item: items[p.idx], Err: pack.ItemFailed(workflow, p.key, a.Message(), res.ExecutionID)})
 			continue
 		}
 		r := *res

@@ -100,8 +100,8 @@ func checkPacked(t *testing.T, results []invoker.BatchResult, failAt int) {
 	t.Helper()
 	for i, r := range results {
 		if i == failAt {
-			var ie *pack.ItemError
-			if !errors.As(r.Err, &ie) || ie.Key != fmt.Sprintf("item-%d", i) || !errors.Is(r.Err, invocation.ErrWorkflowFailed) {
+			var ie *invocation.Error
+			if !errors.As(r.Err, &ie) || ie.Code != invocation.CodeWorkflowFailed || ie.Key != fmt.Sprintf("item-%d", i) || !errors.Is(r.Err, invocation.ErrWorkflowFailed) {
 				t.Errorf("item %d: %v", i, r.Err)
 			}
 			continue

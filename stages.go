@@ -126,7 +126,7 @@ func (m *Manager) hooksStage(ctx context.Context, c *pipeline.Call, next pipelin
 	}
 	for _, h := range pre {
 		if err := m.runPre(ctx, h, ec); err != nil {
-			return fail(&hooks.Error{Stage: hooks.StagePreExecution, Workflow: req.Workflow, Err: err})
+			return fail(hooks.Vetoed(hooks.StagePreExecution, req.Workflow, err))
 		}
 	}
 	req.Params = ec.Params

@@ -109,8 +109,8 @@ func TestEveryTransportGetsEveryStage(t *testing.T) {
 		}},
 		{"exhausted after the default retries", "", []int{503}, func(t *testing.T, m *invoker.Manager, s *scripted) {
 			_, err := m.ExecuteWorkflow(t.Context(), "w", nil)
-			var ex *pipeline.AttemptsExhaustedError
-			if !errors.As(err, &ex) || ex.Attempts != 1+config.DefaultMaxRetries || len(s.attempts()) != 1+config.DefaultMaxRetries {
+			var ex *invocation.Error
+			if !errors.As(err, &ex) || ex.Code != invocation.CodeUnavailable || ex.Attempts != 1+config.DefaultMaxRetries || len(s.attempts()) != 1+config.DefaultMaxRetries {
 				t.Fatalf("err %v after %d attempts", err, len(s.attempts()))
 			}
 		}},
@@ -321,13 +321,11 @@ func TestFailBeforeSending(t *testing.T) {
 	}
 	defer func() { _ = m.Close(context.Background()) }()
 	_, err = m.ExecuteWorkflow(t.Context(), "nope", nil)
-	var ue *pipeline.UnknownWorkflowError
-	if !errors.As(err, &ue) || !slices.Equal(ue.Known, []string{"v", "w"}) || !strings.Contains(err.Error(), "set n8n.api_key") || !errors.Is(err, invocation.ErrPermanent) {
+	if invocation.CodeOf(err) != invocation.CodeUnknownWorkflow || !strings.Contains(err.Error(), "configured: v, w)") || !strings.Contains(err.Error(), "set n8n.api_key") || !errors.Is(err, invocation.ErrPermanent) {
 		t.Errorf("unknown name: %v", err)
 	}
 	_, err = m.ExecuteWorkflow(t.Context(), "w", nil, invoker.Wait())
-	var ke *invoker.APIKeyRequiredError
-	if !errors.As(err, &ke) || !errors.Is(err, invocation.ErrPermanent) {
+	if invocation.CodeOf(err) != invocation.CodeBadRequest || !errors.Is(err, invocation.ErrPermanent) {
 		t.Errorf("Wait without an API key: %v", err)
 	}
 	if n := len(s.attempts()); n != 0 {
@@ -342,14 +340,12 @@ func TestErrPermanentMatchesEveryPermanentError(t *testing.T) {
 	for _, err := range []error{
 		&invocation.HTTPError{StatusCode: 400, ErrClass: invocation.Permanent},
 		&invocation.ResponseError{Reason: "malformed JSON"},
-		&invocation.AttemptError{ErrClass: invocation.Permanent, Err: errors.New("x")},
-		&hooks.Error{Stage: hooks.StagePreExecution, Err: errors.New("veto")},
-		&pipeline.UnknownWorkflowError{Workflow: "x"},
-		&pipeline.ResolveError{Workflow: "x", Reason: "inactive"},
+		&invocation.Error{Code: invocation.AttemptCode(invocation.Permanent, invocation.NotSent), Err: errors.New("x")},
+		hooks.Vetoed(hooks.StagePreExecution, "x", errors.New("veto")),
+		pipeline.UnknownWorkflow("x", nil, "", nil),
 		&n8napi.ExecutionFailedError{Status: "error"},
 		&n8napi.APIError{StatusCode: 403},
-		&pack.ItemError{Key: "k"},
-		&invoker.APIKeyRequiredError{What: "Wait"},
+		pack.ItemFailed("w", "k", "boom", "1"),
 	} {
 		if invocation.ClassOf(err) != invocation.Permanent || !errors.Is(err, invocation.ErrPermanent) {
 			t.Errorf("%T (%v): class %s, Is(ErrPermanent) %v", err, err, invocation.ClassOf(err), errors.Is(err, invocation.ErrPermanent))

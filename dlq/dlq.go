@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // ErrorInfo is an error as stored: its class and message.
@@ -132,7 +134,7 @@ type InflightFilter struct {
 type Journal interface {
 	// Begin records an invocation about to be sent, leased to owner for
 	// ttl. When another owner holds a live lease on the key it writes
-	// nothing and returns a *HeldError. When the key is in flight under
+	// nothing and returns an error of code invocation.CodeKeyHeld (Held). When the key is in flight under
 	// an expired lease (its owner died or lost it) or under owner's own
 	// (a call of this process that was sent and then canceled), the key
 	// is taken over and takenOver is true: an earlier attempt may have
@@ -157,21 +159,79 @@ type Journal interface {
 	Inflight(ctx context.Context, f InflightFilter) ([]*Inflight, error)
 }
 
-// HeldError is a Begin of a key another process holds a live lease on.
-type HeldError struct {
-	Key   string
-	Owner string
-	Until time.Time
-}
-
-// Error returns the message.
-func (e *HeldError) Error() string {
-	return fmt.Sprintf("dlq: idempotency key %q is in flight in another process (%s) until %s", e.Key, e.Owner, e.Until.Format(time.RFC3339Nano))
+// Held returns the error of a Begin of a key another process holds a
+// live lease on (code invocation.CodeKeyHeld), with that process as its
+// Owner.
+func Held(key, owner string, until time.Time) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeKeyHeld, Key: key, Owner: owner,
+		Message: fmt.Sprintf("dlq: idempotency key %q is in flight in another process (%s) until %s", key, owner, until.Format(time.RFC3339Nano))}
 }
 
 // ErrLeaseLost is an outcome written under a lease the key no longer has:
 // another process took the key over.
-var ErrLeaseLost = errors.New("dlq: the lease on the key was lost to another process")
+var ErrLeaseLost = invocation.ErrLeaseLost
 
 // ErrNotFound is returned for an unknown entry id.
 var ErrNotFound = errors.New("dlq: no such entry")
+
+// Reasons of a dead letter: why it is here, from its error's code
+// (ReasonOf).
+const (
+	// ReasonExhausted: every attempt allowed failed without n8n running
+	// the workflow (not sent, unavailable, rate limited).
+	ReasonExhausted = "exhausted"
+	// ReasonAmbiguous: sent, answer lost, nothing to reconcile with: it
+	// may have run.
+	ReasonAmbiguous = "ambiguous"
+	// ReasonUnresolved: a reconcile could not settle whether it ran.
+	ReasonUnresolved = "unresolved"
+	// ReasonCircuitOpen: the breaker refused it.
+	ReasonCircuitOpen = "circuit-open"
+	// ReasonRetryBudget: the retry budget refused a retry.
+	ReasonRetryBudget = "retry-budget"
+	// ReasonBulkhead: the bulkhead refused it.
+	ReasonBulkhead = "bulkhead"
+	// ReasonFailed: the workflow ran (and failed, or answered what it
+	// chose, or unreadably): replaying runs it again.
+	ReasonFailed = "failed"
+	// ReasonRejected: refused before it ran (a 4xx, auth, an unknown
+	// workflow, a bad request): replaying is safe once the cause is fixed.
+	ReasonRejected = "rejected"
+	// ReasonInterrupted: canceled, or its process lost the key.
+	ReasonInterrupted = "interrupted"
+)
+
+// reasons is the dead-letter reason of each code.
+var reasons = map[invocation.Code]string{
+	invocation.CodeOK:               ReasonExhausted,
+	invocation.CodeCanceled:         ReasonInterrupted,
+	invocation.CodeCanceledInFlight: ReasonInterrupted,
+	invocation.CodeNotSent:          ReasonExhausted,
+	invocation.CodeUnavailable:      ReasonExhausted,
+	invocation.CodeRateLimited:      ReasonExhausted,
+	invocation.CodeLost:             ReasonExhausted,
+	invocation.CodeAmbiguous:        ReasonAmbiguous,
+	invocation.CodeUnresolved:       ReasonUnresolved,
+	invocation.CodeUnknown:          ReasonExhausted,
+	invocation.CodeRejected:         ReasonRejected,
+	invocation.CodeWorkflowFailed:   ReasonFailed,
+	invocation.CodeWorkflowAnswered: ReasonFailed,
+	invocation.CodeInvalidAnswer:    ReasonFailed,
+	invocation.CodeUnknownWorkflow:  ReasonRejected,
+	invocation.CodeBadRequest:       ReasonRejected,
+	invocation.CodeVetoed:           ReasonRejected,
+	invocation.CodeCircuitOpen:      ReasonCircuitOpen,
+	invocation.CodeBudgetExhausted:  ReasonRetryBudget,
+	invocation.CodeBulkheadFull:     ReasonBulkhead,
+	invocation.CodeKeyConflict:      ReasonRejected,
+	invocation.CodeKeyHeld:          ReasonInterrupted,
+	invocation.CodeLeaseLost:        ReasonInterrupted,
+}
+
+// ReasonOf returns the dead-letter reason of an error of code c.
+func ReasonOf(c invocation.Code) string {
+	if r, ok := reasons[c]; ok {
+		return r
+	}
+	return ReasonExhausted
+}

@@ -425,7 +425,7 @@ func (s *SQLite) Begin(ctx context.Context, in *Inflight, owner string, ttl time
 		case err != nil:
 			return err
 		case until >= now.UnixNano() && cur.Owner != owner && (in.Replaces == "" || cur.Owner != in.Replaces):
-			return &HeldError{Key: in.IdempotencyKey, Owner: cur.Owner, Until: time.Unix(0, until)}
+			return Held(in.IdempotencyKey, cur.Owner, time.Unix(0, until))
 		default:
 			taken = true
 		}

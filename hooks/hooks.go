@@ -79,26 +79,12 @@ func (f Func) PostExecution(ctx context.Context, ec *ExecutionContext) { _ = f(c
 // OnError calls f.
 func (f Func) OnError(ctx context.Context, ec *ExecutionContext) { _ = f(ctx, ec) }
 
-// Error is a pre-execution hook's veto, or its panic.
-type Error struct {
-	Stage    Stage
-	Workflow string
-	Err      error
+// Vetoed returns the error of a call a pre-execution hook refused (or
+// panicked in): code invocation.CodeVetoed, nothing was sent, the hook's
+// error as cause.
+func Vetoed(stage Stage, workflow string, err error) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeVetoed, Workflow: workflow, Message: fmt.Sprintf("%s hook", stage), Err: err}
 }
-
-// Error returns the message.
-func (e *Error) Error() string {
-	return fmt.Sprintf("workflow %q: %s hook: %v", e.Workflow, e.Stage, e.Err)
-}
-
-// Unwrap returns the hook's error.
-func (e *Error) Unwrap() error { return e.Err }
-
-// Class returns Permanent: the call was never made.
-func (e *Error) Class() invocation.Class { return invocation.Permanent }
-
-// Is matches invocation.ErrPermanent.
-func (e *Error) Is(target error) bool { return target == invocation.ErrPermanent }
 
 // Plugin observes executions, like the design's SlackNotificationPlugin.
 // Implementations embed PluginBase, so that methods added later have a

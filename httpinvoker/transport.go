@@ -353,7 +353,7 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	resp, err := t.clientFor(timeout).Do(hreq)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, &invocation.CanceledError{Workflow: c.workflow, Attempts: c.attempt, Sent: st.sent(len(a.Body)), Err: ctx.Err()}
+			return nil, invocation.NewCanceled(ctx, c.workflow, c.attempt, st.sent(len(a.Body)))
 		}
 		var ne net.Error
 		timedOut := context.Cause(actx) == errAttemptTimeout || (errors.As(err, &ne) && ne.Timeout())
@@ -376,7 +376,7 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		herr := t.httpError(&c, resp)
 		if ctx.Err() != nil {
-			return nil, &invocation.CanceledError{Workflow: c.workflow, Attempts: c.attempt, Sent: true, Err: ctx.Err()}
+			return nil, invocation.NewCanceled(ctx, c.workflow, c.attempt, true)
 		}
 		if bodyTimedOut.Load() {
 			return nil, t.bodyTimeout(&c, timeout)
@@ -391,7 +391,7 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 			Message: "n8n is starting up", Header: resp.Header, Attempts: c.attempt, Starting: true}
 	}
 	if err != nil && ctx.Err() != nil {
-		return nil, &invocation.CanceledError{Workflow: c.workflow, Attempts: c.attempt, Sent: true, Err: ctx.Err()}
+		return nil, invocation.NewCanceled(ctx, c.workflow, c.attempt, true)
 	}
 	if err != nil && (bodyTimedOut.Load() || context.Cause(actx) == errAttemptTimeout) {
 		return nil, t.bodyTimeout(&c, timeout)

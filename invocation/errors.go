@@ -303,3 +303,52 @@ func MessageOf(b []byte) string {
 	}
 	return s
 }
+
+// ErrorCode returns the code of the answer: CodeWorkflowFailed for
+// n8n's "Error in workflow", CodeRejected for a webhook that is not
+// registered or any other 4xx, CodeUnavailable for a 503 or n8n's
+// "starting up", CodeRateLimited for a 429, CodeLost for a proxy's 502,
+// 504 or 524 (the request may have been forwarded), CodeUnknown for any
+// other status. A class the classifiers gave against the status (a 404
+// during n8n's startup grace is transient) decides between CodeRejected,
+// CodeUnavailable and CodeUnknown.
+func (e *HTTPError) ErrorCode() Code {
+	c := e.statusCode()
+	switch {
+	case e.ErrClass == Transient && (c == CodeRejected || c == CodeUnknown):
+		return CodeUnavailable
+	case e.ErrClass == Permanent && c == CodeUnknown:
+		return CodeRejected
+	}
+	return c
+}
+
+func (e *HTTPError) statusCode() Code {
+	switch {
+	case e.WorkflowFailed:
+		return CodeWorkflowFailed
+	case e.Starting || e.StatusCode == http.StatusServiceUnavailable:
+		return CodeUnavailable
+	case e.StatusCode == http.StatusTooManyRequests:
+		return CodeRateLimited
+	case e.StatusCode == 502 || e.StatusCode == 504 || e.StatusCode == 524:
+		return CodeLost
+	case e.NotRegistered || (e.StatusCode >= 400 && e.StatusCode < 500):
+		return CodeRejected
+	}
+	return CodeUnknown
+}
+
+// ErrorCode returns CodeLost for a request that was sent (it may have
+// run); for one that was not, CodeNotSent, or CodeBadRequest when the
+// failure is permanent (a certificate that does not verify).
+func (e *TransportError) ErrorCode() Code {
+	if e.Sent {
+		return CodeLost
+	}
+	return AttemptCode(e.ErrClass, NotSent)
+}
+
+// ErrorCode returns InvalidAnswer: the workflow ran, its answer could not
+// be read.
+func (e *ResponseError) ErrorCode() Code { return CodeInvalidAnswer }

@@ -178,102 +178,28 @@ func (f TransportFunc) Attempt(ctx context.Context, a *Attempt) (*Result, error)
 // transport.
 type AttemptHandler func(ctx context.Context, a *Attempt) (*Result, error)
 
-// AttemptError is the error of an attempt that reported neither class nor
-// attempts of its own (a custom transport's plain error): the pipeline
-// wraps it with what it decided.
-type AttemptError struct {
-	Workflow string
-	// Attempts is the number of attempts made.
-	Attempts int
-	// ErrClass is the class the pipeline's classifiers gave it.
-	ErrClass Class
-	// Sent is the attempt's outcome on the wire.
-	Sent Outcome
-	Err  error
-}
-
-// Error returns the message.
-func (e *AttemptError) Error() string {
-	return "workflow " + quote(e.Workflow) + ": " + e.Err.Error() + " (" + e.ErrClass.String() + ", " + attemptsText(e.Attempts) + ")"
-}
-
-// Unwrap returns the transport's error.
-func (e *AttemptError) Unwrap() error { return e.Err }
-
-// Class returns the class the pipeline gave the error.
-func (e *AttemptError) Class() Class { return e.ErrClass }
-
-// Outcome returns the attempt's outcome on the wire.
-func (e *AttemptError) Outcome() Outcome { return e.Sent }
-
-// Is matches ErrPermanent for a permanent error.
-func (e *AttemptError) Is(target error) bool { return isClass(e.ErrClass, target) }
-
-// AttemptCount returns the number of attempts made.
-func (e *AttemptError) AttemptCount() int { return e.Attempts }
-
-// CanceledError is an attempt that the caller's context ended. It
-// matches the context's error (IsCanceled is true: cancellation is not a
-// failure), counts the attempts, and says whether the last attempt had
-// been sent: a sent one may have run and is reconcilable later.
-type CanceledError struct {
-	Workflow string
-	Attempts int
-	// Sent is true when the attempt's request had been written.
-	Sent bool
-	// Err is the context's error.
-	Err error
-}
-
-// Error returns the message.
-func (e *CanceledError) Error() string {
-	s := "workflow " + quote(e.Workflow) + ": " + e.Err.Error() + " after " + attemptsText(e.Attempts)
-	if e.Sent {
-		s += " (the last one was sent: it may have run)"
+// AttemptCode is the code of an attempt's error that has none of its
+// own (a custom transport's plain error), from the class the pipeline's
+// classifiers gave it and its outcome on the wire.
+func AttemptCode(class Class, o Outcome) Code {
+	switch {
+	case o == NotSent && class == Permanent:
+		return CodeBadRequest
+	case o == NotSent:
+		return CodeNotSent
+	case o == Ambiguous && class == Transient:
+		return CodeLost
+	case o == Answered && class == Permanent:
+		return CodeRejected
+	case o == Answered && class == Transient:
+		return CodeUnavailable
 	}
-	return s
+	return CodeUnknown
 }
 
-// Unwrap returns the context's error.
-func (e *CanceledError) Unwrap() error { return e.Err }
-
-// Outcome returns Ambiguous when the last attempt was sent, NotSent
-// otherwise.
-func (e *CanceledError) Outcome() Outcome {
-	if e.Sent {
-		return Ambiguous
-	}
-	return NotSent
+func pathError(req *Request, t *Target, msg string) *Error {
+	return &Error{Code: CodeBadRequest, Workflow: req.Workflow, Message: "webhook path " + quote(t.Path) + ": " + msg}
 }
-
-// AttemptCount returns the number of attempts made.
-func (e *CanceledError) AttemptCount() int { return e.Attempts }
-
-// PathParamError is a request that does not give a :name segment of its
-// webhook's path, or a target whose dynamic path has no webhook id:
-// refused before sending.
-type PathParamError struct {
-	Workflow string
-	Path     string
-	// Missing names the parameters not given.
-	Missing []string
-	// Reason, when set, is another problem of the path.
-	Reason string
-}
-
-// Error returns the message.
-func (e *PathParamError) Error() string {
-	if e.Reason != "" {
-		return "workflow " + quote(e.Workflow) + ": webhook path " + quote(e.Path) + ": " + e.Reason
-	}
-	return "workflow " + quote(e.Workflow) + ": webhook path " + quote(e.Path) + " needs the path parameter(s) " + strings.Join(e.Missing, ", ") + " (Request.PathParams, -P name=value)"
-}
-
-// Class returns Permanent.
-func (e *PathParamError) Class() Class { return Permanent }
-
-// Is matches ErrPermanent.
-func (e *PathParamError) Is(target error) bool { return target == ErrPermanent }
 
 // FillPath returns the path of t with req's path parameters filled in,
 // percent-encoded, under the webhook id when the path has parameters.
@@ -297,17 +223,16 @@ func FillPath(t *Target, req *Request) (string, error) {
 		if strings.Contains(v, "/") {
 			// n8n decodes the path before matching it: the segment would
 			// split in two and match no webhook.
-			return "", &PathParamError{Workflow: req.Workflow, Path: t.Path, Reason: fmt.Sprintf("the value of %s contains a slash, which n8n cannot match in a path segment", name)}
+			return "", pathError(req, t, fmt.Sprintf("the value of %s contains a slash, which n8n cannot match in a path segment", name))
 		}
 		segs[i] = url.PathEscape(v)
 	}
 	if len(missing) > 0 {
-		return "", &PathParamError{Workflow: req.Workflow, Path: t.Path, Missing: missing}
+		return "", pathError(req, t, "needs the path parameter(s) "+strings.Join(missing, ", ")+" (Request.PathParams, -P name=value)")
 	}
 	filled := strings.Join(segs, "/")
 	if t.WebhookID == "" {
-		return "", &PathParamError{Workflow: req.Workflow, Path: t.Path,
-			Reason: "has parameters, which n8n serves under the webhook node's id: set webhook_id in the workflow's configuration (or run it by n8n id with n8n.api_key)"}
+		return "", pathError(req, t, "has parameters, which n8n serves under the webhook node's id: set webhook_id in the workflow's configuration (or run it by n8n id with n8n.api_key)")
 	}
 	return t.WebhookID + "/" + filled, nil
 }

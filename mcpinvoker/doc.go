@@ -13,7 +13,7 @@
 // Idempotency-Key, sent lower-case in webhookData.headers) apply as to
 // any transport.
 //
-// What MCP cannot carry is refused before sending (*CannotCarryError);
+// What MCP cannot carry is refused before sending (code invocation.CodeBadRequest);
 // MCP's own failures, which n8n answers as a successful JSON-RPC result
 // with status "error", are *ToolError, never a success. The server's
 // default rate limit is 100 requests per 5 minutes per client IP, polls

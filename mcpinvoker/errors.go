@@ -7,28 +7,14 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
-// CannotCarryError is a call that an MCP run cannot express, refused
-// before anything is sent: path parameters, a body that is not a JSON
-// object, webhook authentication, a Respond to Webhook node's answer.
-type CannotCarryError struct {
-	Workflow string
-	// What names what cannot be carried.
-	What string
+// cannotCarry is the error of a call that an MCP run cannot express,
+// refused before anything is sent (code invocation.CodeBadRequest): path
+// parameters, a body that is not a JSON object, webhook authentication, a
+// Respond to Webhook node's answer.
+func cannotCarry(workflow, what string) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeBadRequest, Workflow: workflow,
+		Message: fmt.Sprintf("the MCP transport cannot carry %s; use the webhook transport (permanent, not sent)", what)}
 }
-
-// Error returns the message.
-func (e *CannotCarryError) Error() string {
-	return fmt.Sprintf("workflow %q: the MCP transport cannot carry %s; use the webhook transport (permanent, not sent)", e.Workflow, e.What)
-}
-
-// Class returns invocation.Permanent.
-func (e *CannotCarryError) Class() invocation.Class { return invocation.Permanent }
-
-// Outcome returns invocation.NotSent.
-func (e *CannotCarryError) Outcome() invocation.Outcome { return invocation.NotSent }
-
-// Is matches invocation.ErrPermanent.
-func (e *CannotCarryError) Is(target error) bool { return target == invocation.ErrPermanent }
 
 // ToolError is an MCP tool that answered with a failure. n8n sends its
 // tool failures as a successful JSON-RPC result with status "error" (the
@@ -77,31 +63,22 @@ func (e *ToolError) Is(target error) bool {
 // AttemptCount returns the number of attempts made.
 func (e *ToolError) AttemptCount() int { return e.Attempts }
 
-// RPCError is a JSON-RPC error answer (an unknown tool or method, a bad
-// protocol version).
-type RPCError struct {
-	Workflow string
-	Code     int
-	Message  string
-	Attempts int
+// ErrorCode returns invocation.CodeUnavailable for "no published
+// version" (n8n catching up), invocation.CodeRejected otherwise: nothing
+// ran.
+func (e *ToolError) ErrorCode() invocation.Code {
+	if e.Class() == invocation.Transient {
+		return invocation.CodeUnavailable
+	}
+	return invocation.CodeRejected
 }
 
-// Error returns the message.
-func (e *RPCError) Error() string {
-	return fmt.Sprintf("workflow %q: MCP JSON-RPC error %d: %s (permanent, %d attempt%s)", e.Workflow, e.Code, e.Message, e.Attempts, plural(e.Attempts))
+// rpcError is the error of a JSON-RPC error answer (an unknown tool or
+// method, a bad protocol version): code invocation.CodeRejected.
+func rpcError(workflow string, code int, message string) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeRejected, Workflow: workflow,
+		Message: fmt.Sprintf("MCP JSON-RPC error %d: %s", code, message)}
 }
-
-// Class returns invocation.Permanent.
-func (e *RPCError) Class() invocation.Class { return invocation.Permanent }
-
-// Outcome returns invocation.Answered.
-func (e *RPCError) Outcome() invocation.Outcome { return invocation.Answered }
-
-// Is matches invocation.ErrPermanent.
-func (e *RPCError) Is(target error) bool { return target == invocation.ErrPermanent }
-
-// AttemptCount returns the number of attempts made.
-func (e *RPCError) AttemptCount() int { return e.Attempts }
 
 func plural(n int) string {
 	if n == 1 {

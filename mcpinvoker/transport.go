@@ -161,7 +161,7 @@ func (t *Transport) Close() {
 }
 
 // Attempt makes one execute_workflow call for a's workflow. What MCP
-// cannot carry is refused before anything is sent (*CannotCarryError):
+// cannot carry is refused before anything is sent (code invocation.CodeBadRequest):
 // path parameters, a body that is not a JSON object, a webhook with
 // authentication (MCP bypasses it), a Respond to Webhook node's answer,
 // a GET or HEAD webhook's query parameters.
@@ -171,7 +171,7 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 		return nil, err
 	}
 	if tgt.WorkflowID == "" {
-		return nil, &CannotCarryError{Workflow: req.Workflow, What: "a workflow without its n8n id (give the workflow's id)"}
+		return nil, cannotCarry(req.Workflow, "a workflow without its n8n id (give the workflow's id)")
 	}
 	trigger, err := t.trigger(ctx, tgt)
 	if err != nil {
@@ -244,7 +244,7 @@ func carry(a *invocation.Attempt) error {
 		}
 	}
 	if what != "" {
-		return &CannotCarryError{Workflow: req.Workflow, What: what}
+		return cannotCarry(req.Workflow, what)
 	}
 	return nil
 }
@@ -257,7 +257,7 @@ func attempts(err error, n int) error {
 		e.Attempts = n
 	case *ToolError:
 		e.Attempts = n
-	case *RPCError:
+	case *invocation.Error:
 		e.Attempts = n
 	}
 	return err
@@ -477,7 +477,7 @@ func (t *Transport) rpc(ctx context.Context, workflow, method string, params any
 		return nil, &invocation.ResponseError{Workflow: workflow, StatusCode: resp.StatusCode, Reason: "an MCP answer that is not JSON-RPC", Err: err}
 	}
 	if rr.Error != nil {
-		return nil, &RPCError{Workflow: workflow, Code: rr.Error.Code, Message: rr.Error.Message}
+		return nil, rpcError(workflow, rr.Error.Code, rr.Error.Message)
 	}
 	if len(rr.Result) == 0 {
 		return nil, &invocation.ResponseError{Workflow: workflow, StatusCode: resp.StatusCode, Reason: "an MCP answer without a result"}

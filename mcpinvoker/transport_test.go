@@ -154,7 +154,9 @@ func TestAttemptErrors(t *testing.T) {
 			invocation.Transient, invocation.Answered, func(err error) bool { var te *mcpinvoker.ToolError; return errors.As(err, &te) && te.NotPublished() }},
 		{"schema", 200, `{"content":[{"type":"text","text":"Input validation error: executionMode: Required"}],"isError":true}`,
 			invocation.Permanent, invocation.Answered, func(err error) bool { var te *mcpinvoker.ToolError; return errors.As(err, &te) && te.Invalid }},
-		{"json-rpc error", 200, "", invocation.Permanent, invocation.Answered, func(err error) bool { var re *mcpinvoker.RPCError; return errors.As(err, &re) }},
+		{"json-rpc error", 200, "", invocation.Permanent, invocation.Answered, func(err error) bool {
+			return invocation.CodeOf(err) == invocation.CodeRejected && strings.Contains(err.Error(), "JSON-RPC error")
+		}},
 		{"mcp off", 404, `{"message":"MCP access is disabled"}`, invocation.Permanent, invocation.Answered,
 			func(err error) bool {
 				var he *invocation.HTTPError
@@ -218,8 +220,7 @@ func TestCannotCarry(t *testing.T) {
 		a.Target.TriggerNode = "Webhook"
 		change(a)
 		_, err := tr.Attempt(t.Context(), a)
-		var ce *mcpinvoker.CannotCarryError
-		if !errors.As(err, &ce) || invocation.ClassOf(err) != invocation.Permanent || invocation.OutcomeOf(err) != invocation.NotSent {
+		if invocation.CodeOf(err) != invocation.CodeBadRequest || invocation.ClassOf(err) != invocation.Permanent || invocation.OutcomeOf(err) != invocation.NotSent {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

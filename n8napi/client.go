@@ -186,6 +186,22 @@ func (e *APIError) Is(target error) bool {
 	return target == invocation.ErrPermanent && e.Class() == invocation.Permanent
 }
 
+// ErrorCode returns the code of the answer: invocation.CodeRateLimited
+// for a 429, invocation.CodeUnavailable for another transient one,
+// invocation.CodeRejected for a permanent one, invocation.CodeUnknown
+// otherwise.
+func (e *APIError) ErrorCode() invocation.Code {
+	switch c := e.Class(); {
+	case e.StatusCode == 429:
+		return invocation.CodeRateLimited
+	case c == invocation.Transient:
+		return invocation.CodeUnavailable
+	case c == invocation.Permanent:
+		return invocation.CodeRejected
+	}
+	return invocation.CodeUnknown
+}
+
 // IsNotFound reports whether err is an API 404.
 func IsNotFound(err error) bool {
 	var e *APIError
@@ -272,7 +288,7 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 // call is NewRequest plus Do, retried by the client's RetryPolicy; after
 // a 401 it reloads a reloadable key and tries once more. An answer that
 // says the path or method is unknown (404, 405) for an operation the
-// running n8n's spec does not have is an *UnsupportedError.
+// running n8n's spec does not have is an error matching ErrUnsupported.
 func (c *Client) call(ctx context.Context, method, path string, query url.Values, body, v any) (*Response, error) {
 	for try := 1; ; try++ {
 		if err := c.paused.wait(ctx); err != nil {

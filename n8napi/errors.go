@@ -43,3 +43,6 @@ func (e *ExecutionFailedError) Is(target error) bool {
 
 // AttemptCount returns the number of attempts made.
 func (e *ExecutionFailedError) AttemptCount() int { return e.Attempts }
+
+// ErrorCode returns invocation.CodeWorkflowFailed: the workflow ran.
+func (e *ExecutionFailedError) ErrorCode() invocation.Code { return invocation.CodeWorkflowFailed }

@@ -14,31 +14,17 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
-// UnsupportedError is a call to an operation the running n8n does not
+// ErrUnsupported matches a call to an operation the running n8n does not
 // have (an older line: 1.x has no POST /executions/{id}/stop, for
 // example), as the OpenAPI spec it serves says, or, when it serves none,
-// its answer for an unknown route (405, or 404 "not found"); Err is the
-// answer.
-type UnsupportedError struct {
-	Method string
-	// Path is the path called, relative to /api/v1/.
-	Path string
-	Err  error
+// its answer for an unknown route (405, or 404 "not found"). Its error
+// has code invocation.CodeRejected, the answer (if any) as its cause.
+var ErrUnsupported = errors.New("this n8n does not have the operation")
+
+func unsupported(method, path string, answer error) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeRejected, Err: errors.Join(ErrUnsupported, answer),
+		Message: fmt.Sprintf("n8n API: %s /api/v1/%s: this n8n does not have the operation (it is not in the spec it serves)", method, path)}
 }
-
-// Error returns the message.
-func (e *UnsupportedError) Error() string {
-	return fmt.Sprintf("n8n API: %s /api/v1/%s: this n8n does not have the operation (it is not in the spec it serves)", e.Method, e.Path)
-}
-
-// Unwrap returns the answer.
-func (e *UnsupportedError) Unwrap() error { return e.Err }
-
-// Class returns invocation.Permanent: asking again does not add it.
-func (e *UnsupportedError) Class() invocation.Class { return invocation.Permanent }
-
-// Is matches invocation.ErrPermanent.
-func (e *UnsupportedError) Is(target error) bool { return target == invocation.ErrPermanent }
 
 // specCache holds the operations of the spec the instance serves.
 type specCache struct {
@@ -139,7 +125,7 @@ func parseOperations(b []byte) (map[string][][]string, error) {
 }
 
 // unsupported turns an answer that says the path or method is unknown
-// into an *UnsupportedError when the served spec lacks the operation.
+// into an error matching ErrUnsupported when the served spec lacks the operation.
 func (c *Client) unsupported(ctx context.Context, method, path string, err error) error {
 	var ae *APIError
 	if !errors.As(err, &ae) || (ae.StatusCode != http.StatusNotFound && ae.StatusCode != http.StatusMethodNotAllowed) || strings.HasPrefix(ae.Message, "<") {
@@ -154,7 +140,7 @@ func (c *Client) unsupported(ctx context.Context, method, path string, err error
 		ok = !(ae.StatusCode == http.StatusMethodNotAllowed || ae.Message == "not found")
 	}
 	if !ok {
-		return &UnsupportedError{Method: method, Path: strings.TrimPrefix(path, "/"), Err: err}
+		return unsupported(method, strings.TrimPrefix(path, "/"), err)
 	}
 	return err
 }

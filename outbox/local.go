@@ -90,7 +90,7 @@ func (l *Local) Submit(ctx context.Context, req *invocation.Request) (id string,
 		return "", false, err
 	}
 	if !created && (stored.Workflow != req.Workflow || !SameJSON(stored.Params, params) || !SameJSON(stored.PathParams, pathParams)) {
-		return "", false, &ConflictError{Key: key, ExistingID: stored.ID}
+		return "", false, Conflict(key, stored.ID)
 	}
 	select {
 	case l.wake <- struct{}{}:

@@ -184,9 +184,11 @@ func TestLocalEnqueueChecks(t *testing.T) {
 	}{
 		{"same key, same body", &invocation.Request{Workflow: "hook", Body: []byte(`{ "a": 1 }`), IdempotencyKey: "k"}, true, nil},
 		{"same key, other body", &invocation.Request{Workflow: "hook", Params: map[string]any{"a": 2}, IdempotencyKey: "k"}, false,
-			func(err error) bool { var ce *outbox.ConflictError; return errors.As(err, &ce) && ce.ExistingID == id }},
+			func(err error) bool {
+				return invocation.CodeOf(err) == invocation.CodeKeyConflict && strings.Contains(err.Error(), id)
+			}},
 		{"same key, other path params", &invocation.Request{Workflow: "hook", Params: map[string]any{"a": 1}, PathParams: map[string]string{"x": "1"}, IdempotencyKey: "k"}, false,
-			func(err error) bool { var ce *outbox.ConflictError; return errors.As(err, &ce) }},
+			func(err error) bool { return errors.Is(err, invocation.ErrKeyConflict) }},
 		{"unknown workflow", &invocation.Request{Workflow: "nope", IdempotencyKey: "k2"}, false,
 			func(err error) bool { return errors.Is(err, invocation.ErrUnknownWorkflow) }},
 		{"malformed body", &invocation.Request{Workflow: "hook", Body: []byte(`{"a":`), IdempotencyKey: "k3"}, false,

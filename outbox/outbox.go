@@ -67,15 +67,15 @@ var ErrNotFound = errors.New("outbox: no such invocation")
 // workflow, a body that is not JSON.
 var ErrInvalid = errors.New("outbox: invalid request")
 
-// ConflictError is an Enqueue of an idempotency key already stored with
-// another workflow or other parameters: nothing is stored.
-type ConflictError struct {
-	Key, ExistingID string
-}
-
-// Error returns the message.
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("outbox: idempotency key %q is already stored as invocation %s with another workflow or parameters", e.Key, e.ExistingID)
+// Conflict returns the error of an Enqueue of an idempotency key already
+// stored (as invocation existing, when known) with another workflow or
+// other parameters: code invocation.CodeKeyConflict; nothing is stored.
+func Conflict(key, existing string) *invocation.Error {
+	msg := fmt.Sprintf("outbox: idempotency key %q is already stored with another workflow or parameters", key)
+	if existing != "" {
+		msg = fmt.Sprintf("outbox: idempotency key %q is already stored as invocation %s with another workflow or parameters", key, existing)
+	}
+	return &invocation.Error{Code: invocation.CodeKeyConflict, Key: key, Message: msg}
 }
 
 // Options configure an outbox; zero values mean defaults.
@@ -151,7 +151,7 @@ type Queue interface {
 	// request without an idempotency key gets the invocation's id as its
 	// key; a key already stored with the same workflow and parameters
 	// returns the stored invocation's id (nothing new is stored), with
-	// others a *ConflictError.
+	// others an error of code invocation.CodeKeyConflict (Conflict).
 	Enqueue(ctx context.Context, req *invocation.Request) (string, error)
 	// Get returns invocation id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Invocation, error)
@@ -331,9 +331,8 @@ func Outcome(res *invocation.Result, err error) (status string, result json.RawM
 		return Succeeded, result, dlq.ErrorInfo{}, 0
 	}
 	info = dlq.ErrorInfo{Class: invocation.ClassOf(err).String(), Message: err.Error()}
-	var de *dlq.DeadLetteredError
-	if errors.As(err, &de) {
-		return DeadLettered, nil, info, de.EntryID
+	if id := invocation.DeadLetterOf(err); id != 0 {
+		return DeadLettered, nil, info, id
 	}
 	return Failed, nil, info, 0
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -30,42 +31,23 @@ type Options struct {
 	InFlight int
 }
 
-// Error is a pack whose answer does not confirm its items: wrong
-// length, a key out of place, or not a JSON array of item results.
-type Error struct {
-	Workflow string
-	Items    int
-	Reason   string
+// ErrAnswer matches a pack whose answer does not confirm its items:
+// wrong length, a key out of place, or not a JSON array of item results.
+// Its error has code invocation.CodeInvalidAnswer: the workflow may have
+// run the items.
+var ErrAnswer = errors.New("packed answer rejected")
+
+func answerError(workflow string, items int, reason string) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeInvalidAnswer, Workflow: workflow,
+		Message: fmt.Sprintf("packed answer for %d items rejected: %s", items, reason), Err: ErrAnswer}
 }
 
-// Error returns the message.
-func (e *Error) Error() string {
-	return fmt.Sprintf("workflow %q: packed answer for %d items rejected: %s", e.Workflow, e.Items, e.Reason)
-}
-
-// Class returns Unknown: the workflow may have run the items.
-func (e *Error) Class() invocation.Class { return invocation.Unknown }
-
-// ItemError is one item that the packed workflow reported failed
-// ({key, ok: false, error}).
-type ItemError struct {
-	Workflow    string
-	Key         string
-	Message     string
-	ExecutionID string
-}
-
-// Error returns the message.
-func (e *ItemError) Error() string {
-	return fmt.Sprintf("workflow %q: item %q failed in execution %s: %s", e.Workflow, e.Key, e.ExecutionID, e.Message)
-}
-
-// Class returns Permanent: the workflow ran the item.
-func (e *ItemError) Class() invocation.Class { return invocation.Permanent }
-
-// Is matches ErrWorkflowFailed and ErrPermanent.
-func (e *ItemError) Is(target error) bool {
-	return target == invocation.ErrWorkflowFailed || target == invocation.ErrPermanent
+// ItemFailed returns the error of one item that the packed workflow
+// reported failed ({key, ok: false, error}): code
+// invocation.CodeWorkflowFailed, the item's key and execution.
+func ItemFailed(workflow, key, message, executionID string) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeWorkflowFailed, Workflow: workflow, Key: key, ExecutionID: executionID,
+		Message: fmt.Sprintf("item %q failed in execution %s: %s", key, executionID, message)}
 }
 
 // Answer is one item result of a packed answer: {key, ok, result} or
@@ -130,17 +112,17 @@ func Check(workflow string, items []Item, out json.RawMessage) ([]Answer, error)
 	pk := items
 	var answers []Answer
 	if err := json.Unmarshal(out, &answers); err != nil {
-		return nil, &Error{Workflow: workflow, Items: len(pk), Reason: "not a JSON array of item results (is the webhook's response data set to all entries?)"}
+		return nil, answerError(workflow, len(pk), "not a JSON array of item results (is the webhook's response data set to all entries?)")
 	}
 	if len(answers) != len(pk) {
-		return nil, &Error{Workflow: workflow, Items: len(pk), Reason: "answer has " + strconv.Itoa(len(answers)) + " items"}
+		return nil, answerError(workflow, len(pk), "answer has "+strconv.Itoa(len(answers))+" items")
 	}
 	for i, a := range answers {
 		switch {
 		case a.Key == nil || a.OK == nil:
-			return nil, &Error{Workflow: workflow, Items: len(pk), Reason: fmt.Sprintf("item %d has no key or no ok", i)}
+			return nil, answerError(workflow, len(pk), fmt.Sprintf("item %d has no key or no ok", i))
 		case *a.Key != pk[i].Key:
-			return nil, &Error{Workflow: workflow, Items: len(pk), Reason: fmt.Sprintf("item %d has key %q, want %q (order changed)", i, *a.Key, pk[i].Key)}
+			return nil, answerError(workflow, len(pk), fmt.Sprintf("item %d has key %q, want %q (order changed)", i, *a.Key, pk[i].Key))
 		}
 	}
 	return answers, nil

@@ -19,25 +19,20 @@ import (
 // DefaultResolverTTL is how long a resolved webhook is cached.
 const DefaultResolverTTL = 5 * time.Minute
 
-// ResolveError explains why a workflow id or name has no usable webhook.
-type ResolveError struct {
-	Workflow string
-	Reason   string
-	// NotFound is true when n8n knows no workflow of that id or name.
-	NotFound bool
-}
+// notInN8N is the cause of an unknown-workflow error from n8n's API:
+// n8n knows no workflow of that id or name.
+type notInN8N string
 
-// Error returns the message.
-func (e *ResolveError) Error() string {
-	return fmt.Sprintf("workflow %q: %s", e.Workflow, e.Reason)
-}
+func (e notInN8N) Error() string { return string(e) }
 
-// Class returns Permanent.
-func (e *ResolveError) Class() invocation.Class { return invocation.Permanent }
-
-// Is matches ErrUnknownWorkflow for unknown ids and ErrPermanent.
-func (e *ResolveError) Is(target error) bool {
-	return target == invocation.ErrPermanent || (e.NotFound && target == invocation.ErrUnknownWorkflow)
+// resolveError is the error of a workflow id or name that has no usable
+// webhook: unknown to n8n (code invocation.CodeUnknownWorkflow), or not
+// runnable by webhook as it is (invocation.CodeBadRequest).
+func resolveError(workflow, reason string, notFound bool) *invocation.Error {
+	if notFound {
+		return &invocation.Error{Code: invocation.CodeUnknownWorkflow, Workflow: workflow, Err: notInN8N(reason)}
+	}
+	return &invocation.Error{Code: invocation.CodeBadRequest, Workflow: workflow, Message: reason}
 }
 
 // APIResolver resolves an n8n workflow id (or exact name) to its webhook
@@ -141,7 +136,7 @@ func (r *APIResolver) Lookups() int {
 
 func (r *APIResolver) lookup(ctx context.Context, workflow string) (*n8napi.Workflow, error) {
 	if workflow == "" || strings.ContainsAny(workflow, "/?#") {
-		return nil, &ResolveError{Workflow: workflow, Reason: "not a workflow id or name", NotFound: true}
+		return nil, resolveError(workflow, "not a workflow id or name", true)
 	}
 	w, _, err := r.c.Workflows.Get(ctx, workflow)
 	if err == nil {
@@ -161,7 +156,7 @@ func (r *APIResolver) lookup(ctx context.Context, workflow string) (*n8napi.Work
 			return full, err
 		}
 	}
-	return nil, &ResolveError{Workflow: workflow, Reason: "n8n has no workflow with this id or name", NotFound: true}
+	return nil, resolveError(workflow, "n8n has no workflow with this id or name", true)
 }
 
 func (r *APIResolver) endpoint(workflow string, w *n8napi.Workflow) (*invocation.Target, error) {
@@ -172,7 +167,7 @@ func (r *APIResolver) endpoint(workflow string, w *n8napi.Workflow) (*invocation
 		r.OnWarning(workflow, fmt.Sprintf("workflow %s (%q) does not save successful executions: a lost answer cannot be reconciled (it ends unresolved) and Wait cannot follow it", w.ID, w.Name))
 	}
 	if !w.Active {
-		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("workflow %s (%q) is not active: activate it in n8n to run it by webhook", w.ID, w.Name)}
+		return nil, resolveError(workflow, fmt.Sprintf("workflow %s (%q) is not active: activate it in n8n to run it by webhook", w.ID, w.Name), false)
 	}
 	var hooks []n8napi.Node
 	for _, n := range w.LiveNodes() {
@@ -182,10 +177,10 @@ func (r *APIResolver) endpoint(workflow string, w *n8napi.Workflow) (*invocation
 	}
 	switch len(hooks) {
 	case 0:
-		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("workflow %s (%q) has no Webhook trigger node in its active version", w.ID, w.Name)}
+		return nil, resolveError(workflow, fmt.Sprintf("workflow %s (%q) has no Webhook trigger node in its active version", w.ID, w.Name), false)
 	case 1:
 	default:
-		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("workflow %s (%q) has %d Webhook nodes; give each an alias in the configuration", w.ID, w.Name, len(hooks))}
+		return nil, resolveError(workflow, fmt.Sprintf("workflow %s (%q) has %d Webhook nodes; give each an alias in the configuration", w.ID, w.Name, len(hooks)), false)
 	}
 	n := hooks[0]
 	str := func(k, def string) string {
@@ -216,16 +211,16 @@ func (r *APIResolver) endpoint(workflow string, w *n8napi.Workflow) (*invocation
 		ref := n.Credentials[credType]
 		a, ok := r.creds[ref.Name]
 		if !ok {
-			return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf(
+			return nil, resolveError(workflow, fmt.Sprintf(
 				"its webhook uses %s with the n8n credential %q; give its secret under credentials.%q in the configuration (n8n's API never returns secrets)",
-				auth, ref.Name, ref.Name)}
+				auth, ref.Name, ref.Name), false)
 		}
 		ep.Auth = a
 	default:
-		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("its webhook uses %s authentication, which n8n-invoker does not support yet", auth)}
+		return nil, resolveError(workflow, fmt.Sprintf("its webhook uses %s authentication, which n8n-invoker does not support yet", auth), false)
 	}
 	if strings.ContainsAny(path, "?#") {
-		return nil, &ResolveError{Workflow: workflow, Reason: fmt.Sprintf("webhook path %q is not usable", url.PathEscape(path))}
+		return nil, resolveError(workflow, fmt.Sprintf("webhook path %q is not usable", url.PathEscape(path)), false)
 	}
 	return ep, nil
 }
@@ -264,7 +259,7 @@ func (r *APIResolver) IDForPath(ctx context.Context, method, path string) (strin
 				}
 			}
 		}
-		return "", &ResolveError{Workflow: path, Reason: fmt.Sprintf("no active workflow serves %s %s", method, path), NotFound: true}
+		return "", resolveError(path, fmt.Sprintf("no active workflow serves %s %s", method, path), true)
 	})
 	if err != nil {
 		return "", err

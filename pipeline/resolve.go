@@ -10,7 +10,7 @@ import (
 
 // Resolver finds the Target of a workflow name, for any transport.
 // Implementations return an error that is Permanent (such as
-// *UnknownWorkflowError) for a name they do not know.
+// an error of code invocation.CodeUnknownWorkflow) for a name they do not know.
 type Resolver interface {
 	Resolve(ctx context.Context, workflow string) (*invocation.Target, error)
 }
@@ -23,33 +23,35 @@ type Invalidator interface {
 
 // Chain tries resolvers in order; a resolver that does not know the
 // workflow (ErrUnknownWorkflow) passes it to the next. When none knows
-// it, the answer is one *UnknownWorkflowError that lists the names the
+// it, the answer is one an error of code invocation.CodeUnknownWorkflow that lists the names the
 // resolvers know and the last one's hint.
 type Chain []Resolver
 
 // Resolve returns the first answer that is not "unknown workflow".
 func (ch Chain) Resolve(ctx context.Context, workflow string) (*invocation.Target, error) {
-	unknown := &UnknownWorkflowError{Workflow: workflow}
+	var known []string
+	var hint string
+	var cause error
 	for _, r := range ch {
 		t, err := r.Resolve(ctx, workflow)
 		if err == nil || !errors.Is(err, invocation.ErrUnknownWorkflow) {
 			return t, err
 		}
-		var ue *UnknownWorkflowError
-		var re *ResolveError
+		var un *unknownNames
+		var nf notInN8N
 		switch {
-		case errors.As(err, &ue):
-			unknown.Known = append(unknown.Known, ue.Known...)
-			if ue.Hint != "" {
-				unknown.Hint = ue.Hint
+		case errors.As(err, &nf):
+			hint, cause = "n8n has no workflow with this id or name either", err
+		case errors.As(err, &un):
+			known = append(known, un.known...)
+			if un.hint != "" {
+				hint = un.hint
 			}
-		case errors.As(err, &re):
-			unknown.Hint, unknown.Err = "n8n has no workflow with this id or name either", re
 		default:
-			unknown.Hint = err.Error()
+			hint = err.Error()
 		}
 	}
-	return nil, unknown
+	return nil, UnknownWorkflow(workflow, known, hint, cause)
 }
 
 // Invalidate passes the invalidation to every resolver that caches.
@@ -66,7 +68,7 @@ func (ch Chain) Invalidate(workflow string) {
 // call (read-only): do not change them once calls are made.
 type StaticResolver map[string]*invocation.Target
 
-// Resolve returns the target of workflow or an *UnknownWorkflowError.
+// Resolve returns the target of workflow or an an error of code invocation.CodeUnknownWorkflow.
 func (s StaticResolver) Resolve(_ context.Context, workflow string) (*invocation.Target, error) {
 	if t, ok := s[workflow]; ok && t != nil {
 		if t.Workflow == "" {
@@ -81,5 +83,5 @@ func (s StaticResolver) Resolve(_ context.Context, workflow string) (*invocation
 		known = append(known, k)
 	}
 	sort.Strings(known)
-	return nil, &UnknownWorkflowError{Workflow: workflow, Known: known}
+	return nil, UnknownWorkflow(workflow, known, "", nil)
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
@@ -61,9 +62,9 @@ func (r *Retry) init(res Resolver) error {
 
 // run makes attempts until one succeeds, an error is not worth another,
 // or the policy, the budget or ctx says stop. It returns a result or a
-// typed error: the last attempt's (classified), *AttemptsExhaustedError,
-// *RetryAfterError, *CircuitOpenError, *BudgetExhaustedError, or the
-// context's error when the caller canceled.
+// typed error: an *invocation.Error whose code says why (the last
+// attempt's error as its cause), or the context's error when the caller
+// canceled.
 func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler) (*invocation.Result, error) {
 	start := time.Now()
 	wf := c.Request.Workflow
@@ -71,6 +72,9 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 	// stage (hooks may have changed the parameters).
 	body, err := encode(c.Request, c.Target)
 	if err != nil {
+		if invocation.CodeOf(err) == invocation.CodeUnknown {
+			err = &invocation.Error{Code: invocation.CodeBadRequest, Workflow: wf, Err: err}
+		}
 		return nil, err
 	}
 	a := &c.attempt
@@ -79,14 +83,15 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 	unknownRetries, throttled := 0, 0
 	lastThrottled, crashResent := false, false
 	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		if ctx.Err() != nil {
+			return nil, invocation.NewCanceled(ctx, wf, c.Attempts, false)
 		}
 		cost := 0
 		if last != nil && r.Budget != nil && !lastThrottled {
 			var ok bool
 			if cost, ok = r.Budget.Acquire(timedOut(last)); !ok {
-				return nil, &policy.BudgetExhaustedError{Workflow: wf, Attempts: c.Attempts, Last: last}
+				return nil, &invocation.Error{Code: invocation.CodeBudgetExhausted, Workflow: wf, Attempts: c.Attempts,
+					Message: fmt.Sprintf("retry budget exhausted after %d attempt%s", c.Attempts, pluralS(c.Attempts)), Err: last}
 			}
 		}
 		a.Number, a.Header = c.Attempts+1, nil
@@ -107,7 +112,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 			return res, nil
 		}
 		if ctx.Err() != nil {
-			return nil, canceled(ctx, err) // the caller's cancellation: not a failure
+			return nil, canceled(ctx, c, err) // the caller's cancellation: not a failure
 		}
 		class := invocation.ClassOf(err)
 		if class != invocation.Permanent && invocation.OutcomeOf(err) == invocation.Ambiguous {
@@ -116,7 +121,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 			case r.Reconciler != nil:
 				rc := r.Reconciler.Reconcile(ctx, c, sentAt)
 				if ctx.Err() != nil {
-					return nil, canceled(ctx, err)
+					return nil, canceled(ctx, c, err)
 				}
 				switch rc.Verdict {
 				case Ran:
@@ -126,15 +131,15 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 				case RanAndFailed:
 					return nil, rc.Err
 				case Unresolved:
-					return nil, &UnresolvedError{Workflow: wf, Attempts: c.Attempts, Reason: rc.Reason, Last: err}
+					return nil, unresolved(wf, c.Attempts, rc.Reason, err)
 				case Crashed:
 					if crashResent {
-						return nil, &UnresolvedError{Workflow: wf, Attempts: c.Attempts, Reason: "its execution crashed twice", Last: err}
+						return nil, unresolved(wf, c.Attempts, "its execution crashed twice", err)
 					}
 					crashResent = true // n8n died while running it: re-sent once
 				}
 			case !r.RetryAmbiguous:
-				return nil, &AmbiguousError{Workflow: wf, Attempts: c.Attempts, Last: err}
+				return nil, ambiguous(wf, c.Attempts, err)
 			}
 		}
 		if r.invalidate != nil && errors.Is(err, invocation.ErrNotRegistered) {
@@ -142,7 +147,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		}
 		last = err
 		if class == invocation.Permanent {
-			return nil, err
+			return nil, ended(c, err)
 		}
 		ra, hasRA := retryAfter(err)
 		// A 429 with Retry-After is n8n's flow control: waited out, never
@@ -179,7 +184,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		}
 		wait, ok := pol.Wait(retries+1, ra, hasRA)
 		if !ok {
-			return nil, &RetryAfterError{Workflow: wf, Wait: wait, Attempts: c.Attempts, Err: err}
+			return nil, retryAfterTooLong(wf, wait, c.Attempts, err)
 		}
 		if r.Policy.MaxElapsed > 0 && time.Since(start)+wait > r.Policy.MaxElapsed {
 			return nil, exhausted(c, err)
@@ -187,7 +192,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		// The backoff is not spent at n8n: the call's batch slot is given
 		// back meanwhile, so a batch's concurrency counts calls n8n has.
 		if err := invocation.WaitReleased(ctx, wait, nil); err != nil {
-			return nil, err
+			return nil, invocation.NewCanceled(ctx, wf, c.Attempts, false)
 		}
 	}
 }
@@ -206,27 +211,26 @@ func (r *Retry) classified(t invocation.Transport) invocation.AttemptHandler {
 }
 
 // canceled is the error of a call its caller canceled: the transport's
-// *invocation.CanceledError (it counts the attempts and says whether the
-// last one was sent), else the context's error.
-func canceled(ctx context.Context, err error) error {
-	var ce *invocation.CanceledError
-	if errors.As(err, &ce) {
-		return ce
+// (it counts the attempts and says whether the last one was sent), else
+// one that says the last attempt's outcome.
+func canceled(ctx context.Context, c *Call, err error) error {
+	if code := invocation.CodeOf(err); code == invocation.CodeCanceled || code == invocation.CodeCanceledInFlight {
+		return err
 	}
-	return ctx.Err()
+	return invocation.NewCanceled(ctx, c.Request.Workflow, c.Attempts, invocation.OutcomeOf(err) != invocation.NotSent)
 }
 
 // refused completes a breaker's refusal with the call's details.
 func refused(ctx context.Context, err error, wf string, attempts int, last error) error {
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return invocation.NewCanceled(ctx, wf, attempts, false)
 	}
-	var coe *policy.CircuitOpenError
+	var coe *invocation.Error
 	if !errors.As(err, &coe) {
 		return err
 	}
 	e := *coe
-	e.Workflow, e.Attempts, e.Last = wf, attempts, last
+	e.Workflow, e.Attempts, e.Err = wf, attempts, last
 	return &e
 }
 
@@ -238,7 +242,8 @@ func (r *Retry) refund(cost int) {
 
 // withClass records the class the loop decided on the error: on the
 // webhook transport's errors in their field, around any other error that
-// has no class of its own as an *AttemptError.
+// has no class of its own as an *invocation.Error whose code follows from
+// that class and its outcome.
 func withClass(err error, class invocation.Class, a *invocation.Attempt) error {
 	var he *invocation.HTTPError
 	var te *invocation.TransportError
@@ -254,8 +259,8 @@ func withClass(err error, class invocation.Class, a *invocation.Attempt) error {
 	if errors.As(err, &own) {
 		return err
 	}
-	return &invocation.AttemptError{Workflow: a.Request.Workflow, Attempts: a.Number, ErrClass: class,
-		Sent: invocation.OutcomeOf(err), Err: err}
+	return &invocation.Error{Code: invocation.AttemptCode(class, invocation.OutcomeOf(err)), Workflow: a.Request.Workflow,
+		Attempts: a.Number, Err: err}
 }
 
 func timedOut(err error) bool {
@@ -271,9 +276,23 @@ func retryAfter(err error) (time.Duration, bool) {
 	return 0, false
 }
 
+// ended is the error of a call that ended with err, not worth another
+// attempt: err's code and the attempts made.
+func ended(c *Call, err error) error {
+	return &invocation.Error{Code: invocation.CodeOf(err), Workflow: c.Request.Workflow, Attempts: attemptsOf(c, err), Err: err}
+}
+
+// attemptsOf is the attempts of a call: those the loop made, or those
+// its transport reports when it made more (a transport that retries
+// inside one attempt).
+func attemptsOf(c *Call, err error) int { return max(c.Attempts, invocation.AttemptsOf(err)) }
+
+// exhausted is the error of a call that made its last attempt: the code
+// of that attempt's error, and the attempts made.
 func exhausted(c *Call, err error) error {
-	if c.Attempts == 1 {
-		return err
+	e := &invocation.Error{Code: invocation.CodeOf(err), Workflow: c.Request.Workflow, Attempts: attemptsOf(c, err), Err: err}
+	if c.Attempts > 1 {
+		e.Message = fmt.Sprintf("gave up after %d attempt%s", c.Attempts, pluralS(c.Attempts))
 	}
-	return &AttemptsExhaustedError{Workflow: c.Request.Workflow, Attempts: c.Attempts, Last: err}
+	return e
 }

@@ -333,8 +333,7 @@ func TestRetryTiming(t *testing.T) {
 					}
 				}
 				var (
-					ex *AttemptsExhaustedError
-					ra *RetryAfterError
+					ex *invocation.Error
 					he *invocation.HTTPError
 				)
 				switch tt.errType {
@@ -343,16 +342,16 @@ func TestRetryTiming(t *testing.T) {
 						t.Fatalf("res %+v err %v", res, err)
 					}
 				case "exhausted":
-					if !errors.As(err, &ex) || ex.Attempts != tt.attempts || invocation.AttemptsOf(err) != tt.attempts {
+					if !errors.As(err, &ex) || ex.Attempts != tt.attempts || invocation.AttemptsOf(err) != tt.attempts || !strings.Contains(err.Error(), "gave up") {
 						t.Fatalf("err = %v, want exhausted after %d", err, tt.attempts)
 					}
 				case "retryafter":
-					if !errors.As(err, &ra) || ra.Wait != time.Hour || invocation.ClassOf(err) != invocation.Transient || !errors.As(err, &he) {
+					if !errors.As(err, &ex) || ex.RetryAfter != time.Hour || invocation.ClassOf(err) != invocation.Transient || !errors.As(err, &he) {
 						t.Fatalf("err = %v, want RetryAfterError of 1h", err)
 					}
 				case "http":
-					if !errors.As(err, &he) || errors.As(err, &ex) || he.Attempts != 1 {
-						t.Fatalf("err = %v, want a bare HTTPError", err)
+					if !errors.As(err, &he) || !errors.As(err, &ex) || ex.Attempts != 1 || he.Attempts != 1 || ex.Code != he.ErrorCode() || strings.Contains(err.Error(), "gave up") {
+						t.Fatalf("err = %v, want the HTTPError of one attempt, its code", err)
 					}
 				}
 			})
@@ -745,8 +744,8 @@ func TestAmbiguousAttempts(t *testing.T) {
 		check     func(res *invocation.Result, err error) bool
 	}{
 		{"502 without reconciler", []answer{{status: 502}, ok}, nil, 1, 0, func(_ *invocation.Result, err error) bool {
-			var ae *AmbiguousError
-			return errors.As(err, &ae) && ae.Attempts == 1 && invocation.AttemptsOf(err) == 1 && invocation.OutcomeOf(err) == invocation.Ambiguous
+			var ae *invocation.Error
+			return errors.As(err, &ae) && ae.Code == invocation.CodeAmbiguous && ae.Attempts == 1 && invocation.AttemptsOf(err) == 1 && invocation.OutcomeOf(err) == invocation.Ambiguous
 		}},
 		{"reset after sending, without reconciler", []answer{{err: errors.New("connection reset by peer")}, ok}, nil, 1, 0, func(_ *invocation.Result, err error) bool {
 			return errors.Is(err, ErrAmbiguous)
@@ -770,8 +769,7 @@ func TestAmbiguousAttempts(t *testing.T) {
 			return errors.Is(err, ErrUnresolved)
 		}},
 		{"unresolved: typed, not sent again", []answer{{status: 502}, ok}, []Verdict{Unresolved}, 1, 1, func(_ *invocation.Result, err error) bool {
-			var ue *UnresolvedError
-			return errors.As(err, &ue) && strings.Contains(ue.Reason, "still running") && invocation.ClassOf(err) == invocation.Unknown
+			return invocation.CodeOf(err) == invocation.CodeUnresolved && strings.Contains(err.Error(), "still running") && invocation.ClassOf(err) == invocation.Unknown
 		}},
 	}
 	for _, tt := range tests {

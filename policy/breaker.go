@@ -206,7 +206,7 @@ func (b *Breaker) State() State {
 }
 
 // Allow asks to make one attempt. It returns done, which must be called
-// once with the attempt's verdict, or a *CircuitOpenError.
+// once with the attempt's verdict, or an error of code invocation.CodeCircuitOpen.
 func (b *Breaker) Allow() (done func(Verdict), err error) {
 	gen, err := b.acquire()
 	if err != nil {
@@ -224,7 +224,7 @@ func (b *Breaker) acquire() (gen uint64, err error) {
 	if b.state == Open {
 		if wait := b.cfg.OpenTimeout - now.Sub(b.openedAt); wait > 0 {
 			b.mu.Unlock()
-			return 0, &CircuitOpenError{Endpoint: b.name, State: Open.String(), RetryIn: wait}
+			return 0, circuitOpen(b.name, Open, wait)
 		}
 		changes = append(changes, b.setState(HalfOpen, now))
 	}
@@ -232,7 +232,7 @@ func (b *Breaker) acquire() (gen uint64, err error) {
 		if b.probes >= b.cfg.HalfOpenProbes {
 			b.mu.Unlock()
 			b.notify(changes)
-			return 0, &CircuitOpenError{Endpoint: b.name, State: HalfOpen.String()}
+			return 0, circuitOpen(b.name, HalfOpen, 0)
 		}
 		b.probes++
 	}
@@ -370,7 +370,7 @@ func (s *Breakers) Get(endpoint string) *Breaker {
 // the attempt's workflow and records the attempt's verdict. When the
 // breaker is open, the call waits (not sent, not an attempt) until the
 // breaker lets a probe through or closes, within the call's deadline and
-// MaxPause; past them it returns the *CircuitOpenError. While it waits it
+// MaxPause; past them it returns the error of code invocation.CodeCircuitOpen. While it waits it
 // gives back the invocation.Slot the context carries, if any.
 func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
 	b := s.Get(a.Request.Workflow)
@@ -390,13 +390,13 @@ func (s *Breakers) Attempt(ctx context.Context, a *invocation.Attempt, next invo
 		if s.cfg.MaxPause < 0 {
 			return nil, err
 		}
-		var coe *CircuitOpenError
+		var coe *invocation.Error
 		errors.As(err, &coe)
 		wait := probeWait
-		if coe != nil && coe.RetryIn > 0 {
-			wait = coe.RetryIn
+		if coe != nil && coe.RetryAfter > 0 {
+			wait = coe.RetryAfter
 		}
-		if dl, ok := ctx.Deadline(); ok && coe != nil && coe.RetryIn > 0 && time.Until(dl) < wait {
+		if dl, ok := ctx.Deadline(); ok && coe != nil && coe.RetryAfter > 0 && time.Until(dl) < wait {
 			return nil, err // the deadline ends before the breaker lets anything through
 		}
 		if paused+wait > s.cfg.MaxPause {

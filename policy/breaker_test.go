@@ -68,8 +68,8 @@ func TestBreakerConsecutiveFailuresAndRecovery(t *testing.T) {
 			t.Fatalf("state %s after 3 consecutive failures", b.State())
 		}
 		err = call(t, b, Success)
-		var coe *CircuitOpenError
-		if !errors.As(err, &coe) || coe.RetryIn != 10*time.Second || !errors.Is(err, invocation.ErrCircuitOpen) || invocation.ClassOf(err) != invocation.Transient {
+		var coe *invocation.Error
+		if !errors.As(err, &coe) || coe.Code != invocation.CodeCircuitOpen || coe.RetryAfter != 10*time.Second || !errors.Is(err, invocation.ErrCircuitOpen) || invocation.ClassOf(err) != invocation.Transient {
 			t.Fatalf("open breaker: %v", err)
 		}
 		time.Sleep(10 * time.Second)

@@ -17,7 +17,7 @@ type Bulkhead struct {
 
 // NewBulkhead allows maxInFlight calls per key. A call that finds no slot
 // waits up to maxWait (0: as long as its context allows) and then fails
-// with a *BulkheadError.
+// with a error of code invocation.CodeBulkheadFull.
 func NewBulkhead(maxInFlight int, maxWait time.Duration) *Bulkhead {
 	return &Bulkhead{max: maxInFlight, maxWait: maxWait, slots: map[string]chan struct{}{}}
 }
@@ -49,7 +49,7 @@ func (b *Bulkhead) Acquire(ctx context.Context, key string) (release func(), err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-timeout:
-		return nil, &BulkheadError{Workflow: key, MaxInFlight: b.max}
+		return nil, bulkheadFull(key, b.max)
 	}
 }
 

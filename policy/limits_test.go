@@ -92,8 +92,7 @@ func TestBulkhead(t *testing.T) {
 		other()
 		start := time.Now()
 		_, err = b.Acquire(t.Context(), "wf")
-		var be *BulkheadError
-		if !errors.As(err, &be) || !errors.Is(err, invocation.ErrBulkheadFull) || time.Since(start) != time.Second {
+		if invocation.CodeOf(err) != invocation.CodeBulkheadFull || !errors.Is(err, invocation.ErrBulkheadFull) || time.Since(start) != time.Second {
 			t.Fatalf("full bulkhead: %v after %s", err, time.Since(start))
 		}
 		go func() { time.Sleep(100 * time.Millisecond); r1() }()

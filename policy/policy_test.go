@@ -51,7 +51,7 @@ func TestClassification(t *testing.T) {
 		{&invocation.TransportError{Err: context.DeadlineExceeded, TimedOut: true}, invocation.Unknown},
 		{io.EOF, invocation.Transient},
 		{errors.New("a custom transport's failure"), invocation.Unknown},
-		{&BulkheadError{}, invocation.Transient},
+		{bulkheadFull("w", 1), invocation.Transient},
 	}
 	for _, tt := range tests {
 		if got, ok := N8N(tt.o); !ok || got != tt.want {

@@ -48,33 +48,31 @@ func NewClient(baseURL string, token secret.Secret, hc *http.Client) (*Client, e
 	return &Client{base: u, token: token, hc: hc}, nil
 }
 
-// ClientError is a refusal of the service: its status and JSON error.
-type ClientError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-// Error returns the message.
-func (e *ClientError) Error() string {
-	return fmt.Sprintf("n8n-invoker service: HTTP %d %s: %s", e.Status, e.Code, e.Message)
-}
-
-// Is maps the service's refusals to the outbox's and invocation's
-// sentinels: outbox.ErrInvalid, outbox.ErrNotFound,
-// invocation.ErrUnknownWorkflow, invocation.ErrPermanent.
-func (e *ClientError) Is(target error) bool {
-	switch target {
-	case outbox.ErrInvalid:
-		return e.Status == http.StatusBadRequest || e.Status == http.StatusRequestEntityTooLarge
-	case outbox.ErrNotFound:
-		return e.Code == "not_found"
-	case invocation.ErrUnknownWorkflow:
-		return e.Code == "unknown_workflow"
-	case invocation.ErrPermanent:
-		return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusTooManyRequests
+// refusal is the error of a refusal of the service: an *invocation.Error
+// whose code is the one the service answered (its API error code is the
+// invocation code's name in snake case), else one that follows from the
+// status. It matches outbox.ErrInvalid for a 400 or 413 and
+// outbox.ErrNotFound for a "not_found".
+func refusal(status int, code, message string) *invocation.Error {
+	e := &invocation.Error{Message: fmt.Sprintf("n8n-invoker service: HTTP %d %s: %s", status, code, message)}
+	c, known := invocation.ParseCode(strings.ReplaceAll(code, "_", "-"))
+	switch {
+	case known && c != invocation.CodeOK:
+		e.Code = c
+	case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge:
+		e.Code, e.Err = invocation.CodeBadRequest, outbox.ErrInvalid
+	case code == "not_found":
+		e.Code, e.Err = invocation.CodeBadRequest, outbox.ErrNotFound
+	case status == http.StatusConflict:
+		e.Code = invocation.CodeKeyConflict
+	case status == http.StatusTooManyRequests:
+		e.Code = invocation.CodeRateLimited
+	case status >= 400 && status < 500:
+		e.Code = invocation.CodeRejected
+	default:
+		e.Code = invocation.CodeUnavailable
 	}
-	return false
+	return e
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) (int, error) {
@@ -117,7 +115,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) (in
 		if e.Error.Code == "" {
 			e.Error.Code, e.Error.Message = "http_"+strconv.Itoa(resp.StatusCode), strings.TrimSpace(string(b[:min(len(b), 200)]))
 		}
-		return resp.StatusCode, &ClientError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+		return resp.StatusCode, refusal(resp.StatusCode, e.Error.Code, e.Error.Message)
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -143,9 +141,8 @@ func (c *Client) Submit(ctx context.Context, req *invocation.Request) (string, b
 	}
 	var inv outbox.Invocation
 	status, err := c.do(ctx, http.MethodPost, "/v1/invocations", in, &inv)
-	var ce *ClientError
-	if errors.As(err, &ce) && ce.Status == http.StatusConflict {
-		return "", false, &outbox.ConflictError{Key: req.IdempotencyKey, ExistingID: ""}
+	if invocation.CodeOf(err) == invocation.CodeKeyConflict {
+		return "", false, outbox.Conflict(req.IdempotencyKey, "")
 	}
 	if err != nil {
 		return "", false, err

@@ -315,12 +315,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) enqueueError(w http.ResponseWriter, err error) {
-	var ce *outbox.ConflictError
-	switch {
-	case errors.As(err, &ce):
-		writeError(w, http.StatusConflict, "conflict", err.Error())
-	case errors.Is(err, invocation.ErrUnknownWorkflow):
-		writeError(w, http.StatusNotFound, "unknown_workflow", err.Error())
+	switch c := invocation.CodeOf(err); {
+	case c != invocation.CodeUnknown && c != invocation.CodeCanceled:
+		writeCodeError(w, err) // a key conflict, an unknown workflow, ...
 	case errors.Is(err, outbox.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 	case invocation.IsCanceled(err):
@@ -590,9 +587,8 @@ func (s *Server) replayDeadLetter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep, err := s.replay(r.Context(), id, in.RunAgain)
-	var me *invoker.MissingEntriesError
 	switch {
-	case errors.As(err, &me):
+	case errors.Is(err, dlq.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no dead letter %d", id))
 		return
 	case err != nil:

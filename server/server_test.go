@@ -278,7 +278,7 @@ func TestSubmitGetAwaitList(t *testing.T) {
 		t.Errorf("same key, same body: %d %s", status, body)
 	}
 	status, body, _ = e.call("POST", "/v1/invocations", e.submit, map[string]any{"workflow": "echo", "params": map[string]any{"n": 2}, "idempotency_key": "k1"})
-	if status != 409 || errCode(body) != "conflict" {
+	if status != 409 || errCode(body) != "key_conflict" {
 		t.Errorf("same key, other body: %d %s", status, body)
 	}
 	status, body, _ = e.call("GET", "/v1/invocations/"+inv.ID+"/await?timeout=10s", e.reader, nil)

@@ -40,8 +40,10 @@ type Record struct {
 	WorkflowID  string
 	RequestID   string
 	ExecutionID string
-	// Outcome is success, failure or canceled.
+	// Outcome is success, failure or canceled (OutcomeLabel of Code).
 	Outcome string
+	// Code is the error's code, invocation.CodeOK on success.
+	Code invocation.Code
 	// Class is the error's class, empty on success.
 	Class    string
 	Attempts int
@@ -192,7 +194,7 @@ func (t *Telemetry) attrSet(workflow, outcome, class string) *optionSet {
 
 // EndExecution ends the span and records the metrics of one execution.
 func (t *Telemetry) EndExecution(ctx context.Context, span trace.Span, r *Record) {
-	set := t.attrSet(r.Workflow, r.Outcome, r.Class)
+	set := t.attrSet(r.Workflow, r.Outcome, ErrorType(r.Code))
 	t.invocations.Add(ctx, 1, set.add...)
 	t.duration.Record(ctx, r.Duration.Seconds(), set.record...)
 	if r.Attempts > 0 && !t.tracing {
@@ -297,13 +299,24 @@ func (s AttemptSpan) Attempt(ctx context.Context, a *invocation.Attempt, next in
 	return res, err
 }
 
-// OutcomeOf names an execution's outcome.
-func OutcomeOf(err error) string {
-	switch {
-	case err == nil:
+// OutcomeLabel is the n8n.outcome label of an execution that ended with
+// code c: success, canceled (not a failure) or failure.
+func OutcomeLabel(c invocation.Code) string {
+	switch c {
+	case invocation.CodeOK:
 		return "success"
-	case invocation.IsCanceled(err):
+	case invocation.CodeCanceled, invocation.CodeCanceledInFlight:
 		return "canceled"
 	}
 	return "failure"
+}
+
+// ErrorType is the error.type label of an execution that ended with code
+// c: the code's name for a failure, empty for a success or a
+// cancellation.
+func ErrorType(c invocation.Code) string {
+	if OutcomeLabel(c) != "failure" {
+		return ""
+	}
+	return c.String()
 }

@@ -19,7 +19,6 @@ import (
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
-	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
 // Exit codes.
@@ -285,52 +284,6 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-type errorOut struct {
-	Error    string `json:"error"`
-	Class    string `json:"class"`
-	Status   int    `json:"status,omitempty"`
-	Message  string `json:"message,omitempty"`
-	Attempts int    `json:"attempts,omitempty"`
-}
-
-func errorJSON(err error) errorOut {
-	o := errorOut{Error: err.Error(), Class: invocation.ClassOf(err).String(), Attempts: invocation.AttemptsOf(err)}
-	if invocation.IsCanceled(err) {
-		o.Class = "canceled"
-	}
-	var h *invocation.HTTPError
-	if errors.As(err, &h) {
-		o.Status, o.Message = h.StatusCode, h.Message
-	}
-	return o
-}
-
-func exitCode(ctx context.Context, err error) int {
-	var (
-		h   *invocation.HTTPError
-		t   *invocation.TransportError
-		ra  *pipeline.RetryAfterError
-		uw  *pipeline.UnknownWorkflowError
-		cfg *config.Error
-	)
-	switch {
-	case invocation.IsCanceled(err) && errors.Is(ctx.Err(), context.Canceled):
-		return exitInterrupted
-	case invocation.IsCanceled(err):
-		return exitUnreachable // our --timeout ran out
-	case errors.As(err, &uw), errors.As(err, &cfg), errors.Is(err, invocation.ErrUnknownWorkflow):
-		return exitUsage
-	case errors.As(err, &t), errors.As(err, &ra):
-		return exitUnreachable
-	case errors.As(err, &h):
-		switch h.StatusCode {
-		case 502, 503, 504, 524:
-			return exitUnreachable
-		}
-	}
-	return exitFailed
 }
 
 func writeJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }

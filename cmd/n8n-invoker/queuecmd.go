@@ -105,8 +105,7 @@ With --wait it then waits for the invocation's end and prints it.`,
 			id, err := q.Enqueue(ctx, &invocation.Request{Workflow: args[0], Params: body, PathParams: pp, IdempotencyKey: idemKey})
 			if err != nil {
 				_ = writeJSON(stdout, errorJSON(err))
-				var ce *outbox.ConflictError
-				if errors.Is(err, outbox.ErrInvalid) || errors.As(err, &ce) {
+				if errors.Is(err, outbox.ErrInvalid) || invocation.CodeOf(err) == invocation.CodeKeyConflict {
 					return &exitError{code: exitUsage, err: err}
 				}
 				return &exitError{code: exitCode(ctx, err), err: err}

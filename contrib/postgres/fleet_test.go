@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -143,12 +142,8 @@ func itemOf(key string, res *invocation.Result, err error) fleetItem {
 		return it
 	}
 	it.Class, it.Error = invocation.ClassOf(err).String(), err.Error()
-	var de *dlq.DeadLetteredError
-	if errors.As(err, &de) {
-		it.DeadLetter = de.EntryID
-	}
-	var he *invoker.KeyHeldError
-	it.Held = errors.As(err, &he)
+	it.DeadLetter = invocation.DeadLetterOf(err)
+	it.Held = invocation.CodeOf(err) == invocation.CodeKeyHeld
 	return it
 }
 

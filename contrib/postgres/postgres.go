@@ -452,7 +452,7 @@ func (s *Store) Begin(ctx context.Context, in *dlq.Inflight, owner string, ttl t
 				return err
 			}
 			if !expired && cur != owner && (in.Replaces == "" || cur != in.Replaces) {
-				return &dlq.HeldError{Key: in.IdempotencyKey, Owner: cur, Until: until}
+				return dlq.Held(in.IdempotencyKey, cur, until)
 			}
 			taken = true
 			return tx.QueryRow(ctx, s.q.takeInflight, in.IdempotencyKey, in.Workflow, []byte(in.Params), in.RequestID, owner, ttl).

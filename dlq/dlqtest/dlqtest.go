@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/dlq"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // Open returns a new, empty backend for one test; the suite closes it.
@@ -163,8 +164,8 @@ func leaseHeld(t *testing.T, s dlq.Backend) {
 	in := &dlq.Inflight{IdempotencyKey: "k", Workflow: "w"}
 	l1, _, err := s.Begin(ctx, in, "p1", 300*time.Millisecond)
 	must(t, err)
-	var held *dlq.HeldError
-	if _, _, err := s.Begin(ctx, in, "p2", ttl); !errors.As(err, &held) || held.Owner != "p1" || held.Key != "k" {
+	var held *invocation.Error
+	if _, _, err := s.Begin(ctx, in, "p2", ttl); !errors.As(err, &held) || held.Code != invocation.CodeKeyHeld || held.Owner != "p1" || held.Key != "k" {
 		t.Fatalf("a second owner's Begin of a live lease: %v", err)
 	}
 	// The owner itself may take its own key again (a call it canceled).
@@ -258,7 +259,7 @@ func takeOverOnce(t *testing.T, s dlq.Backend) {
 	for i := range 8 {
 		wg.Go(func() {
 			nl, taken, err := s.Begin(ctx, in, fmt.Sprintf("p%d", i), ttl)
-			var he *dlq.HeldError
+			var he *invocation.Error
 			switch {
 			case err == nil && taken:
 				mu.Lock()
@@ -293,7 +294,7 @@ func beginOnce(t *testing.T, s dlq.Backend) {
 			_, _, err := s.Begin(ctx, &dlq.Inflight{IdempotencyKey: "k", Workflow: "w"}, fmt.Sprintf("p%d", i), ttl)
 			mu.Lock()
 			defer mu.Unlock()
-			var he *dlq.HeldError
+			var he *invocation.Error
 			switch {
 			case err == nil:
 				began++
@@ -362,7 +363,7 @@ func twoHandles(t *testing.T, a, b dlq.Backend) {
 	ctx := t.Context()
 	l, _, err := a.Begin(ctx, &dlq.Inflight{IdempotencyKey: "k", Workflow: "w"}, "pa", ttl)
 	must(t, err)
-	var he *dlq.HeldError
+	var he *invocation.Error
 	if _, _, err := b.Begin(ctx, &dlq.Inflight{IdempotencyKey: "k", Workflow: "w"}, "pb", ttl); !errors.As(err, &he) {
 		t.Fatalf("the other process's Begin: %v", err)
 	}

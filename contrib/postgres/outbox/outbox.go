@@ -36,7 +36,7 @@ import (
 )
 
 // Statuses are the outbox package's (this is its engine on PostgreSQL);
-// so are its types: Options, Invocation, Filter and ConflictError.
+// so are its types: Options, Invocation, Filter and Conflict.
 const (
 	Queued       = ob.Queued
 	Running      = ob.Running
@@ -202,7 +202,7 @@ func (o *Outbox) Submit(ctx context.Context, req *invocation.Request) (id string
 // once tx commits, and never if tx rolls back. A request without an
 // idempotency key gets the invocation's id as its key; a key already
 // stored with the same workflow and parameters returns the stored
-// invocation's id (nothing new is stored), with others an *outbox.ConflictError.
+// invocation's id (nothing new is stored), with others an error of code invocation.CodeKeyConflict.
 func (o *Outbox) EnqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Request) (string, error) {
 	id, _, err := o.enqueueTx(ctx, tx, req)
 	return id, err
@@ -228,7 +228,7 @@ func (o *Outbox) enqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Reque
 			return "", false, err
 		}
 		if wf != req.Workflow || !ob.SameJSON(stored, params) || !ob.SameJSON(storedPath, pathParams) {
-			return "", false, &ob.ConflictError{Key: key, ExistingID: got}
+			return "", false, ob.Conflict(key, got)
 		}
 		return got, false, nil
 	}
