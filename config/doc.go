@@ -6,9 +6,8 @@
 //	n8n:
 //	  base_url: "https://n8n.example.com"   # required, http or https
 //	  api_key: "${N8N_API_KEY}"             # optional for webhooks
-//	invokers:
-//	  http:
-//	    max_retries: 6          # retries after the first attempt
+//	dlq:
+//	  enabled: true                         # the journal and dead letters
 //	workflows:
 //	  user-onboarding:
 //	    path: user-onboarding     # the webhook node's path

@@ -28,7 +28,13 @@ func TestMakeBuildStampsVersion(t *testing.T) {
 		t.Fatalf("scripts/version.sh: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "n8n-invoker")
-	if out, err := exec.Command("make", "-s", "-C", root, "build", "BIN="+bin).CombinedOutput(); err != nil {
+	mk := exec.Command("make", "-s", "-C", root, "build", "BIN="+bin)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "VERSION=") { // the Makefile's own VERSION, not the environment's
+			mk.Env = append(mk.Env, kv)
+		}
+	}
+	if out, err := mk.CombinedOutput(); err != nil {
 		t.Fatalf("make build: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin, "--version").CombinedOutput()
