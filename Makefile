@@ -4,10 +4,21 @@ export GOTOOLCHAIN := go1.27.3
 # n8n-invoker: `make demo` runs a workflow on a local real n8n;
 # `make test` runs every test against it. Both install what they need.
 
-.PHONY: demo test build n8n-start n8n-stop clean
+.PHONY: demo test build docs n8n-start n8n-stop clean
+
+# The version stamped into the CLI (`n8n-invoker --version`): the git tag,
+# else the CHANGELOG's latest version with the commit (scripts/version.sh).
+VERSION ?= $(shell scripts/version.sh)
+# Where `make build` writes the CLI.
+BIN ?= bin/n8n-invoker
 
 build:
-	go build -o bin/n8n-invoker ./cmd/n8n-invoker
+	go build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/n8n-invoker
+
+# Regenerates the generated references in docs/ (the configuration
+# reference, the import graph); a test fails when they are stale.
+docs:
+	go run ./internal/tools/docgen
 
 demo: build
 	scripts/n8n start

@@ -27,6 +27,7 @@ var rank = map[string]int{
 	"contrib/redis":          3, // module of its own: the fleet's rate limit on Redis
 	"":                       5, // the root package invoker
 	"internal/tools/n8nload": 6, "contrib/redis/internal/fleetrate": 6,
+	"internal/docgen": 5, "internal/tools/docgen": 6, // make docs: the generated references
 	"outbox":                                6, // durable submission: imports the manager
 	"server":                                7, // service mode: the API and console over a manager and its outbox
 	"contrib/postgres/outbox":               7, // its River engine on PostgreSQL

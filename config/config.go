@@ -19,7 +19,8 @@ import (
 
 // Defaults of the configuration, applied to keys the file leaves out.
 // Each is the default of the layer that owns the setting: one set of
-// defaults, not two.
+// defaults, not two. Default returns a Config with all of them; the
+// configuration reference (docs/configuration.md) is generated from it.
 const (
 	DefaultTimeout          = httpinvoker.DefaultTimeout
 	DefaultMaxRetries       = policy.DefaultMaxRetries
@@ -53,6 +54,9 @@ const (
 	DefaultMCPRateRequests  = mcpinvoker.DefaultRateRequests
 	DefaultMCPRatePer       = mcpinvoker.DefaultRatePer
 	DefaultMCPMaxRetryAfter = mcpinvoker.DefaultMaxRetryAfter
+	DefaultTLSMinVersion    = "1.2"
+	DefaultNotifyFormat     = "slack"
+	DefaultStoreSync        = "full"
 )
 
 // Response modes of an n8n webhook node.
@@ -75,10 +79,16 @@ const (
 // a zero Config leaves MaxRetries and BackoffFactor at zero, which means
 // no retries.
 type Config struct {
-	N8N       N8N                 `yaml:"n8n"`
-	Invokers  Invokers            `yaml:"invokers"`
-	Tracing   Tracing             `yaml:"tracing"`
-	Hooks     Hooks               `yaml:"hooks"`
+	// N8N is the n8n instance to talk to.
+	N8N N8N `yaml:"n8n"`
+	// Invokers configures the transports and the pipeline's policies.
+	Invokers Invokers `yaml:"invokers"`
+	// Tracing configures OpenTelemetry tracing.
+	Tracing Tracing `yaml:"tracing"`
+	// Hooks names the hooks to run at each stage.
+	Hooks Hooks `yaml:"hooks"`
+	// Workflows maps a workflow's name to its n8n webhook (or, with
+	// transport mcp, to its n8n id).
 	Workflows map[string]Workflow `yaml:"workflows"`
 	// Credentials gives the secrets of webhook credentials by their n8n
 	// name, for workflows run by id whose webhook uses header or basic
@@ -105,9 +115,10 @@ type N8N struct {
 	// BaseURL is the instance's URL, e.g. https://n8n.example.com; webhooks
 	// are served under BaseURL/webhook/.
 	BaseURL string `yaml:"base_url"`
-	// APIKey is the public API key (header X-N8N-API-KEY).
+	// APIKey is the public API key (header X-N8N-API-KEY): run by id,
+	// Wait, reconcile, retries of executions, cleanup_hook.
 	APIKey secret.Secret `yaml:"api_key"`
-	// Timeout bounds one attempt. Zero means DefaultTimeout.
+	// Timeout bounds one attempt: seconds (30) or a duration ("30s").
 	Timeout Duration `yaml:"timeout"`
 	// APIKeyFile reads the API key from a file (a container or Kubernetes
 	// secret) instead of api_key, and again whenever the file changes.
@@ -121,10 +132,11 @@ type N8N struct {
 type TLS struct {
 	// CAFile is a PEM bundle of CAs to trust, added to the system's.
 	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are a client certificate (mTLS).
+	// CertFile is a client certificate (mTLS), with KeyFile.
 	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// MinVersion is 1.2 (default) or 1.3.
+	// KeyFile is the client certificate's private key.
+	KeyFile string `yaml:"key_file"`
+	// MinVersion is the least TLS version: 1.2 or 1.3.
 	MinVersion string `yaml:"min_version"`
 	// ServerName overrides the name verified in n8n's certificate.
 	ServerName string `yaml:"server_name"`
@@ -134,14 +146,12 @@ type TLS struct {
 
 // DLQ configures the durable dead-letter queue.
 type DLQ struct {
-	// Enabled turns on the write-ahead journal and the queue (default
-	// false).
+	// Enabled turns on the write-ahead journal and the queue.
 	Enabled bool `yaml:"enabled"`
-	// Retention is how long succeeded idempotency keys are remembered
-	// (default 7 days).
+	// Retention is how long succeeded idempotency keys are remembered.
 	Retention Duration `yaml:"retention"`
-	// On lists the error classes that go to the queue (default transient
-	// and unknown; add permanent to keep workflow failures too).
+	// On lists the error classes that go to the queue (add permanent to
+	// keep workflow failures too).
 	On []string `yaml:"on"`
 }
 
@@ -149,7 +159,8 @@ type DLQ struct {
 // the dead letters: the embedded SQLite store by default; stores of other
 // modules register a backend name with dlq.Register.
 type Store struct {
-	// Backend names the store (default sqlite).
+	// Backend names the store: sqlite (embedded), or postgres once
+	// contrib/postgres is imported (the CLI has it).
 	Backend string `yaml:"backend"`
 	// Path of the SQLite file; empty means
 	// $XDG_STATE_HOME/n8n-invoker/dlq.db (~/.local/state/n8n-invoker/dlq.db).
@@ -163,21 +174,22 @@ type Store struct {
 	// the store's own, n8n_invoker for PostgreSQL). Replicas that share
 	// work share a schema.
 	Schema string `yaml:"schema"`
-	// Sync is full (default: durable across power loss) or normal
-	// (durable across process crashes, faster), for SQLite.
+	// Sync is full (durable across power loss) or normal (durable across
+	// process crashes, faster), for SQLite.
 	Sync string `yaml:"sync"`
 	// Lease is how long a key in flight stays leased to its process
-	// without a heartbeat (default 30s): a process that dies mid-call
-	// holds its keys this long before another takes them over.
+	// without a heartbeat: a process that dies mid-call holds its keys
+	// this long before another takes them over.
 	Lease Duration `yaml:"lease"`
 	// HeldWait bounds how long a call waits for another process that has
-	// its idempotency key in flight (default: n8n.timeout +
-	// invokers.http.reconcile_timeout + 30s, 3m with their defaults, and
-	// at least 2m: as long as the owner may take to decide).
+	// its idempotency key in flight. Zero (the default) means n8n.timeout
+	// + invokers.http.reconcile_timeout + 30s, and at least
+	// DefaultStoreHeldWait: as long as the owner may take to decide.
 	HeldWait Duration `yaml:"held_wait"`
 	// RescueEvery is how often a manager takes over the invocations dead
-	// processes left in flight (default: the lease); negative turns the
-	// background rescue off (Manager.Rescue still does it on demand).
+	// processes left in flight; zero (the default) means every lease;
+	// negative turns the background rescue off (Manager.Rescue still
+	// does it on demand).
 	RescueEvery Duration `yaml:"rescue_every"`
 }
 
@@ -210,18 +222,20 @@ type SharedRateLimit struct {
 // stored by Enqueue and delivered by workers, in this process or in
 // others sharing the store.
 type Queue struct {
-	// Workers is how many invocations a worker process delivers at once
-	// (default 10); negative: none (a process that only enqueues).
+	// Workers is how many invocations a worker process delivers at once;
+	// negative: none (a process that only enqueues).
 	Workers int `yaml:"workers"`
 	// JobTimeout bounds one delivery: a call's retries, breaker pause and
-	// reconcile (default 5m, at least n8n.timeout); a delivery cut by it
-	// is delivered again, after a reconcile.
+	// reconcile; a delivery cut by it is delivered again, after a
+	// reconcile. Zero (the default) means DefaultQueueJobTimeout, or
+	// n8n.timeout when that is longer.
 	JobTimeout Duration `yaml:"job_timeout"`
 	// Poll is how often idle workers look for invocations other
-	// processes queued (SQLite store; default 200ms).
+	// processes queued (SQLite store; River's fallback poll on
+	// PostgreSQL).
 	Poll Duration `yaml:"poll"`
-	// Name is the queue's name in River (PostgreSQL store; default
-	// n8n_invoker): workers deliver only their queue's invocations.
+	// Name is the queue's name in River (PostgreSQL store): workers
+	// deliver only their queue's invocations.
 	Name string `yaml:"name"`
 }
 
@@ -235,6 +249,9 @@ const (
 
 // Invokers configures the transports.
 type Invokers struct {
+	// HTTP configures the webhook transport and the pipeline's retry,
+	// breaker, rate-limit and bulkhead policies (the MCP transport uses
+	// them too).
 	HTTP HTTP `yaml:"http"`
 	// MCP configures the MCP transport (workflows with transport: mcp).
 	MCP MCP `yaml:"mcp"`
@@ -252,22 +269,25 @@ const (
 // settings are invokers.http's: one pipeline for both transports.
 type MCP struct {
 	// Token is the MCP server's access token (n8n's "MCP Server API
-	// Key", not the public API key); a secret. TokenFile reads it from a
-	// file instead, again whenever the file changes.
-	Token     secret.Secret `yaml:"token"`
-	TokenFile string        `yaml:"token_file"`
-	// RateLimit is this process's limit toward the MCP server (default:
-	// n8n's own, 100 requests per 5m; requests -1: none).
+	// Key", not the public API key); a secret.
+	Token secret.Secret `yaml:"token"`
+	// TokenFile reads the token from a file instead, again whenever the
+	// file changes.
+	TokenFile string `yaml:"token_file"`
+	// RateLimit is this process's limit toward the MCP server (by
+	// default n8n's own server limit).
 	RateLimit MCPRateLimit `yaml:"rate_limit"`
-	// MaxRetryAfter is the longest 429 wait honoured for MCP calls
-	// (default 5m5s: the server's window is 5 minutes).
+	// MaxRetryAfter is the longest 429 wait honoured for MCP calls (the
+	// server's window is 5 minutes).
 	MaxRetryAfter Duration `yaml:"max_retry_after"`
 }
 
 // MCPRateLimit is requests per period.
 type MCPRateLimit struct {
-	Requests int      `yaml:"requests"`
-	Per      Duration `yaml:"per"`
+	// Requests is how many requests go per period; -1: no limit.
+	Requests int `yaml:"requests"`
+	// Per is the period.
+	Per Duration `yaml:"per"`
 }
 
 // Enabled reports whether an MCP token is configured.
@@ -278,17 +298,16 @@ type HTTP struct {
 	// MaxRetries is the number of retries after the first attempt.
 	MaxRetries int `yaml:"max_retries"`
 	// BackoffFactor sets the delay before retry n to at most
-	// BackoffFactor * 2^(n-1) seconds (full jitter), capped at 60 s.
+	// BackoffFactor * multiplier^(n-1) seconds (full jitter), capped at
+	// retry.max_delay.
 	BackoffFactor float64 `yaml:"backoff_factor"`
 	// PoolConnections is the number of hosts whose idle connections are
 	// kept; with PoolMaxSize it sets the transport's MaxIdleConns.
-	// Zero means DefaultPoolConnections.
 	PoolConnections int `yaml:"pool_connections"`
 	// PoolMaxSize is the number of idle connections kept per host
-	// (MaxIdleConnsPerHost). Zero means DefaultPoolMaxSize.
+	// (MaxIdleConnsPerHost).
 	PoolMaxSize int `yaml:"pool_maxsize"`
-	// MaxResponseBytes limits a response body. Zero means
-	// DefaultMaxResponseBytes.
+	// MaxResponseBytes limits a response body.
 	MaxResponseBytes int64 `yaml:"max_response_bytes"`
 	// Retry refines the retry policy beyond max_retries and backoff_factor.
 	Retry Retry `yaml:"retry"`
@@ -299,29 +318,30 @@ type HTTP struct {
 	// Bulkhead bounds the calls in flight per workflow.
 	Bulkhead Bulkhead `yaml:"bulkhead"`
 	// ExecutionIDHeaders are the answer headers read for n8n's execution
-	// id, in order (default X-N8N-Execution-Id, X-Execution-Id).
+	// id, in order; empty means X-N8N-Execution-Id, then X-Execution-Id.
 	ExecutionIDHeaders []string `yaml:"execution_id_headers"`
 	// RetryAmbiguous re-sends an attempt whose answer was lost after it
 	// was sent when no API key lets the invoker reconcile it with n8n's
-	// executions first (default false: never fire twice; the call ends in
-	// an *AmbiguousError).
+	// executions first (off: never fire twice; the call ends in an
+	// *AmbiguousError).
 	RetryAmbiguous bool `yaml:"retry_ambiguous"`
 	// ReconcileTimeout bounds the wait for the executions that may be a
-	// lost answer's to end before it is re-sent (default 2m); past it the
-	// call is unresolved.
+	// lost answer's to end before it is re-sent; past it the call is
+	// unresolved.
 	ReconcileTimeout Duration `yaml:"reconcile_timeout"`
 }
 
 // Retry refines the retry policy.
 type Retry struct {
-	// Multiplier grows the backoff cap per retry (default 2).
+	// Multiplier grows the backoff cap per retry.
 	Multiplier float64 `yaml:"multiplier"`
-	// MaxDelay caps one backoff (default 60 s).
+	// MaxDelay caps one backoff.
 	MaxDelay Duration `yaml:"max_delay"`
-	// MaxElapsed bounds an invocation with its retries (default 0: none).
+	// MaxElapsed bounds an invocation with its retries; 0: no bound (a
+	// 429's waits are then bounded by pipeline.DefaultMaxThrottle).
 	MaxElapsed Duration `yaml:"max_elapsed"`
-	// MaxRetryAfter is the longest Retry-After honoured (default 60 s);
-	// a longer one fails fast with a RetryAfterError.
+	// MaxRetryAfter is the longest Retry-After honoured; a longer one
+	// fails fast with a RetryAfterError.
 	MaxRetryAfter Duration `yaml:"max_retry_after"`
 	// Budget is the client-wide retry budget.
 	Budget Budget `yaml:"budget"`
@@ -329,68 +349,90 @@ type Retry struct {
 
 // Budget is the client-wide retry budget (a token bucket).
 type Budget struct {
+	// Enabled turns the budget on: a dead n8n then drains it instead of
+	// taking every call's retries.
 	Enabled bool `yaml:"enabled"`
-	// Capacity is the bucket's size (default 500).
+	// Capacity is the bucket's size in tokens.
 	Capacity int `yaml:"capacity"`
-	// RetryCost is taken per retry (default 5), TimeoutCost per retry
-	// after a timeout (default 10); a success gives back 1.
-	RetryCost   int `yaml:"retry_cost"`
+	// RetryCost is taken per retry; a first-try success gives back 1, a
+	// successful retry its cost.
+	RetryCost int `yaml:"retry_cost"`
+	// TimeoutCost is taken per retry after a timeout.
 	TimeoutCost int `yaml:"timeout_cost"`
 }
 
 // CircuitBreaker configures the breakers.
 type CircuitBreaker struct {
+	// Enabled turns the breakers on.
 	Enabled bool `yaml:"enabled"`
-	// ConsecutiveFailures trips after that many failures in a row
-	// (default 5).
+	// ConsecutiveFailures trips the breaker after that many failures in
+	// a row (5 refused connections in a row trip it too: n8n is down).
 	ConsecutiveFailures int `yaml:"consecutive_failures"`
-	// FailureRate trips when failures reach this share (0..1, default 0.5)
-	// of at least MinCalls calls (default 10) within Window (default 60 s).
-	FailureRate float64  `yaml:"failure_rate"`
-	Window      Duration `yaml:"window"`
-	MinCalls    int      `yaml:"min_calls"`
-	// OpenTimeout is how long it stays open before probing (default 30 s).
+	// FailureRate trips it when failures reach this share (0..1) of at
+	// least min_calls calls within window.
+	FailureRate float64 `yaml:"failure_rate"`
+	// Window is the period failure_rate is measured over.
+	Window Duration `yaml:"window"`
+	// MinCalls is the least number of calls in window for failure_rate
+	// to trip the breaker.
+	MinCalls int `yaml:"min_calls"`
+	// OpenTimeout is how long it stays open before probing.
 	OpenTimeout Duration `yaml:"open_timeout"`
-	// HalfOpenProbes is the number of probes (default 1).
+	// HalfOpenProbes is the number of probes let through once it is
+	// half-open; a success closes it.
 	HalfOpenProbes int `yaml:"half_open_probes"`
 	// MaxPause is how long a call waits for an open breaker to let it
-	// through, within its deadline (default 5m): an open breaker pauses
-	// the calls behind it. With a fallback configured, calls go to the
-	// fallback at once instead.
+	// through, within its deadline: an open breaker pauses the calls
+	// behind it. With a fallback configured, calls go to the fallback at
+	// once instead.
 	MaxPause Duration `yaml:"max_pause"`
 }
 
 // RateLimit keeps calls under a rate; it also backs off on 429.
 type RateLimit struct {
-	Enabled           bool    `yaml:"enabled"`
+	// Enabled turns the limit on.
+	Enabled bool `yaml:"enabled"`
+	// RequestsPerSecond is the rate toward n8n; a 429 pauses for its
+	// Retry-After and halves it for a while.
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
-	// Burst is the bucket size (default: requests_per_second, at least 1).
+	// Burst is the bucket size; 0: requests_per_second, at least 1.
 	Burst int `yaml:"burst"`
 }
 
 // Bulkhead bounds the calls in flight per workflow.
 type Bulkhead struct {
-	// MaxInFlight per workflow; 0 means no bound.
+	// MaxInFlight is the calls in flight per workflow; 0: no bound.
 	MaxInFlight int `yaml:"max_in_flight"`
 	// MaxWait is how long a call waits for a slot before failing with a
-	// BulkheadError (default 0: as long as its context allows).
+	// BulkheadError; 0: as long as its context allows.
 	MaxWait Duration `yaml:"max_wait"`
 }
 
 // Tracing configures OpenTelemetry tracing.
 type Tracing struct {
-	Enabled    bool    `yaml:"enabled"`
-	Backend    string  `yaml:"backend"`
+	// Enabled turns spans on (metrics are on either way).
+	Enabled bool `yaml:"enabled"`
+	// Backend is opentelemetry or none.
+	Backend string `yaml:"backend"`
+	// SampleRate is the share of traces the CLI's sampler keeps (0..1);
+	// the library only uses the providers it is given.
 	SampleRate float64 `yaml:"sample_rate"`
 }
 
 // Hooks names the hooks to run at each stage.
 type Hooks struct {
-	PreExecution  []HookRef `yaml:"pre_execution"`
+	// PreExecution names the hooks run before each execution (built-in:
+	// logging_hook, metrics_hook; or registered with
+	// invoker.RegisterNamedHook).
+	PreExecution []HookRef `yaml:"pre_execution"`
+	// PostExecution names the hooks run after each successful execution
+	// (built-in: logging_hook, metrics_hook, cleanup_hook).
 	PostExecution []HookRef `yaml:"post_execution"`
-	Error         []HookRef `yaml:"error"`
-	// Timeout bounds one hook call (default 5 s); a hook that takes longer
-	// is reported and no longer waited for.
+	// Error names the hooks run after each failed execution (built-in:
+	// logging_hook, metrics_hook, notification_hook).
+	Error []HookRef `yaml:"error"`
+	// Timeout bounds one hook call; a hook that takes longer is reported
+	// and no longer waited for.
 	Timeout Duration `yaml:"timeout"`
 	// Notification configures notification_hook.
 	Notification Notification `yaml:"notification"`
@@ -401,9 +443,10 @@ type Notification struct {
 	// URL is a Slack-compatible incoming webhook or any URL taking a JSON
 	// POST. It is a secret: such URLs carry their token.
 	URL secret.Secret `yaml:"url"`
-	// Format is slack ({"text": ...}, default) or json (the full record).
+	// Format is slack (a {"text": ...} message) or json (the full
+	// record).
 	Format string `yaml:"format"`
-	// Timeout bounds one post (default 5 s).
+	// Timeout bounds one post.
 	Timeout Duration `yaml:"timeout"`
 }
 
@@ -422,10 +465,11 @@ type Workflow struct {
 	// parameters (orders/:orderId) under it. Found through the API for
 	// workflows run by id.
 	WebhookID string `yaml:"webhook_id"`
-	// Method is the webhook's HTTP method. Empty means POST.
+	// Method is the webhook's HTTP method; GET and HEAD send the
+	// parameters as the query string.
 	Method string `yaml:"method"`
-	// ResponseMode is the webhook node's response mode. Empty means
-	// lastNode.
+	// ResponseMode is the webhook node's response mode: onReceived,
+	// lastNode or responseNode, as set in the node.
 	ResponseMode string `yaml:"response_mode"`
 	// Timeout overrides N8N.Timeout for this workflow when not zero.
 	Timeout Duration `yaml:"timeout"`
@@ -437,8 +481,8 @@ type Workflow struct {
 	// Pack sends batches of this workflow many items per call (the
 	// workflow must be built for it: see templates/packed-items.json).
 	Pack Pack `yaml:"pack"`
-	// Transport is webhook (default: the path above) or mcp (run by id
-	// through n8n's MCP server: id is required, path is not).
+	// Transport is webhook (the path above) or mcp (run by id through
+	// n8n's MCP server: id is required, path is not).
 	Transport string `yaml:"transport"`
 	// TriggerNode names the workflow's Webhook node for the MCP
 	// transport; empty: asked of the MCP server once and cached.
@@ -446,17 +490,24 @@ type Workflow struct {
 }
 
 // Pack configures item packing for a workflow; zero values mean the
-// defaults (200 items, 8 MiB, 2 packs in flight).
+// pack package's defaults (pack.DefaultPackItems, pack.DefaultPackBytes,
+// pack.DefaultPackInFlight).
 type Pack struct {
-	Enabled  bool `yaml:"enabled"`
-	MaxItems int  `yaml:"max_items"`
-	MaxBytes int  `yaml:"max_bytes"`
-	InFlight int  `yaml:"in_flight"`
+	// Enabled packs this workflow's batch items.
+	Enabled bool `yaml:"enabled"`
+	// MaxItems is the most items in one call; 0: pack.DefaultPackItems.
+	MaxItems int `yaml:"max_items"`
+	// MaxBytes is the most bytes of one call's encoded body; 0:
+	// pack.DefaultPackBytes.
+	MaxBytes int `yaml:"max_bytes"`
+	// InFlight is how many packs run at once; 0: pack.DefaultPackInFlight.
+	InFlight int `yaml:"in_flight"`
 }
 
 // Auth is a webhook's authentication.
 type Auth struct {
-	// Type is none, header or basic. Empty means none.
+	// Type is none, header, basic, hmac (a signature of every attempt)
+	// or jwt (n8n's JWT webhook auth, HS256).
 	Type string `yaml:"type"`
 	// Name is the header name for header auth.
 	Name string `yaml:"name"`
@@ -514,28 +565,48 @@ func (e *Error) Error() string {
 }
 
 // Default returns the configuration with every default filled in and no
-// base URL.
+// base URL: the one source of the defaults. Validate (and so Load and
+// Parse) fills a value left zero from it; the configuration reference
+// (docs/configuration.md, make docs) prints it. Some values are computed
+// from others instead: Store.HeldWait, Store.RescueEvery (see their
+// docs) and Queue.JobTimeout, and a workflow's own defaults are filled
+// per workflow.
 func Default() *Config {
 	return &Config{
-		N8N: N8N{Timeout: Duration(DefaultTimeout)},
-		Invokers: Invokers{HTTP: HTTP{
-			MaxRetries:       DefaultMaxRetries,
-			BackoffFactor:    DefaultBackoffFactor,
-			PoolConnections:  DefaultPoolConnections,
-			PoolMaxSize:      DefaultPoolMaxSize,
-			MaxResponseBytes: DefaultMaxResponseBytes,
-			ReconcileTimeout: Duration(DefaultReconcileTimeout),
-			Retry: Retry{
-				Multiplier: DefaultMultiplier, MaxDelay: Duration(DefaultMaxDelay), MaxRetryAfter: Duration(DefaultMaxRetryAfter),
-				Budget: Budget{Enabled: true, Capacity: DefaultBudgetCapacity, RetryCost: DefaultRetryCost, TimeoutCost: DefaultTimeoutCost},
+		N8N: N8N{Timeout: Duration(DefaultTimeout), TLS: TLS{MinVersion: DefaultTLSMinVersion}},
+		Invokers: Invokers{
+			HTTP: HTTP{
+				MaxRetries:       DefaultMaxRetries,
+				BackoffFactor:    DefaultBackoffFactor,
+				PoolConnections:  DefaultPoolConnections,
+				PoolMaxSize:      DefaultPoolMaxSize,
+				MaxResponseBytes: DefaultMaxResponseBytes,
+				ReconcileTimeout: Duration(DefaultReconcileTimeout),
+				Retry: Retry{
+					Multiplier: DefaultMultiplier, MaxDelay: Duration(DefaultMaxDelay), MaxRetryAfter: Duration(DefaultMaxRetryAfter),
+					Budget: Budget{Enabled: true, Capacity: DefaultBudgetCapacity, RetryCost: DefaultRetryCost, TimeoutCost: DefaultTimeoutCost},
+				},
+				CircuitBreaker: CircuitBreaker{
+					Enabled: true, ConsecutiveFailures: DefaultConsecutiveFails, FailureRate: DefaultFailureRate,
+					Window: Duration(DefaultBreakerWindow), MinCalls: DefaultMinCalls, OpenTimeout: Duration(DefaultOpenTimeout),
+					HalfOpenProbes: DefaultHalfOpenProbes, MaxPause: Duration(DefaultMaxPause),
+				},
 			},
-			CircuitBreaker: CircuitBreaker{
-				Enabled: true, ConsecutiveFailures: DefaultConsecutiveFails, FailureRate: DefaultFailureRate,
-				Window: Duration(DefaultBreakerWindow), MinCalls: DefaultMinCalls, OpenTimeout: Duration(DefaultOpenTimeout),
-				HalfOpenProbes: DefaultHalfOpenProbes, MaxPause: Duration(DefaultMaxPause),
+			MCP: MCP{
+				RateLimit:     MCPRateLimit{Requests: DefaultMCPRateRequests, Per: Duration(DefaultMCPRatePer)},
+				MaxRetryAfter: Duration(DefaultMCPMaxRetryAfter),
 			},
-		}},
+		},
 		Tracing: Tracing{Backend: DefaultTracingBackend, SampleRate: DefaultSampleRate},
+		Hooks: Hooks{
+			Timeout:      Duration(DefaultHookTimeout),
+			Notification: Notification{Format: DefaultNotifyFormat, Timeout: Duration(DefaultHookTimeout)},
+		},
+		DLQ:   DLQ{Retention: Duration(DefaultDLQRetention), On: []string{"transient", "unknown"}},
+		Store: Store{Backend: DefaultStoreBackend, Sync: DefaultStoreSync, Lease: Duration(DefaultStoreLease)},
+		Queue: Queue{
+			Workers: DefaultQueueWorkers, Poll: Duration(DefaultQueuePoll), Name: DefaultQueueName,
+		},
 	}
 }
 

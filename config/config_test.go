@@ -332,3 +332,23 @@ func TestHeldWaitDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultIsComplete checks that Default holds every default Validate
+// fills in, so that Default, go doc and the generated reference cannot
+// disagree: a file that leaves everything out gets Default, but for the
+// values computed from others.
+func TestDefaultIsComplete(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse([]byte("n8n: {base_url: 'http://127.0.0.1:5678'}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.N8N.BaseURL = cfg.N8N.BaseURL
+	want.Store.HeldWait = Duration(max(DefaultStoreHeldWait, DefaultTimeout+DefaultReconcileTimeout+30*time.Second))
+	want.Queue.JobTimeout = Duration(DefaultQueueJobTimeout)
+	cfg.file, cfg.pos = "", nil
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("Parse of an empty file = %+v\nwant Default() = %+v\n(a default is filled by applyDefaults but missing from Default)", cfg, want)
+	}
+}

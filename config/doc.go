@@ -1,38 +1,25 @@
 // Package config loads the n8n-invoker YAML configuration.
 //
-// The schema is the one of the design document, plus a workflows section
-// that maps a name to its n8n webhook:
+// A file names the n8n instance and maps workflow names to their webhooks;
+// every other key has a default:
 //
 //	n8n:
 //	  base_url: "https://n8n.example.com"   # required, http or https
 //	  api_key: "${N8N_API_KEY}"             # optional for webhooks
-//	  timeout: 30                           # seconds per attempt, or "30s"; default 30
-//	invokers:
-//	  http:
-//	    max_retries: 3          # retries after the first attempt; default 3
-//	    backoff_factor: 2.0     # delay before retry n: factor * 2^(n-1) s, full jitter; default 2.0
-//	    pool_connections: 10    # hosts kept in the idle pool; default 10
-//	    pool_maxsize: 20        # idle connections kept per host; default 20
-//	    max_response_bytes: 16777216  # response body limit; default 16 MiB
-//	tracing:
-//	  enabled: true             # default false
-//	  backend: "opentelemetry"  # opentelemetry or none; default opentelemetry
-//	  sample_rate: 1.0          # 0..1; default 1.0
-//	hooks:
-//	  pre_execution: ["logging_hook"]
-//	  post_execution: []
-//	  error: []
+//	dlq:
+//	  enabled: true                         # the journal and dead letters
 //	workflows:
 //	  user-onboarding:
 //	    path: user-onboarding     # the webhook node's path
-//	    method: POST              # default POST
-//	    response_mode: lastNode   # onReceived, lastNode (default) or responseNode
-//	    timeout: 60               # optional, overrides n8n.timeout
 //	    auth:
-//	      type: header            # none (default), header or basic
+//	      type: header            # none, header, basic, hmac or jwt
 //	      name: X-Api-Key
 //	      value: "${ONBOARDING_TOKEN}"
-//	      # type: basic uses username and password
+//
+// Default returns every default; the reference of every key, with its
+// type, default and doc, is docs/configuration.md in the repository,
+// generated from this package's types, their doc comments and Default
+// (make docs; a test fails when it is stale).
 //
 // Values may use ${VAR} and ${VAR:-default}; $${ is a literal "${". An
 // unset variable without a default, an unknown key, a value of the wrong

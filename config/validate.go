@@ -64,93 +64,71 @@ func (v *validator) notNegativeDuration(field string, d Duration) {
 }
 
 // applyDefaults sets the default of every value left zero that has no
-// meaning of its own, and makes relative paths relative to the file.
+// meaning of its own, from Default, and makes relative paths relative to
+// the file.
 func (c *Config) applyDefaults() {
+	def := Default()
 	rel := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) && c.file != "" {
 			*p = filepath.Join(filepath.Dir(c.file), *p)
 		}
 	}
 	n := &c.N8N
-	setDuration(&n.Timeout, DefaultTimeout)
-	if n.TLS.MinVersion == "" {
-		n.TLS.MinVersion = "1.2"
-	}
+	setDuration(&n.Timeout, def.N8N.Timeout)
+	setString(&n.TLS.MinVersion, def.N8N.TLS.MinVersion)
 	rel(&n.TLS.CAFile)
 	rel(&n.TLS.CertFile)
 	rel(&n.TLS.KeyFile)
 	rel(&n.APIKeyFile)
 
-	h := &c.Invokers.HTTP
-	setInt(&h.PoolConnections, DefaultPoolConnections)
-	setInt(&h.PoolMaxSize, DefaultPoolMaxSize)
+	h, dh := &c.Invokers.HTTP, &def.Invokers.HTTP
+	setInt(&h.PoolConnections, dh.PoolConnections)
+	setInt(&h.PoolMaxSize, dh.PoolMaxSize)
 	if h.MaxResponseBytes == 0 {
-		h.MaxResponseBytes = DefaultMaxResponseBytes
+		h.MaxResponseBytes = dh.MaxResponseBytes
 	}
-	setDuration(&h.ReconcileTimeout, DefaultReconcileTimeout)
-	r := &h.Retry
-	if r.Multiplier == 0 {
-		r.Multiplier = DefaultMultiplier
-	}
-	setDuration(&r.MaxDelay, DefaultMaxDelay)
-	setDuration(&r.MaxRetryAfter, DefaultMaxRetryAfter)
-	mc := &c.Invokers.MCP
-	setInt(&mc.RateLimit.Requests, DefaultMCPRateRequests)
-	setDuration(&mc.RateLimit.Per, DefaultMCPRatePer)
-	setDuration(&mc.MaxRetryAfter, DefaultMCPMaxRetryAfter)
+	setDuration(&h.ReconcileTimeout, dh.ReconcileTimeout)
+	r, dr := &h.Retry, &dh.Retry
+	setFloat(&r.Multiplier, dr.Multiplier)
+	setDuration(&r.MaxDelay, dr.MaxDelay)
+	setDuration(&r.MaxRetryAfter, dr.MaxRetryAfter)
+	setInt(&r.Budget.Capacity, dr.Budget.Capacity)
+	setInt(&r.Budget.RetryCost, dr.Budget.RetryCost)
+	setInt(&r.Budget.TimeoutCost, dr.Budget.TimeoutCost)
+	mc, dmc := &c.Invokers.MCP, &def.Invokers.MCP
+	setInt(&mc.RateLimit.Requests, dmc.RateLimit.Requests)
+	setDuration(&mc.RateLimit.Per, dmc.RateLimit.Per)
+	setDuration(&mc.MaxRetryAfter, dmc.MaxRetryAfter)
 	rel(&mc.TokenFile)
-	setInt(&r.Budget.Capacity, DefaultBudgetCapacity)
-	setInt(&r.Budget.RetryCost, DefaultRetryCost)
-	setInt(&r.Budget.TimeoutCost, DefaultTimeoutCost)
-	cb := &h.CircuitBreaker
-	setInt(&cb.ConsecutiveFailures, DefaultConsecutiveFails)
-	setInt(&cb.MinCalls, DefaultMinCalls)
-	setInt(&cb.HalfOpenProbes, DefaultHalfOpenProbes)
-	setDuration(&cb.Window, DefaultBreakerWindow)
-	setDuration(&cb.OpenTimeout, DefaultOpenTimeout)
-	setDuration(&cb.MaxPause, DefaultMaxPause)
-	if cb.FailureRate == 0 {
-		cb.FailureRate = DefaultFailureRate
-	}
+	cb, dcb := &h.CircuitBreaker, &dh.CircuitBreaker
+	setInt(&cb.ConsecutiveFailures, dcb.ConsecutiveFailures)
+	setInt(&cb.MinCalls, dcb.MinCalls)
+	setInt(&cb.HalfOpenProbes, dcb.HalfOpenProbes)
+	setDuration(&cb.Window, dcb.Window)
+	setDuration(&cb.OpenTimeout, dcb.OpenTimeout)
+	setDuration(&cb.MaxPause, dcb.MaxPause)
+	setFloat(&cb.FailureRate, dcb.FailureRate)
 
-	if c.Tracing.Backend == "" {
-		c.Tracing.Backend = DefaultTracingBackend
-	}
-	setDuration(&c.Hooks.Timeout, DefaultHookTimeout)
-	if c.Hooks.Notification.Format == "" {
-		c.Hooks.Notification.Format = "slack"
-	}
+	setString(&c.Tracing.Backend, def.Tracing.Backend)
+	setDuration(&c.Hooks.Timeout, def.Hooks.Timeout)
+	setString(&c.Hooks.Notification.Format, def.Hooks.Notification.Format)
 	if c.Hooks.Notification.Timeout <= 0 {
-		c.Hooks.Notification.Timeout = Duration(DefaultHookTimeout)
+		c.Hooks.Notification.Timeout = def.Hooks.Notification.Timeout
 	}
 
 	for name, w := range c.Workflows {
 		w.Path = strings.TrimPrefix(w.Path, "/")
 		w.Method = strings.ToUpper(w.Method)
-		if w.Method == "" {
-			w.Method = DefaultMethod
-		}
-		if w.ResponseMode == "" {
-			w.ResponseMode = DefaultResponseMode
-		}
-		if w.Auth.Type == "" {
-			w.Auth.Type = AuthNone
-		}
-		if w.Transport == "" {
-			w.Transport = TransportWebhook
-		}
+		setString(&w.Method, DefaultMethod)
+		setString(&w.ResponseMode, DefaultResponseMode)
+		setString(&w.Auth.Type, AuthNone)
+		setString(&w.Transport, TransportWebhook)
 		c.Workflows[name] = w
 	}
 
-	if c.Store.Backend == "" {
-		c.Store.Backend = DefaultStoreBackend
-	}
-	if c.Store.Sync == "" {
-		c.Store.Sync = "full"
-	}
-	if c.Store.Lease == 0 {
-		c.Store.Lease = Duration(DefaultStoreLease)
-	}
+	setString(&c.Store.Backend, def.Store.Backend)
+	setString(&c.Store.Sync, def.Store.Sync)
+	setDuration(&c.Store.Lease, def.Store.Lease)
 	if c.Store.HeldWait == 0 {
 		// Long enough for the owner to decide in the worst case it waits
 		// for itself: an attempt's timeout, then a reconcile's wait for
@@ -159,9 +137,12 @@ func (c *Config) applyDefaults() {
 		c.Store.HeldWait = Duration(max(DefaultStoreHeldWait, n.Timeout.D()+h.ReconcileTimeout.D()+30*time.Second))
 	}
 	rel(&c.Store.Path)
-	setDuration(&c.DLQ.Retention, DefaultDLQRetention)
+	if c.Queue.JobTimeout == 0 {
+		c.Queue.JobTimeout = Duration(max(DefaultQueueJobTimeout, n.Timeout.D()))
+	}
+	setDuration(&c.DLQ.Retention, def.DLQ.Retention)
 	if c.DLQ.On == nil {
-		c.DLQ.On = []string{"transient", "unknown"}
+		c.DLQ.On = def.DLQ.On
 	}
 }
 
@@ -171,9 +152,21 @@ func setInt(v *int, def int) {
 	}
 }
 
-func setDuration(d *Duration, def time.Duration) {
+func setDuration(d *Duration, def Duration) {
 	if *d == 0 {
-		*d = Duration(def)
+		*d = def
+	}
+}
+
+func setFloat(v *float64, def float64) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+func setString(v *string, def string) {
+	if *v == "" {
+		*v = def
 	}
 }
 

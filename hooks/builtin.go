@@ -103,7 +103,9 @@ type NotificationOptions struct {
 	// URL receives a POST per failure; empty means failures are only
 	// logged.
 	URL secret.Secret
-	// Format is "json" (default) or "slack" (a {"text": ...} message).
+	// Format is "slack" (a {"text": ...} message; the default, as in
+	// the configuration's hooks.notification.format) or "json" (the full
+	// record).
 	Format string
 	// Timeout bounds each POST.
 	Timeout time.Duration
@@ -152,7 +154,7 @@ func (h *notificationHook) OnError(ctx context.Context, ec *ExecutionContext) {
 		return
 	}
 	var body any = n
-	if h.format == "slack" {
+	if h.format != "json" {
 		text := fmt.Sprintf("n8n-invoker: workflow *%s* failed (%s, %d attempts, request %s): %s",
 			n.Workflow, n.Class, n.Attempts, n.RequestID, n.Error)
 		body = map[string]string{"text": text}

@@ -30,19 +30,32 @@ const (
 	exitInterrupted = 130
 )
 
-// version is set at build time with -ldflags "-X main.version=..."; else
-// it comes from the module's build info (the tag of `go install ...@v0.2.0`,
-// or the VCS revision of a local build).
+// version is set at build time with -ldflags "-X main.version=..." (make
+// build stamps scripts/version.sh's answer); else moduleVersion reads the
+// module's build info.
 var version = ""
 
+// release is the version of the CHANGELOG's latest heading (a test keeps
+// them equal): what a build that is neither stamped nor installed from a
+// tagged module reports, followed by "-dev".
+const release = "0.4.0"
+
+// moduleVersion returns the stamped version; else the module's version
+// (the tag of `go install ...@v0.4.0`); else release with the VCS
+// revision when the go command recorded one (release-dev+abc123def456),
+// or release-dev.
 func moduleVersion() string {
 	if version != "" {
 		return version
 	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "unknown"
+		return release + "-dev"
 	}
+	return versionOf(bi)
+}
+
+func versionOf(bi *debug.BuildInfo) string {
 	if v := bi.Main.Version; v != "" && v != "(devel)" {
 		return v
 	}
@@ -56,7 +69,7 @@ func moduleVersion() string {
 		}
 	}
 	if rev == "" {
-		return "devel"
+		return release + "-dev"
 	}
 	if len(rev) > 12 {
 		rev = rev[:12]
@@ -64,7 +77,7 @@ func moduleVersion() string {
 	if dirty {
 		rev += "-dirty"
 	}
-	return "devel+" + rev
+	return release + "-dev+" + rev
 }
 
 // exitError carries an exit code out of a command.
