@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -89,7 +90,9 @@ type tokenEntry struct {
 // tokens rotate without a restart; a file that became invalid keeps the
 // last valid set and the error is reported by Err.
 type TokenFile struct {
-	path string
+	path  string
+	every time.Duration
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	entries []tokenEntry
@@ -99,9 +102,36 @@ type TokenFile struct {
 	err     error
 }
 
+// DefaultTokenCheckInterval is how often a TokenFile checks its file
+// for a change by default.
+const DefaultTokenCheckInterval = time.Second
+
+// TokenFileOption configures a TokenFile.
+type TokenFileOption func(*TokenFile)
+
+// WithCheckInterval sets how often the file is checked for a change
+// (default DefaultTokenCheckInterval); 0 or less checks it on every
+// authentication.
+func WithCheckInterval(d time.Duration) TokenFileOption {
+	return func(f *TokenFile) { f.every = max(d, 0) }
+}
+
+// WithTokenLogger logs the file's reloads, its errors and its warnings
+// (default: discarded).
+func WithTokenLogger(l *slog.Logger) TokenFileOption {
+	return func(f *TokenFile) {
+		if l != nil {
+			f.log = l
+		}
+	}
+}
+
 // NewTokenFile reads path; its errors name the file and line.
-func NewTokenFile(path string) (*TokenFile, error) {
-	f := &TokenFile{path: path}
+func NewTokenFile(path string, opts ...TokenFileOption) (*TokenFile, error) {
+	f := &TokenFile{path: path, every: DefaultTokenCheckInterval, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(f)
+	}
 	if err := f.load(); err != nil {
 		return nil, err
 	}
@@ -170,7 +200,7 @@ func (f *TokenFile) Err() error {
 // time.
 func (f *TokenFile) Authenticate(token string) (*Principal, bool) {
 	f.mu.Lock()
-	if time.Since(f.checked) > time.Second {
+	if f.checked.IsZero() || time.Since(f.checked) >= f.every {
 		f.checked = time.Now()
 		if st, err := os.Stat(f.path); err == nil && (!st.ModTime().Equal(f.mod) || st.Size() != f.size) {
 			f.err = f.load()
