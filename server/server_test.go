@@ -43,13 +43,67 @@ type env struct {
 	denied                atomic.Bool
 	n8nCalls              atomic.Int32
 	stored                func() int
+	// tokFile is the server's token file, checked on every request.
+	tokFile string
+	// lines are the token file's lines, by token name.
+	lines map[string]string
 }
 
-func newEnv(t *testing.T) *env {
+// envOptions vary an env.
+type envOptions struct {
+	// api gives the manager an n8n API key and the stub n8n's API two
+	// active workflows: W1 "Echo flow" (webhook POST echo) and W2 "Denied
+	// flow" (webhook POST denied); the configuration adds the alias
+	// echo-by-id (id W1, path echo).
+	api bool
+}
+
+func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{}) }
+
+// stubWorkflows are the stub n8n API's workflows, by id.
+var stubWorkflows = map[string]string{"W1": "Echo flow", "W2": "Denied flow"}
+
+func stubWorkflow(id string) string {
+	path := map[string]string{"W1": "echo", "W2": "denied"}[id]
+	return fmt.Sprintf(`{"id":%q,"name":%q,"active":true,"nodes":[{"name":"Webhook","type":"n8n-nodes-base.webhook","webhookId":"hook-%s","parameters":{"path":%q,"httpMethod":"POST","responseMode":"lastNode"}}]}`,
+		id, stubWorkflows[id], id, path)
+}
+
+// stubAPI answers the n8n API calls the resolver makes.
+func stubAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	rest, _ := strings.CutPrefix(r.URL.Path, "/api/v1/")
+	switch {
+	case strings.HasPrefix(rest, "workflows/"):
+		id := strings.TrimPrefix(rest, "workflows/")
+		if _, ok := stubWorkflows[id]; !ok {
+			w.WriteHeader(404)
+			fmt.Fprint(w, `{"message":"Not Found"}`)
+			return
+		}
+		fmt.Fprint(w, stubWorkflow(id))
+	case rest == "workflows":
+		var data []string
+		for _, id := range []string{"W1", "W2"} {
+			if n := r.URL.Query().Get("name"); n == "" || n == stubWorkflows[id] {
+				data = append(data, stubWorkflow(id))
+			}
+		}
+		fmt.Fprintf(w, `{"data":[%s],"nextCursor":null}`, strings.Join(data, ","))
+	default:
+		fmt.Fprint(w, `{"data":[],"nextCursor":null}`)
+	}
+}
+
+func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t}
+	e := &env{t: t, lines: map[string]string{}}
 	e.denied.Store(true)
 	n8n := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			stubAPI(w, r)
+			return
+		}
 		e.n8nCalls.Add(1)
 		body, _ := io.ReadAll(r.Body)
 		switch r.URL.Path {
@@ -70,14 +124,18 @@ func newEnv(t *testing.T) *env {
 	}))
 	t.Cleanup(n8n.Close)
 	dir := t.TempDir()
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`n8n: {base_url: %q, timeout: 5}
+	apiKey, byID := "", ""
+	if o.api {
+		apiKey, byID = ", api_key: test-key", "\n  echo-by-id: {path: echo, id: W1}"
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`n8n: {base_url: %q, timeout: 5%s}
 invokers: {http: {max_retries: 1, backoff_factor: 0.01}}
 dlq: {enabled: true, on: [transient, unknown, permanent]}
 store: {path: %q}
 workflows:
   echo: {path: echo}
-  denied: {path: denied}
-`, n8n.URL, filepath.Join(dir, "store.db"))), "serve.yaml")
+  denied: {path: denied}%s
+`, n8n.URL, apiKey, filepath.Join(dir, "store.db"), byID)), "serve.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,12 +162,13 @@ workflows:
 		}
 		*tok.dst = token
 		lines = append(lines, line)
+		e.lines[tok.name] = line
 	}
-	tokFile := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokFile, []byte("# test tokens\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+	e.tokFile = filepath.Join(dir, "tokens")
+	if err := os.WriteFile(e.tokFile, []byte("# test tokens\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := server.NewTokenFile(tokFile)
+	tokens, err := server.NewTokenFile(e.tokFile, server.WithCheckInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}
