@@ -33,8 +33,9 @@ import (
 // allowed when a pattern matches an alias with the same webhook (method
 // and path). A name that resolves to no workflow is refused (403, as
 // any workflow outside the list: a restricted token learns nothing of
-// the others); a name that cannot be resolved now (n8n's API down) is
-// answered 503 workflow_unresolved.
+// the others); a name that cannot be resolved now (n8n's API not
+// answering) and is not allowed by an alias is answered 503
+// workflow_unresolved.
 
 // allWorkflows reports whether p may act on every workflow.
 func (p *Principal) allWorkflows() bool {
@@ -92,11 +93,12 @@ func (s *Server) allowed(ctx context.Context, p *Principal, workflow string) (bo
 				return true, nil
 			}
 		}
-		return false, nil
 	}
 	if m.API() == nil || errors.Is(err, invocation.ErrUnknownWorkflow) || errors.Is(err, invocation.ErrPermanent) {
 		return false, nil
 	}
+	// n8n's API did not answer: the id, which a pattern may match, is
+	// unknown for now.
 	return false, fmt.Errorf("%w: %v", errUnresolved, err)
 }
 

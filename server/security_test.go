@@ -438,3 +438,46 @@ func TestAllowListWarnsOnce(t *testing.T) {
 		t.Errorf("%d warnings: %s", n, log.String())
 	}
 }
+
+// TestAllowListWithoutTheAPI: without n8n's API (no api_key, or the API
+// not answering) an alias is the workflow of its webhook; a name that
+// cannot be resolved now is 503 workflow_unresolved, and nothing is
+// stored.
+func TestAllowListWithoutTheAPI(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		api      bool
+		list     string
+		workflow string
+		status   int
+		code     string
+	}{
+		{"no api key, the alias", false, "workflows=echo", "echo", 202, ""},
+		{"no api key, another alias", false, "workflows=echo", "denied", 403, "workflow_not_allowed"},
+		{"no api key, an id", false, "workflows=echo", "W1", 403, "workflow_not_allowed"},
+		{"no api key, a pattern", false, "workflows=e*", "echo", 202, ""},
+		{"api down, the alias", true, "workflows=echo", "echo", 202, ""},
+		{"api down, an alias with the same webhook", true, "workflows=echo-by-id", "echo", 202, ""},
+		{"api down, an alias with its id", true, "workflows=W1", "echo-by-id", 202, ""},
+		{"api down, another alias", true, "workflows=echo", "denied", 503, "workflow_unresolved"},
+		{"api down, an id", true, "workflows=echo", "W1", 503, "workflow_unresolved"},
+		{"api down, a name", true, "workflows=echo", "Echo flow", 503, "workflow_unresolved"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnvWith(t, envOptions{api: tc.api})
+			tok, line, _ := server.NewToken("ci", "submit")
+			e.writeTokens(line + " " + tc.list)
+			e.apiDown.Store(true)
+			status, body, _ := e.call("POST", "/v1/invocations", tok, map[string]any{"workflow": tc.workflow})
+			if status != tc.status || errCode(body) != tc.code {
+				t.Errorf("%d %s, want %d %s", status, body, tc.status, tc.code)
+			}
+			if n := e.stored(); (n == 1) != (tc.status == 202) {
+				t.Errorf("%d invocations stored", n)
+			}
+		})
+	}
+}

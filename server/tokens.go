@@ -88,6 +88,9 @@ func parseWorkflows(field string) ([]string, error) {
 		if p == "" {
 			return nil, fmt.Errorf("an empty workflow in %q (list workflows or patterns, comma-separated; * for every workflow)", field)
 		}
+		if strings.ContainsAny(p, " \t\n#") {
+			return nil, fmt.Errorf("workflow %q: a list holds aliases, n8n ids and patterns of them, without spaces or # (n8n's display names are not matched)", p)
+		}
 		if _, err := path.Match(p, ""); err != nil {
 			return nil, fmt.Errorf("workflow pattern %q: %v", p, err)
 		}
