@@ -143,7 +143,7 @@ type tokenEntry struct {
 }
 
 func (e *tokenEntry) principal() *Principal {
-	return &Principal{ID: "sha256:" + hex.EncodeToString(e.sum), Name: e.name, Scopes: e.scopes, Workflows: e.workflows}
+	return &Principal{ID: "sha256:" + hex.EncodeToString(e.sum), Name: e.name, Scopes: slices.Clone(e.scopes), Workflows: slices.Clone(e.workflows)}
 }
 
 // TokenFile is a file of tokens, one per line:
