@@ -28,10 +28,20 @@ var pages = template.Must(template.ParseFS(assets, "assets/console.html"))
 // sessionCookie names the console's session cookie.
 const sessionCookie = "n8i_session"
 
+// session is a console login. It keeps no copy of the token's name,
+// scopes or workflows: every request looks the token up by its id in the
+// current token set (Tokens.Lookup), so a removed token ends its
+// sessions at once and a change applies at once.
 type session struct {
-	p       *Principal
+	token   string // Principal.ID
 	csrf    string
 	expires time.Time
+}
+
+// visit is one console request of a session: the token as it is now.
+type visit struct {
+	p    *Principal
+	csrf string
 }
 
 func (s *Server) consoleRoutes() {
@@ -80,14 +90,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			delete(s.sessions, k)
 		}
 	}
-	s.sessions[id] = &session{p: p, csrf: randomID(), expires: now.Add(DefaultSessionTTL)}
+	s.sessions[id] = &session{token: p.ID, csrf: randomID(), expires: now.Add(DefaultSessionTTL)}
 	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/console/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.o.SecureCookies || r.TLS != nil, MaxAge: int(DefaultSessionTTL.Seconds())})
 	http.Redirect(w, r, "/console/", http.StatusSeeOther)
 }
 
-func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ *session) {
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ *visit) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		s.mu.Lock()
 		delete(s.sessions, c.Value)
@@ -117,10 +127,11 @@ func sameOrigin(r *http.Request) bool {
 	return true
 }
 
-// console runs h for a logged-in session with scope; a state-changing
-// request (write) must also be same-origin and carry the session's CSRF
-// token.
-func (s *Server) console(scope string, write bool, h func(http.ResponseWriter, *http.Request, *session)) http.Handler {
+// console runs h for a logged-in session whose token (as the token set
+// says now) has scope; a state-changing request (write) must also be
+// same-origin and carry the session's CSRF token. A session whose token
+// is gone ends.
+func (s *Server) console(scope string, write bool, h func(http.ResponseWriter, *http.Request, *visit)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := r.Cookie(sessionCookie)
 		var sess *session
@@ -132,6 +143,15 @@ func (s *Server) console(scope string, write bool, h func(http.ResponseWriter, *
 				sess = nil
 			}
 			s.mu.Unlock()
+		}
+		var p *Principal
+		if sess != nil {
+			var ok bool
+			if p, ok = s.o.Tokens.Lookup(sess.token); !ok {
+				s.endSessions(sess.token)
+				s.log.Info("server: console sessions ended: their token is no longer in the token set")
+				sess = nil
+			}
 		}
 		if sess == nil {
 			if write {
@@ -145,16 +165,45 @@ func (s *Server) console(scope string, write bool, h func(http.ResponseWriter, *
 			http.Error(w, "cross-site request refused (the form's token does not match the session)", http.StatusForbidden)
 			return
 		}
-		if !sess.p.Can(scope) {
-			http.Error(w, fmt.Sprintf("token %q lacks the %q scope", sess.p.Name, scope), http.StatusForbidden)
-			return
+		for _, sc := range []string{ScopeRead, scope} { // the console needs read, as its login does
+			if !p.Can(sc) {
+				http.Error(w, fmt.Sprintf("token %q lacks the %q scope", p.Name, sc), http.StatusForbidden)
+				return
+			}
 		}
-		h(w, r, sess)
+		h(w, r, &visit{p: p, csrf: sess.csrf})
 	})
 }
 
-func (s *Server) page(sess *session, page, title string, r *http.Request) map[string]any {
-	d := map[string]any{"Page": page, "Title": title, "Who": sess.p.Name, "CSRF": sess.csrf}
+// endSessions ends every session of the token whose id is token.
+func (s *Server) endSessions(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.sessions {
+		if v.token == token {
+			delete(s.sessions, k)
+		}
+	}
+}
+
+// consoleMayAct answers a 403 when v's token may not act on workflow (a
+// 503 when that cannot be told now); false when it answered.
+func (s *Server) consoleMayAct(w http.ResponseWriter, r *http.Request, v *visit, workflow string) bool {
+	ok, err := s.allowed(r.Context(), v.p, workflow)
+	switch {
+	case err != nil:
+		http.Error(w, err.Error()+"; try again", http.StatusServiceUnavailable)
+		return false
+	case !ok:
+		s.log.Info("server: workflow not allowed", "token", v.p.Name, "workflow", workflow, "path", r.URL.Path)
+		http.Error(w, fmt.Sprintf("token %q may not act on workflow %q (not in its workflow list)", v.p.Name, workflow), http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+func (s *Server) page(v *visit, page, title string, r *http.Request) map[string]any {
+	d := map[string]any{"Page": page, "Title": title, "Who": v.p.Name, "CSRF": v.csrf}
 	if f := r.URL.Query().Get("flash"); f != "" {
 		d["Flash"] = f
 		d["FlashErr"] = r.URL.Query().Get("err") == "1"
@@ -162,12 +211,13 @@ func (s *Server) page(sess *session, page, title string, r *http.Request) map[st
 	return d
 }
 
-func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess *session) {
-	d := s.page(sess, "overview", "Overview", r)
+func (s *Server) overview(w http.ResponseWriter, r *http.Request, v *visit) {
+	d := s.page(v, "overview", "Overview", r)
 	list, err := s.o.Queue.List(r.Context(), outbox.Filter{Limit: 5000})
 	if err != nil {
 		d["Flash"], d["FlashErr"] = "The store did not answer: "+err.Error(), true
 	}
+	list = visible(r.Context(), s, v.p, list, invocationWorkflow, len(list))
 	chart, total := chartSVG(list, time.Now())
 	d["Chart"], d["Total"] = chart, total
 	d["Invocations"] = list[:min(len(list), 20)]
@@ -230,21 +280,21 @@ func chartSVG(list []*outbox.Invocation, now time.Time) (template.HTML, int) {
 	return template.HTML(b.String()), total // #nosec: built from numbers only
 }
 
-func (s *Server) invocationsPage(w http.ResponseWriter, r *http.Request, sess *session) {
-	d := s.page(sess, "invocations", "Invocations", r)
+func (s *Server) invocationsPage(w http.ResponseWriter, r *http.Request, v *visit) {
+	d := s.page(v, "invocations", "Invocations", r)
 	q := r.URL.Query()
 	d["Statuses"] = outbox.Statuses
 	d["Status"], d["Workflow"] = q.Get("status"), q.Get("workflow")
-	list, err := s.o.Queue.List(r.Context(), outbox.Filter{Status: q.Get("status"), Workflow: q.Get("workflow"), Limit: 200})
+	list, err := s.o.Queue.List(r.Context(), outbox.Filter{Status: q.Get("status"), Workflow: q.Get("workflow"), Limit: listLimit(v.p, 200)})
 	if err != nil {
 		d["Flash"], d["FlashErr"] = err.Error(), true
 	}
-	d["Invocations"] = list
+	d["Invocations"] = visible(r.Context(), s, v.p, list, invocationWorkflow, 200)
 	s.render(w, "invocations", d)
 }
 
-func (s *Server) deadLettersPage(w http.ResponseWriter, r *http.Request, sess *session) {
-	d := s.page(sess, "dead-letters", "Dead letters", r)
+func (s *Server) deadLettersPage(w http.ResponseWriter, r *http.Request, v *visit) {
+	d := s.page(v, "dead-letters", "Dead letters", r)
 	d["Classes"] = []string{"transient", "permanent", "unknown"}
 	f, err := deadLetterFilter(r)
 	d["Workflow"], d["Class"] = f.Workflow, f.Class
@@ -254,18 +304,20 @@ func (s *Server) deadLettersPage(w http.ResponseWriter, r *http.Request, sess *s
 		return
 	}
 	if st := s.o.Manager.DLQ(); st != nil {
+		limit := f.Limit
+		f.Limit = listLimit(v.p, limit)
 		list, err := st.List(r.Context(), f)
 		if err != nil {
 			d["Flash"], d["FlashErr"] = err.Error(), true
 		}
-		d["Entries"] = list
+		d["Entries"] = visible(r.Context(), s, v.p, list, entryWorkflow, limit)
 	} else {
 		d["Flash"] = "The dead-letter queue is off (dlq.enabled)."
 	}
 	s.render(w, "deadletters", d)
 }
 
-func (s *Server) deadLetterPage(w http.ResponseWriter, r *http.Request, sess *session) {
+func (s *Server) deadLetterPage(w http.ResponseWriter, r *http.Request, v *visit) {
 	st := s.o.Manager.DLQ()
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if st == nil || err != nil {
@@ -281,7 +333,10 @@ func (s *Server) deadLetterPage(w http.ResponseWriter, r *http.Request, sess *se
 		http.Error(w, "the store did not answer", http.StatusServiceUnavailable)
 		return
 	}
-	d := s.page(sess, "dead-letters", fmt.Sprintf("Dead letter %d", id), r)
+	if !s.consoleMayAct(w, r, v, e.Workflow) {
+		return
+	}
+	d := s.page(v, "dead-letters", fmt.Sprintf("Dead letter %d", id), r)
 	dl := s.deadLetter(r.Context(), e)
 	d["Entry"], d["ExecutionURL"] = e, dl.ExecutionURL
 	var pretty bytes.Buffer
@@ -293,10 +348,13 @@ func (s *Server) deadLetterPage(w http.ResponseWriter, r *http.Request, sess *se
 	s.render(w, "deadletter", d)
 }
 
-func (s *Server) consoleReplay(w http.ResponseWriter, r *http.Request, sess *session) {
+func (s *Server) consoleReplay(w http.ResponseWriter, r *http.Request, v *visit) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
 		http.NotFound(w, r)
+		return
+	}
+	if !s.consoleEntryAllowed(w, r, v, id) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.o.MaxAwait)
@@ -316,7 +374,7 @@ func (s *Server) consoleReplay(w http.ResponseWriter, r *http.Request, sess *ses
 	default:
 		msg, bad = fmt.Sprintf("Dead letter %d failed again: %s", id, rep.Results[0].Error), true
 	}
-	s.log.Info("server: console replay", "id", id, "by", sess.p.Name, "outcome", msg)
+	s.log.Info("server: console replay", "id", id, "by", v.p.Name, "outcome", msg)
 	target := "/console/dead-letters?flash=" + url.QueryEscape(msg)
 	if bad {
 		target = fmt.Sprintf("/console/dead-letters/%d?err=1&flash=%s", id, url.QueryEscape(msg))
@@ -324,17 +382,39 @@ func (s *Server) consoleReplay(w http.ResponseWriter, r *http.Request, sess *ses
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
-func (s *Server) consolePurge(w http.ResponseWriter, r *http.Request, sess *session) {
+func (s *Server) consolePurge(w http.ResponseWriter, r *http.Request, v *visit) {
 	st := s.o.Manager.DLQ()
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if st == nil || err != nil {
 		http.NotFound(w, r)
 		return
 	}
+	if !s.consoleEntryAllowed(w, r, v, id) {
+		return
+	}
 	msg := fmt.Sprintf("Dead letter %d purged.", id)
 	if err := st.Delete(r.Context(), id); err != nil {
 		msg = "Purge failed: " + err.Error()
 	}
-	s.log.Info("server: console purge", "id", id, "by", sess.p.Name)
+	s.log.Info("server: console purge", "id", id, "by", v.p.Name)
 	http.Redirect(w, r, "/console/dead-letters?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+}
+
+// consoleEntryAllowed answers a 403 when the dead letter id belongs to a
+// workflow outside v's token's list; false when it answered. An entry
+// that is gone is left to the action to report.
+func (s *Server) consoleEntryAllowed(w http.ResponseWriter, r *http.Request, v *visit, id int64) bool {
+	st := s.o.Manager.DLQ()
+	if v.p.allWorkflows() || st == nil {
+		return true
+	}
+	e, err := st.Get(r.Context(), id)
+	switch {
+	case errors.Is(err, dlq.ErrNotFound):
+		return true
+	case err != nil:
+		http.Error(w, "the store did not answer", http.StatusServiceUnavailable)
+		return false
+	}
+	return s.consoleMayAct(w, r, v, e.Workflow)
 }

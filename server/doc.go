@@ -11,9 +11,14 @@
 // status, and a refused request stores nothing.
 //
 // Security: bearer tokens from a TokenFile (hashes only, compared in
-// constant time, reloaded when the file changes) with the scopes read,
-// submit and replay. The console logs in with a token and then holds an
-// HttpOnly, SameSite=Strict session cookie; its state-changing forms
+// constant time, reloaded when the file's content changes, none valid
+// while it is missing) with the scopes read, submit and replay and an
+// optional workflow allow-list, checked against the resolved workflow on
+// every endpoint that acts on one (403 workflow_not_allowed; lists are
+// filtered). The console logs in with a token and then holds an
+// HttpOnly, SameSite=Strict session cookie that refers to the token: every
+// request looks it up in the current token set, so a removed token ends
+// its sessions and a changed one applies at once; its state-changing forms
 // carry a per-session CSRF token and are refused cross-site; every page
 // has a Content-Security-Policy without inline script; assets are
 // embedded. Sessions and breakers are per replica: behind a load

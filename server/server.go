@@ -267,7 +267,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wait, ok := s.awaitTimeout(w, in.Timeout)
-	if !ok {
+	if !ok || !s.mayAct(w, r, principalOf(r), in.Workflow) {
 		return
 	}
 	req := &invocation.Request{Workflow: in.Workflow, PathParams: in.PathParams, IdempotencyKey: in.IdempotencyKey}
@@ -343,7 +343,8 @@ func (s *Server) awaitTimeout(w http.ResponseWriter, v string) (time.Duration, b
 }
 
 // invocation reads the invocation of the path's id; false when it
-// answered a 404 or 503.
+// answered a 404 or 503, or a 403 for a workflow outside the token's
+// list.
 func (s *Server) invocation(w http.ResponseWriter, r *http.Request) (*outbox.Invocation, bool) {
 	inv, err := s.o.Queue.Get(r.Context(), r.PathValue("id"))
 	if errors.Is(err, outbox.ErrNotFound) {
@@ -352,6 +353,9 @@ func (s *Server) invocation(w http.ResponseWriter, r *http.Request) (*outbox.Inv
 	}
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", err.Error())
+		return nil, false
+	}
+	if !s.mayAct(w, r, principalOf(r), inv.Workflow) {
 		return nil, false
 	}
 	return inv, true
@@ -464,14 +468,13 @@ func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("status must be one of %v, got %q", outbox.Statuses, st))
 		return
 	}
-	list, err := s.o.Queue.List(r.Context(), outbox.Filter{Status: st, Workflow: q.Get("workflow"), Limit: limit})
+	p := principalOf(r)
+	list, err := s.o.Queue.List(r.Context(), outbox.Filter{Status: st, Workflow: q.Get("workflow"), Limit: listLimit(p, limit)})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", err.Error())
 		return
 	}
-	if list == nil {
-		list = []*outbox.Invocation{}
-	}
+	list = visible(r.Context(), s, p, list, invocationWorkflow, limit)
 	writeJSON(w, http.StatusOK, map[string]any{"invocations": list})
 }
 
@@ -509,14 +512,15 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 		return
 	}
+	p := principalOf(r)
+	limit := f.Limit
+	f.Limit = listLimit(p, limit)
 	list, err := d.List(r.Context(), f)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", err.Error())
 		return
 	}
-	if list == nil {
-		list = []*dlq.Entry{}
-	}
+	list = visible(r.Context(), s, p, list, entryWorkflow, limit)
 	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": list})
 }
 
@@ -546,25 +550,36 @@ func (s *Server) deadLetter(ctx context.Context, e *dlq.Entry) *DeadLetter {
 	return out
 }
 
-func (s *Server) getDeadLetter(w http.ResponseWriter, r *http.Request) {
+// entry reads the dead letter of the path's id; false when it answered
+// a 400, 404 or 503, or a 403 for a workflow outside the token's list.
+func (s *Server) entry(w http.ResponseWriter, r *http.Request) (*dlq.Entry, bool) {
 	d := s.store(w)
 	if d == nil {
-		return
+		return nil, false
 	}
 	id, ok := entryID(w, r)
 	if !ok {
-		return
+		return nil, false
 	}
 	e, err := d.Get(r.Context(), id)
 	if errors.Is(err, dlq.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no dead letter %d", id))
-		return
+		return nil, false
 	}
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", err.Error())
-		return
+		return nil, false
 	}
-	writeJSON(w, http.StatusOK, s.deadLetter(r.Context(), e))
+	if !s.mayAct(w, r, principalOf(r), e.Workflow) {
+		return nil, false
+	}
+	return e, true
+}
+
+func (s *Server) getDeadLetter(w http.ResponseWriter, r *http.Request) {
+	if e, ok := s.entry(w, r); ok {
+		writeJSON(w, http.StatusOK, s.deadLetter(r.Context(), e))
+	}
 }
 
 // ReplayRequest is the body of POST /v1/dead-letters/{id}/replay.
@@ -584,6 +599,9 @@ func (s *Server) replayDeadLetter(w http.ResponseWriter, r *http.Request) {
 	}
 	var in ReplayRequest
 	if r.ContentLength != 0 && !decode(w, r, &in) {
+		return
+	}
+	if _, ok := s.entry(w, r); !ok {
 		return
 	}
 	rep, err := s.replay(r.Context(), id, in.RunAgain)
@@ -607,25 +625,22 @@ func (s *Server) replay(ctx context.Context, id int64, runAgain bool) (*invoker.
 }
 
 func (s *Server) purgeDeadLetter(w http.ResponseWriter, r *http.Request) {
-	d := s.store(w)
-	if d == nil {
-		return
-	}
-	id, ok := entryID(w, r)
+	e, ok := s.entry(w, r)
 	if !ok {
 		return
 	}
-	if _, err := d.Get(r.Context(), id); errors.Is(err, dlq.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no dead letter %d", id))
-		return
-	}
-	if err := d.Delete(r.Context(), id); err != nil {
+	id := e.ID
+	if err := s.o.Manager.DLQ().Delete(r.Context(), id); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", err.Error())
 		return
 	}
 	s.log.Info("server: dead letter purged", "id", id, "by", principalOf(r).Name)
 	w.WriteHeader(http.StatusNoContent)
 }
+
+func invocationWorkflow(inv *outbox.Invocation) string { return inv.Workflow }
+
+func entryWorkflow(e *dlq.Entry) string { return e.Workflow }
 
 func (s *Server) breakers(w http.ResponseWriter, _ *http.Request) {
 	type breaker struct {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -43,13 +44,74 @@ type env struct {
 	denied                atomic.Bool
 	n8nCalls              atomic.Int32
 	stored                func() int
+	// apiDown makes the stub n8n's API answer 500.
+	apiDown atomic.Bool
+	// tokFile is the server's token file, checked on every request.
+	tokFile string
+	// lines are the token file's lines, by token name.
+	lines map[string]string
 }
 
-func newEnv(t *testing.T) *env {
+// envOptions vary an env.
+type envOptions struct {
+	// api gives the manager an n8n API key and the stub n8n's API two
+	// active workflows: W1 "Echo flow" (webhook POST echo) and W2 "Denied
+	// flow" (webhook POST denied); the configuration adds the alias
+	// echo-by-id (id W1, path echo).
+	api bool
+}
+
+func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{}) }
+
+// stubWorkflows are the stub n8n API's workflows, by id.
+var stubWorkflows = map[string]string{"W1": "Echo flow", "W2": "Denied flow"}
+
+func stubWorkflow(id string) string {
+	path := map[string]string{"W1": "echo", "W2": "denied"}[id]
+	return fmt.Sprintf(`{"id":%q,"name":%q,"active":true,"nodes":[{"name":"Webhook","type":"n8n-nodes-base.webhook","webhookId":"hook-%s","parameters":{"path":%q,"httpMethod":"POST","responseMode":"lastNode"}}]}`,
+		id, stubWorkflows[id], id, path)
+}
+
+// stubAPI answers the n8n API calls the resolver makes.
+func stubAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	rest, _ := strings.CutPrefix(r.URL.Path, "/api/v1/")
+	switch {
+	case strings.HasPrefix(rest, "workflows/"):
+		id := strings.TrimPrefix(rest, "workflows/")
+		if _, ok := stubWorkflows[id]; !ok {
+			w.WriteHeader(404)
+			fmt.Fprint(w, `{"message":"Not Found"}`)
+			return
+		}
+		fmt.Fprint(w, stubWorkflow(id))
+	case rest == "workflows":
+		var data []string
+		for _, id := range []string{"W1", "W2"} {
+			if n := r.URL.Query().Get("name"); n == "" || n == stubWorkflows[id] {
+				data = append(data, stubWorkflow(id))
+			}
+		}
+		fmt.Fprintf(w, `{"data":[%s],"nextCursor":null}`, strings.Join(data, ","))
+	default:
+		fmt.Fprint(w, `{"data":[],"nextCursor":null}`)
+	}
+}
+
+func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t}
+	e := &env{t: t, lines: map[string]string{}}
 	e.denied.Store(true)
 	n8n := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			if e.apiDown.Load() {
+				w.WriteHeader(http.StatusInternalServerError)
+				fmt.Fprint(w, `{"message":"down"}`)
+				return
+			}
+			stubAPI(w, r)
+			return
+		}
 		e.n8nCalls.Add(1)
 		body, _ := io.ReadAll(r.Body)
 		switch r.URL.Path {
@@ -70,14 +132,18 @@ func newEnv(t *testing.T) *env {
 	}))
 	t.Cleanup(n8n.Close)
 	dir := t.TempDir()
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`n8n: {base_url: %q, timeout: 5}
+	apiKey, byID := "", ""
+	if o.api {
+		apiKey, byID = ", api_key: test-key", "\n  echo-by-id: {path: echo, id: W1}"
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`n8n: {base_url: %q, timeout: 5%s}
 invokers: {http: {max_retries: 1, backoff_factor: 0.01}}
 dlq: {enabled: true, on: [transient, unknown, permanent]}
 store: {path: %q}
 workflows:
   echo: {path: echo}
-  denied: {path: denied}
-`, n8n.URL, filepath.Join(dir, "store.db"))), "serve.yaml")
+  denied: {path: denied}%s
+`, n8n.URL, apiKey, filepath.Join(dir, "store.db"), byID)), "serve.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,12 +170,13 @@ workflows:
 		}
 		*tok.dst = token
 		lines = append(lines, line)
+		e.lines[tok.name] = line
 	}
-	tokFile := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokFile, []byte("# test tokens\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+	e.tokFile = filepath.Join(dir, "tokens")
+	if err := os.WriteFile(e.tokFile, []byte("# test tokens\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := server.NewTokenFile(tokFile)
+	tokens, err := server.NewTokenFile(e.tokFile, server.WithCheckInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,11 +511,17 @@ func between(s, a, b string) string {
 func TestTokenFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	h := server.HashToken("x")
 	for name, content := range map[string]string{
-		"plain token":   "ci n8i_abc read\n",
-		"unknown scope": "ci " + server.HashToken("x") + " write\n",
-		"two fields":    "ci " + server.HashToken("x") + "\n",
-		"empty":         "# nothing\n",
+		"plain token":          "ci n8i_abc read\n",
+		"unknown scope":        "ci " + h + " write\n",
+		"two fields":           "ci " + h + "\n",
+		"five fields":          "ci " + h + " read workflows=a b\n",
+		"fourth field unknown": "ci " + h + " read echo\n",
+		"empty list":           "ci " + h + " read workflows=\n",
+		"empty entry":          "ci " + h + " read workflows=a,,b\n",
+		"bad pattern":          "ci " + h + " read workflows=a[\n",
+		"empty":                "# nothing\n",
 	} {
 		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
 		_ = os.WriteFile(p, []byte(content), 0o600)
@@ -457,29 +530,64 @@ func TestTokenFile(t *testing.T) {
 		}
 	}
 	tok, line, err := server.NewToken("ops", "read", "replay")
-	if err != nil || !strings.HasPrefix(tok, server.TokenPrefix) || strings.Contains(line, tok) {
-		t.Fatalf("NewToken: %v", err)
+	if err != nil || !strings.HasPrefix(tok, server.TokenPrefix) || strings.Contains(line, tok) || strings.Contains(line, "workflows=") {
+		t.Fatalf("NewToken: %q %v", line, err)
+	}
+	tokW, lineW, err := server.NewTokenFor("ci", []string{"orders", "W1", "billing-*"}, "submit")
+	if err != nil || !strings.HasSuffix(lineW, " submit workflows=orders,W1,billing-*") {
+		t.Fatalf("NewTokenFor: %q %v", lineW, err)
 	}
 	p := filepath.Join(dir, "tokens")
-	_ = os.WriteFile(p, []byte(line+"\n"), 0o600)
+	_ = os.WriteFile(p, []byte(line+"  # a line as before lists existed\n"+lineW+"\n"), 0o600)
 	f, err := server.NewTokenFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr, ok := f.Authenticate(tok); !ok || pr.Name != "ops" || !pr.Can("replay") || pr.Can("submit") {
+	if pr, ok := f.Authenticate(tok); !ok || pr.Name != "ops" || !pr.Can("replay") || pr.Can("submit") || pr.Workflows != nil || pr.ID != server.HashToken(tok) {
 		t.Errorf("authenticate: %+v %v", pr, ok)
+	}
+	if pr, ok := f.Authenticate(tokW); !ok || strings.Join(pr.Workflows, " ") != "orders W1 billing-*" {
+		t.Errorf("authenticate a token with a list: %+v %v", pr, ok)
+	}
+	if pr, ok := f.Lookup(server.HashToken(tokW)); !ok || pr.Name != "ci" {
+		t.Errorf("lookup: %+v %v", pr, ok)
+	}
+	for _, id := range []string{"", tok, "sha256:00", server.HashToken("other")} {
+		if _, ok := f.Lookup(id); ok {
+			t.Errorf("lookup %q found a token", id)
+		}
 	}
 	// Rotation: a new file replaces the old token without a restart.
 	tok2, line2, _ := server.NewToken("ops", "read")
-	time.Sleep(1100 * time.Millisecond)
-	_ = os.WriteFile(p, []byte(line2+"\n# rotated\n"), 0o600)
-	if _, ok := f.Authenticate(tok2); !ok {
-		t.Error("the rotated token is refused")
-	}
-	if _, ok := f.Authenticate(tok); ok {
-		t.Error("the old token still works")
-	}
-	if _, _, err := server.NewToken("ops", "write"); err == nil {
-		t.Error("an unknown scope was accepted")
+	synctest.Test(t, func(t *testing.T) {
+		f, err := server.NewTokenFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = os.WriteFile(p, []byte(line2+"\n# rotated\n"), 0o600)
+		if _, ok := f.Authenticate(tok); !ok {
+			t.Error("the file was read again before the check interval passed")
+		}
+		time.Sleep(server.DefaultTokenCheckInterval) // the fake clock
+		if _, ok := f.Authenticate(tok2); !ok {
+			t.Error("the rotated token is refused")
+		}
+		if _, ok := f.Authenticate(tok); ok {
+			t.Error("the old token still works")
+		}
+	})
+	for _, bad := range []struct {
+		name      string
+		workflows []string
+		scopes    []string
+	}{
+		{"unknown scope", nil, []string{"write"}},
+		{"bad pattern", []string{"a["}, []string{"read"}},
+		{"empty workflow", []string{""}, []string{"read"}},
+		{"space in a workflow", []string{"Echo flow"}, []string{"read"}},
+	} {
+		if _, _, err := server.NewTokenFor("ops", bad.workflows, bad.scopes...); err == nil {
+			t.Errorf("%s: accepted", bad.name)
+		}
 	}
 }

@@ -39,8 +39,9 @@ letters; /healthz, /readyz, /metrics; and a web console at /console/.
 Submissions are stored in the configured store (SQLite on one machine,
 PostgreSQL for several replicas behind a load balancer) and delivered by this
 process's workers through the whole pipeline. Tokens come from --tokens, a file
-of "name sha256:<hash> scopes" lines (make them with "serve token"), re-read
-when it changes. It listens on 127.0.0.1 unless told otherwise. SIGINT or
+of "name sha256:<hash> scopes [workflows=...]" lines (make them with "serve
+token"), re-read when its content changes (replace it by renaming a new file
+over it; while it is missing every token is refused). It listens on 127.0.0.1 unless told otherwise. SIGINT or
 SIGTERM drain: no new requests, requests and deliveries in flight may finish
 for --drain, the rest is given back and delivered again after a reconcile.
 Configuration changes take effect on restart (SIGHUP re-reads the n8n API key
@@ -52,10 +53,6 @@ file; the token file is re-read on change).`,
 			}
 			if tokens == "" {
 				return usageErr("--tokens FILE is required (make a token with: n8n-invoker serve token NAME read,submit,replay)")
-			}
-			tf, err := server.NewTokenFile(tokens)
-			if err != nil {
-				return usageErr("--tokens: %v", err)
 			}
 			tlsConf, err := serveTLS(certFile, keyFile, caFile)
 			if err != nil {
@@ -69,6 +66,10 @@ file; the token file is re-read on change).`,
 				return err
 			}
 			defer m.Close(context.Background())
+			tf, err := server.NewTokenFile(tokens, server.WithTokenLogger(m.Logger()))
+			if err != nil {
+				return usageErr("--tokens: %v", err)
+			}
 			q, err := startWorkers(ctx, m, workers, false)
 			if err != nil {
 				return err
@@ -155,22 +156,32 @@ func serveTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 }
 
 func newServeTokenCmd(stdout, stderr io.Writer) *cobra.Command {
-	return &cobra.Command{
-		Use:   "token NAME SCOPES",
+	var workflows []string
+	cmd := &cobra.Command{
+		Use:   "token NAME SCOPES [--workflows ALIAS,ID,PATTERN]",
 		Short: "Make an API token: prints the token, and the line to add to the token file",
 		Long: `Make a random API token for the service. SCOPES is a comma-separated list of
-read, submit and replay. The token is printed once on stdout; the token file
-stores only its hash: add the line printed on stderr to it (the service picks
-it up without a restart).`,
+read, submit and replay. --workflows restricts the token to those workflows:
+configured aliases, n8n workflow ids, or patterns of them such as "orders-*"
+("*" is every workflow); it may then submit, read, replay and purge only
+theirs. Without --workflows the token may act on every workflow and the
+service warns about it once. The token is printed once on stdout; the token
+file stores only its hash: add the line printed on stderr to it (the service
+picks it up without a restart).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			tok, line, err := server.NewToken(args[0], strings.Split(args[1], ",")...)
+			tok, line, err := server.NewTokenFor(args[0], workflows, strings.Split(args[1], ",")...)
 			if err != nil {
 				return usageErr("%v", err)
 			}
 			fmt.Fprintln(stdout, tok)
 			fmt.Fprintf(stderr, "add to the token file:\n%s\n", line)
+			if len(workflows) == 0 {
+				fmt.Fprintln(stderr, "this token may act on every workflow: restrict it with --workflows (or give --workflows '*' to say so)")
+			}
 			return nil
 		},
 	}
+	cmd.Flags().StringSliceVar(&workflows, "workflows", nil, "the workflows the token may act on: aliases, n8n ids or patterns (orders-*), comma-separated")
+	return cmd
 }
