@@ -30,6 +30,7 @@ workflows:
   echo: {path: echo}
   fail: {path: fail}
   user-onboarding: {path: user-onboarding, response_mode: responseNode}
+  order: {path: "orders/:id", webhook_id: "00000000-0000-4000-8000-000000000001"}
 `, baseURL)
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -81,6 +82,8 @@ func TestRunExitCodes(t *testing.T) {
 		{"missing config", []string{"run", "echo", "-c", "/nonexistent.yaml"}, "", 2, "", "nonexistent.yaml"},
 		{"unreachable", []string{"run", "echo", "-c", down}, "", 3, `"class": "transient"`, "connection refused"},
 		{"no workflow", []string{"run"}, "", 2, "", "accepts 1 arg"},
+		{"missing path parameter", []string{"run", "order", "-c", good}, "", 2, `"code": "bad-request"`, "path parameter(s) id"},
+		{"wait without an API key", []string{"run", "echo", "--wait", "-c", good}, "", 2, `"code": "bad-request"`, "needs n8n's API"},
 		{"unknown flag", []string{"run", "echo", "--nope"}, "", 2, "", "unknown flag"},
 	}
 	for _, tt := range tests {

@@ -38,8 +38,9 @@ type File struct {
 }
 
 // Generate returns the generated files of the repository at root: the
-// whole configuration reference, and docs/architecture.md with its import
-// graph section replaced.
+// whole configuration reference, docs/architecture.md with its import
+// graph section replaced, and README.md with its table of error codes
+// replaced.
 func Generate(root string) ([]File, error) {
 	conf, err := Configuration(filepath.Join(root, "config"))
 	if err != nil {
@@ -58,9 +59,22 @@ func Generate(root string) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", archPath, err)
 	}
+	codes, err := ErrorCodes(filepath.Join(root, "invocation"))
+	if err != nil {
+		return nil, err
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		return nil, err
+	}
+	readme, err = replaceBetween(readme, CodesBegin, CodesEnd, codes)
+	if err != nil {
+		return nil, fmt.Errorf("README.md: %w", err)
+	}
 	return []File{
 		{Path: filepath.Join("docs", "configuration.md"), Text: conf},
 		{Path: archPath, Text: arch},
+		{Path: "README.md", Text: readme},
 	}, nil
 }
 
