@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -658,23 +659,10 @@ func joinErrors(errs []error) error {
 		a, b := errs[i].(*Error), errs[j].(*Error)
 		return a.Pos.Line < b.Pos.Line
 	})
-	return &Errors{List: errs}
+	// Joined: one per line, in the file's order; errors.As finds each
+	// *Error.
+	return errors.Join(errs...)
 }
-
-// Errors is several configuration errors, each an *Error.
-type Errors struct{ List []error }
-
-// Error returns the message.
-func (e *Errors) Error() string {
-	msgs := make([]string, len(e.List))
-	for i, err := range e.List {
-		msgs[i] = err.Error()
-	}
-	return strings.Join(msgs, "\n")
-}
-
-// Unwrap returns the errors, so errors.As finds each *Error.
-func (e *Errors) Unwrap() []error { return e.List }
 
 // parseDuration reads seconds or a Go duration string.
 func parseDuration(s string) (Duration, error) {

@@ -277,11 +277,11 @@ func TestErrorsNameFileLineField(t *testing.T) {
 func TestSeveralErrorsReported(t *testing.T) {
 	t.Parallel()
 	_, err := Parse([]byte("n8n:\n  base_url: ftp://x\ninvokers:\n  http:\n    max_retries: -1\n    backoff_factor: -2\n"), "c.yaml")
-	var es *Errors
-	if !errors.As(err, &es) || len(es.List) != 3 {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok || len(j.Unwrap()) != 3 {
 		t.Fatalf("err = %v, want 3 errors", err)
 	}
-	if !strings.HasPrefix(es.List[0].Error(), "c.yaml:2:") || !strings.HasPrefix(es.List[2].Error(), "c.yaml:6:") {
+	if es := j.Unwrap(); !strings.HasPrefix(es[0].Error(), "c.yaml:2:") || !strings.HasPrefix(es[2].Error(), "c.yaml:6:") {
 		t.Errorf("not sorted by line: %v", err)
 	}
 }

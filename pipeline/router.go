@@ -26,29 +26,16 @@ func (r *Router) Attempt(ctx context.Context, a *invocation.Attempt) (*invocatio
 	if t, ok := r.ByName[name]; ok && t != nil {
 		return t.Attempt(ctx, a)
 	}
-	return nil, &UnknownTransportError{Workflow: a.Request.Workflow, Transport: name}
+	return nil, unknownTransport(a.Request.Workflow, name)
 }
 
 // TransportWebhook names the default transport, n8n's webhooks.
 const TransportWebhook = "webhook"
 
-// UnknownTransportError is a target naming a transport the manager does
-// not have (an MCP workflow without an MCP token, for example). Nothing
-// was sent.
-type UnknownTransportError struct {
-	Workflow, Transport string
+// unknownTransport is the error of a target naming a transport the
+// manager does not have (an MCP workflow without an MCP token, for
+// example): code invocation.CodeBadRequest, nothing was sent.
+func unknownTransport(workflow, name string) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeBadRequest, Workflow: workflow,
+		Message: fmt.Sprintf("no %q transport is configured (permanent, not sent)", name)}
 }
-
-// Error returns the message.
-func (e *UnknownTransportError) Error() string {
-	return fmt.Sprintf("workflow %q: no %q transport is configured (permanent, not sent)", e.Workflow, e.Transport)
-}
-
-// Class returns invocation.Permanent.
-func (e *UnknownTransportError) Class() invocation.Class { return invocation.Permanent }
-
-// Outcome returns invocation.NotSent.
-func (e *UnknownTransportError) Outcome() invocation.Outcome { return invocation.NotSent }
-
-// Is matches invocation.ErrPermanent.
-func (e *UnknownTransportError) Is(target error) bool { return target == invocation.ErrPermanent }
