@@ -275,8 +275,14 @@ func (e *PathParamError) Class() Class { return Permanent }
 // Is matches ErrPermanent.
 func (e *PathParamError) Is(target error) bool { return target == ErrPermanent }
 
+// Outcome returns NotSent: the request was refused before sending.
+func (e *PathParamError) Outcome() Outcome { return NotSent }
+
 // FillPath returns the path of t with req's path parameters filled in,
-// percent-encoded, under the webhook id when the path has parameters.
+// percent-encoded, under the webhook id when the path has parameters. A
+// value with a slash, and the values "." and ".." (a proxy that
+// normalises dot segments would turn them into another webhook's path),
+// are refused with a *PathParamError.
 func FillPath(t *Target, req *Request) (string, error) {
 	path := strings.Trim(t.Path, "/")
 	if !strings.Contains(path, ":") {
@@ -298,6 +304,12 @@ func FillPath(t *Target, req *Request) (string, error) {
 			// n8n decodes the path before matching it: the segment would
 			// split in two and match no webhook.
 			return "", &PathParamError{Workflow: req.Workflow, Path: t.Path, Reason: fmt.Sprintf("the value of %s contains a slash, which n8n cannot match in a path segment", name)}
+		}
+		if v == "." || v == ".." {
+			// url.PathEscape leaves dots alone, and RFC 3986 dot segments
+			// are removed by proxies and clients that normalise paths:
+			// orders/../admin would reach another webhook.
+			return "", &PathParamError{Workflow: req.Workflow, Path: t.Path, Reason: fmt.Sprintf("the value of %s is %q, a dot segment that proxies normalise into another path", name, v)}
 		}
 		segs[i] = url.PathEscape(v)
 	}
