@@ -49,7 +49,7 @@ func tlsFromConfig(t config.TLS) (*tls.Config, error) {
 }
 
 func authFromConfig(a config.Auth) invocation.Auth {
-	return invocation.Auth{Type: a.Type, Name: a.Name, Value: a.Value, Username: a.Username, Password: a.Password, Secret: a.Secret}
+	return invocation.Auth{Type: a.Type, Name: a.Name, Value: a.Value, Username: a.Username, Password: a.Password, Secret: a.Secret, HMACVersion: a.HMACVersion}
 }
 
 func authsFromConfig(creds map[string]config.Auth) map[string]invocation.Auth {

@@ -71,6 +71,13 @@ const (
 	AuthJWT    = invocation.AuthJWT
 )
 
+// HMAC signature versions of hmac auth (Auth.HMACVersion).
+const (
+	HMACVersion1    = invocation.HMACVersion1
+	HMACVersion2    = invocation.HMACVersion2
+	HMACVersionBoth = invocation.HMACVersionBoth
+)
+
 // Config is the whole configuration. Start from Default (or Load a file):
 // a zero Config leaves MaxRetries and BackoffFactor at zero, which means
 // no retries.
@@ -456,7 +463,7 @@ type Pack struct {
 
 // Auth is a webhook's authentication.
 type Auth struct {
-	// Type is none, header or basic. Empty means none.
+	// Type is none, header, basic, hmac or jwt. Empty means none.
 	Type string `yaml:"type"`
 	// Name is the header name for header auth.
 	Name string `yaml:"name"`
@@ -468,6 +475,15 @@ type Auth struct {
 	Password secret.Secret `yaml:"password"`
 	// Secret is the key of hmac and jwt auth.
 	Secret secret.Secret `yaml:"secret"`
+	// HMACVersion is the signature hmac auth sends: 1 (the timestamp
+	// and the body only, in X-Invoker-Signature), 2 (also the method,
+	// path, path parameters, query and idempotency key, in
+	// X-Invoker-Signature-V2) or both (each in its header, so that a
+	// verifier of either version accepts the request). The default is
+	// both: an existing v1 verifier keeps working while it is upgraded
+	// to v2 (docs/security.md). Version 1 on a GET or HEAD webhook is
+	// refused: with no body it signs nothing of the request.
+	HMACVersion string `yaml:"hmac_version"`
 }
 
 // Duration is a time.Duration read from YAML as seconds (30, 1.5) or as a

@@ -255,6 +255,9 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"mcp token twice", "n8n: {base_url: 'http://x'}\ninvokers:\n  mcp:\n    token: t\n    token_file: f\n", 5, "invokers.mcp.token_file", "not both"},
 		{"mcp rate", "n8n: {base_url: 'http://x'}\ninvokers:\n  mcp:\n    rate_limit: {requests: -5}\n", 4, "invokers.mcp.rate_limit.requests", "-1 for none"},
 		{"mcp unknown key", "n8n: {base_url: 'http://x'}\ninvokers:\n  mcp:\n    tokn: t\n", 4, "invokers.mcp.tokn", "unknown field"},
+		{"hmac version", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    auth:\n      type: hmac\n      secret: 0123456789abcdef\n      hmac_version: 3\n", 8, "workflows.a.auth.hmac_version", "1, 2 or both"},
+		{"hmac version 1 on GET", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    method: GET\n    auth:\n      type: hmac\n      secret: 0123456789abcdef\n      hmac_version: 1\n", 9, "workflows.a.auth.hmac_version", "signs nothing"},
+		{"hmac version without hmac", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    auth:\n      type: jwt\n      secret: 0123456789abcdef\n      hmac_version: 2\n", 8, "workflows.a.auth.hmac_version", "only for hmac"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,6 +272,38 @@ func TestErrorsNameFileLineField(t *testing.T) {
 			}
 			if tt.line != 0 && !strings.HasPrefix(err.Error(), fmt.Sprintf("conf.yaml:%d", tt.line)) {
 				t.Errorf("message %q does not start with file:line", err)
+			}
+		})
+	}
+}
+
+// TestHMACVersion: hmac_version reads 1, 2 and both (numbers or
+// strings) and defaults to both, on a GET webhook too (v2 covers its
+// query); only version 1 on a GET is refused (see the error cases).
+func TestHMACVersion(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ method, version, want string }{
+		{"POST", "", HMACVersionBoth},
+		{"GET", "", HMACVersionBoth},
+		{"POST", "1", HMACVersion1},
+		{"POST", "'1'", HMACVersion1},
+		{"GET", "2", HMACVersion2},
+		{"GET", "both", HMACVersionBoth},
+		{"HEAD", "2", HMACVersion2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.version, func(t *testing.T) {
+			t.Parallel()
+			y := "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    method: " + tt.method + "\n    auth:\n      type: hmac\n      secret: 0123456789abcdef\n"
+			if tt.version != "" {
+				y += "      hmac_version: " + tt.version + "\n"
+			}
+			c, err := Parse([]byte(y), "conf.yaml", env(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Workflows["a"].Auth.HMACVersion; got != tt.want {
+				t.Errorf("hmac_version = %q, want %q", got, tt.want)
 			}
 		})
 	}
