@@ -40,7 +40,7 @@ func mcpFromConfig(cfg *config.Config, tlsConf *tls.Config) (*mcpinvoker.Transpo
 		token = f
 	}
 	return mcpinvoker.New(mcpinvoker.Options{BaseURL: cfg.N8N.BaseURL, Token: token, TLSConfig: tlsConf, Timeout: cfg.N8N.Timeout.D(),
-		RateRequests: mc.RateLimit.Requests, RatePer: mc.RateLimit.Per.D()})
+		RateRequests: mc.RateLimit.Requests, RatePer: mc.RateLimit.Per.D(), MaxRetryAfter: mc.MaxRetryAfter.D()})
 }
 
 func tlsFromConfig(t config.TLS) (*tls.Config, error) {
@@ -129,11 +129,13 @@ func breakersFromConfig(cb config.CircuitBreaker, fallback bool, onStateChange f
 	})
 }
 
-func limiterFromConfig(rl config.RateLimit) (*policy.RateLimiter, error) {
+// limiterFromConfig maps invokers.http.rate_limit; its pause after a 429
+// is capped at retry.max_retry_after.
+func limiterFromConfig(rl config.RateLimit, maxPause time.Duration) (*policy.RateLimiter, error) {
 	if !rl.Enabled {
 		return nil, nil
 	}
-	return policy.NewRateLimiter(rl.RequestsPerSecond, rl.Burst)
+	return policy.NewRateLimiter(rl.RequestsPerSecond, rl.Burst, policy.WithMaxPause(maxPause))
 }
 
 func bulkheadFromConfig(b config.Bulkhead) *policy.Bulkhead {

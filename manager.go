@@ -627,7 +627,8 @@ func (m *Manager) openSharedLimit() error {
 		return nil
 	}
 	l, err := policy.OpenSharedLimit(context.Background(), r.Backend, policy.SharedLimitOptions{URL: r.URL, Key: r.Key,
-		RequestsPerSecond: r.RequestsPerSecond, Burst: r.Burst, FallbackPerProcess: r.FallbackPerProcess, Logger: m.log})
+		RequestsPerSecond: r.RequestsPerSecond, Burst: r.Burst, FallbackPerProcess: r.FallbackPerProcess, Logger: m.log,
+		MaxPause: m.cfg.Invokers.HTTP.Retry.MaxRetryAfter.D()})
 	if err != nil {
 		return fmt.Errorf("invoker: rate_limit: %w", err)
 	}

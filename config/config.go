@@ -267,7 +267,8 @@ type MCP struct {
 	// n8n's own, 100 requests per 5m; requests -1: none).
 	RateLimit MCPRateLimit `yaml:"rate_limit"`
 	// MaxRetryAfter is the longest 429 wait honoured for MCP calls
-	// (default 5m5s: the server's window is 5 minutes).
+	// (default 5m5s: the server's window is 5 minutes); it also caps the
+	// hold every MCP request takes after a 429.
 	MaxRetryAfter Duration `yaml:"max_retry_after"`
 }
 
@@ -328,7 +329,9 @@ type Retry struct {
 	// MaxElapsed bounds an invocation with its retries (default 0: none).
 	MaxElapsed Duration `yaml:"max_elapsed"`
 	// MaxRetryAfter is the longest Retry-After honoured (default 60 s);
-	// a longer one fails fast with a RetryAfterError.
+	// a longer one fails fast with a RetryAfterError. It also caps the
+	// pause every caller takes after a 429 when a rate limit is on
+	// (invokers.http.rate_limit, and the fleet's rate_limit).
 	MaxRetryAfter Duration `yaml:"max_retry_after"`
 	// Budget is the client-wide retry budget.
 	Budget Budget `yaml:"budget"`
