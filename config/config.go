@@ -639,8 +639,11 @@ func parseDuration(s string) (Duration, error) {
 	return Duration(d), nil
 }
 
-// SecretValues returns every secret value in the configuration (API key,
-// webhook and credential secrets), for log redaction backstops.
+// SecretValues returns every secret value in the configuration (the API
+// key, the MCP token, webhook and credential secrets, the notification
+// URL, the store's DSN, the shared limit's URL), for log redaction
+// backstops. The contents of secret files (api_key_file, token_file) are
+// not in it: they are read later, and registered when read.
 func (c *Config) SecretValues() []string {
 	var out []string
 	add := func(s secret.Secret) {
@@ -652,6 +655,7 @@ func (c *Config) SecretValues() []string {
 	add(c.Hooks.Notification.URL)
 	add(c.Store.DSN)
 	add(c.RateLimit.URL)
+	add(c.Invokers.MCP.Token)
 	for _, w := range c.Workflows {
 		add(w.Auth.Value)
 		add(w.Auth.Password)
@@ -660,6 +664,7 @@ func (c *Config) SecretValues() []string {
 	for _, a := range c.Credentials {
 		add(a.Value)
 		add(a.Password)
+		add(a.Secret)
 	}
 	return out
 }

@@ -309,6 +309,60 @@ func TestHMACVersion(t *testing.T) {
 	}
 }
 
+// TestSecretValuesCoverEverySecret: every secret.Secret field of the
+// configuration (in maps and slices too) is among SecretValues, which
+// feeds the log-redaction backstop: the MCP token and the credentials'
+// secrets included. A new secret field is covered or this test fails.
+func TestSecretValuesCoverEverySecret(t *testing.T) {
+	t.Parallel()
+	var c Config
+	var want []string
+	var fill func(v reflect.Value, path string)
+	fill = func(v reflect.Value, path string) {
+		switch {
+		case v.Type() == reflect.TypeFor[secret.Secret]():
+			s := fmt.Sprintf("secret-%d-%s", len(want), path)
+			want = append(want, s)
+			v.Set(reflect.ValueOf(secret.New(s)))
+		case v.Kind() == reflect.Struct:
+			for i := range v.NumField() {
+				if v.Type().Field(i).IsExported() {
+					fill(v.Field(i), path+"."+v.Type().Field(i).Name)
+				}
+			}
+		case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String:
+			e := reflect.New(v.Type().Elem()).Elem()
+			fill(e, path+"[x]")
+			if v.IsNil() {
+				v.Set(reflect.MakeMap(v.Type()))
+			}
+			v.SetMapIndex(reflect.ValueOf("x").Convert(v.Type().Key()), e)
+		case v.Kind() == reflect.Slice:
+			e := reflect.New(v.Type().Elem()).Elem()
+			fill(e, path+"[0]")
+			v.Set(reflect.Append(v, e))
+		case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct:
+			if v.IsNil() {
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			fill(v.Elem(), path)
+		}
+	}
+	fill(reflect.ValueOf(&c).Elem(), "")
+	if len(want) < 8 {
+		t.Fatalf("found only %d secret fields: %v", len(want), want)
+	}
+	got := map[string]bool{}
+	for _, s := range c.SecretValues() {
+		got[s] = true
+	}
+	for _, s := range want {
+		if !got[s] {
+			t.Errorf("SecretValues misses %s", s)
+		}
+	}
+}
+
 func TestSeveralErrorsReported(t *testing.T) {
 	t.Parallel()
 	_, err := Parse([]byte("n8n:\n  base_url: ftp://x\ninvokers:\n  http:\n    max_retries: -1\n    backoff_factor: -2\n"), "c.yaml")
