@@ -1,6 +1,7 @@
 package invoker
 
 import (
+	"context"
 	"crypto/tls"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/pipeline"
 	"github.com/n8n-invoker/n8n-invoker/policy"
 	"github.com/n8n-invoker/n8n-invoker/secret"
+	"github.com/n8n-invoker/n8n-invoker/telemetry"
 )
 
 // This file is the one place that maps the configuration to the options
@@ -28,19 +30,65 @@ func keySourceFromConfig(cfg *config.Config) (secret.Provider, error) {
 	return secret.Static(cfg.N8N.APIKey), nil
 }
 
-// mcpFromConfig builds the MCP transport of invokers.mcp.
-func mcpFromConfig(cfg *config.Config, tlsConf *tls.Config) (*mcpinvoker.Transport, error) {
+// mcpFromConfig builds the MCP transport of invokers.mcp, with its token
+// registered with the log redaction backstop.
+func mcpFromConfig(cfg *config.Config, tlsConf *tls.Config, red *telemetry.Redactor) (*mcpinvoker.Transport, secret.Provider, error) {
 	mc := &cfg.Invokers.MCP
 	var token secret.Provider = secret.Static(mc.Token)
 	if mc.TokenFile != "" {
 		f, err := secret.NewFile(mc.TokenFile)
 		if err != nil {
-			return nil, &config.Error{Pos: cfg.PositionOf("invokers.mcp.token_file"), Field: "invokers.mcp.token_file", Msg: err.Error()}
+			return nil, nil, &config.Error{Pos: cfg.PositionOf("invokers.mcp.token_file"), Field: "invokers.mcp.token_file", Msg: err.Error()}
 		}
 		token = f
 	}
-	return mcpinvoker.New(mcpinvoker.Options{BaseURL: cfg.N8N.BaseURL, Token: token, TLSConfig: tlsConf, Timeout: cfg.N8N.Timeout.D(),
-		RateRequests: mc.RateLimit.Requests, RatePer: mc.RateLimit.Per.D()})
+	token = redacted(token, red)
+	t, err := mcpinvoker.New(mcpinvoker.Options{BaseURL: cfg.N8N.BaseURL, Token: token, TLSConfig: tlsConf, Timeout: cfg.N8N.Timeout.D(),
+		RateRequests: mc.RateLimit.Requests, RatePer: mc.RateLimit.Per.D(), MaxRetryAfter: mc.MaxRetryAfter.D()})
+	return t, token, err
+}
+
+// redactedProvider registers every value its provider gives (at start
+// for a secret file, on every read, after every reload) with the log
+// redaction backstop, so that a rotated secret is redacted as soon as it
+// can be used.
+type redactedProvider struct {
+	p   secret.Provider
+	red *telemetry.Redactor
+}
+
+func redacted(p secret.Provider, red *telemetry.Redactor) secret.Provider {
+	if p == nil {
+		return nil
+	}
+	if f, ok := p.(*secret.File); ok {
+		if s, err := f.Secret(context.Background()); err == nil {
+			red.Add(s.Reveal())
+		}
+	}
+	return redactedProvider{p: p, red: red}
+}
+
+// Secret returns the provider's value, registered first.
+func (r redactedProvider) Secret(ctx context.Context) (secret.Secret, error) {
+	s, err := r.p.Secret(ctx)
+	if err == nil {
+		r.red.Add(s.Reveal())
+	}
+	return s, err
+}
+
+// Reload reloads a reloadable provider and registers its new value.
+func (r redactedProvider) Reload(ctx context.Context) (bool, error) {
+	rl, ok := r.p.(secret.Reloader)
+	if !ok {
+		return false, nil
+	}
+	changed, err := rl.Reload(ctx)
+	if s, serr := r.p.Secret(ctx); serr == nil {
+		r.red.Add(s.Reveal())
+	}
+	return changed, err
 }
 
 func tlsFromConfig(t config.TLS) (*tls.Config, error) {
@@ -49,7 +97,7 @@ func tlsFromConfig(t config.TLS) (*tls.Config, error) {
 }
 
 func authFromConfig(a config.Auth) invocation.Auth {
-	return invocation.Auth{Type: a.Type, Name: a.Name, Value: a.Value, Username: a.Username, Password: a.Password, Secret: a.Secret}
+	return invocation.Auth{Type: a.Type, Name: a.Name, Value: a.Value, Username: a.Username, Password: a.Password, Secret: a.Secret, HMACVersion: a.HMACVersion}
 }
 
 func authsFromConfig(creds map[string]config.Auth) map[string]invocation.Auth {
@@ -129,11 +177,13 @@ func breakersFromConfig(cb config.CircuitBreaker, fallback bool, onStateChange f
 	})
 }
 
-func limiterFromConfig(rl config.RateLimit) (*policy.RateLimiter, error) {
+// limiterFromConfig maps invokers.http.rate_limit; its pause after a 429
+// is capped at retry.max_retry_after.
+func limiterFromConfig(rl config.RateLimit, maxPause time.Duration) (*policy.RateLimiter, error) {
 	if !rl.Enabled {
 		return nil, nil
 	}
-	return policy.NewRateLimiter(rl.RequestsPerSecond, rl.Burst)
+	return policy.NewRateLimiter(rl.RequestsPerSecond, rl.Burst, policy.WithMaxPause(maxPause))
 }
 
 func bulkheadFromConfig(b config.Bulkhead) *policy.Bulkhead {

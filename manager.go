@@ -51,6 +51,8 @@ type Manager struct {
 	tracers      []telemetry.Tracer
 	healthClient *http.Client
 	keys         secret.Provider
+	mcpToken     secret.Provider // the MCP transport's token, registered with redact
+	redact       *telemetry.Redactor
 	ownDLQ       interface{ Close() error }
 	ownLimit     policy.SharedLimiter // the rate_limit section's, opened by New
 	resolver     *pipeline.APIResolver
@@ -186,13 +188,21 @@ func WithSecretProvider(p secret.Provider) Option {
 	return func(m *Manager) error { m.keys = p; return nil }
 }
 
-// ReloadSecrets re-reads the API key from its source (the CLI calls it
-// on SIGHUP). Calls in flight finish with the old key.
+// ReloadSecrets re-reads the API key and the MCP token from their
+// sources (the CLI calls it on SIGHUP); the new values join the log
+// redaction backstop. Calls in flight finish with the old ones.
 func (m *Manager) ReloadSecrets(ctx context.Context) (changed bool, err error) {
-	if r, ok := m.keys.(secret.Reloader); ok {
-		return r.Reload(ctx)
+	var errs []error
+	for _, p := range []secret.Provider{m.keys, m.mcpToken} {
+		if r, ok := p.(secret.Reloader); ok {
+			c, err := r.Reload(ctx)
+			changed = changed || c
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
-	return false, nil
+	return changed, errors.Join(errs...)
 }
 
 // WithAPIClient sets the n8n API client (default: one built from
@@ -266,7 +276,8 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 	if m.fallbackOn == nil {
 		m.fallbackOn = IsDegraded
 	}
-	m.log = slog.New(telemetry.RedactHandler(m.log.Handler(), cfg.SecretValues()...))
+	m.redact = telemetry.NewRedactor(cfg.SecretValues()...)
+	m.log = slog.New(m.redact.Handler(m.log.Handler()))
 	telOpts := m.telOpts
 	if !cfg.Tracing.Enabled || cfg.Tracing.Backend == "none" {
 		telOpts = append(telOpts, telemetry.WithTracingDisabled())
@@ -294,6 +305,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 					return nil, err
 				}
 			}
+			m.keys = redacted(m.keys, m.redact)
 			api, err := n8napi.NewClient(cfg.N8N.BaseURL, secret.Secret{}, n8napi.WithKeySource(m.keys), n8napi.WithTLSConfig(tlsConf))
 			if err != nil {
 				return nil, err
@@ -312,7 +324,7 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		m.transport, m.ownTransport = t, t
 	}
 	if cfg.Invokers.MCP.Enabled() {
-		if m.mcp, err = mcpFromConfig(cfg, tlsConf); err != nil {
+		if m.mcp, m.mcpToken, err = mcpFromConfig(cfg, tlsConf, m.redact); err != nil {
 			m.closeOwned()
 			return nil, err
 		}
@@ -629,7 +641,8 @@ func (m *Manager) openSharedLimit() error {
 		return nil
 	}
 	l, err := policy.OpenSharedLimit(context.Background(), r.Backend, policy.SharedLimitOptions{URL: r.URL, Key: r.Key,
-		RequestsPerSecond: r.RequestsPerSecond, Burst: r.Burst, FallbackPerProcess: r.FallbackPerProcess, Logger: m.log})
+		RequestsPerSecond: r.RequestsPerSecond, Burst: r.Burst, FallbackPerProcess: r.FallbackPerProcess, Logger: m.log,
+		MaxPause: m.cfg.Invokers.HTTP.Retry.MaxRetryAfter.D()})
 	if err != nil {
 		return fmt.Errorf("invoker: rate_limit: %w", err)
 	}

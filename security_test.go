@@ -249,3 +249,54 @@ func TestSignedWebhooksAgainstRealN8N(t *testing.T) {
 		t.Errorf("stale signature answered %d", resp.StatusCode)
 	}
 }
+
+// TestRedactionOfSecretFiles: the contents of the secret files (the API
+// key file, the MCP token file) are in the log-redaction backstop from
+// the start, and so are the new contents after a reload (SIGHUP's
+// ReloadSecrets): logging them through the library's logger, or through
+// one derived from it before the reload, never shows them.
+func TestRedactionOfSecretFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyFile, tokenFile := filepath.Join(dir, "api-key"), filepath.Join(dir, "mcp-token")
+	write := func(f, v string) {
+		if err := os.WriteFile(f, []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(keyFile, "api-key-one-0001")
+	write(tokenFile, "mcp-token-one-0001")
+	cfg, err := config.Parse([]byte(fmt.Sprintf("n8n: {base_url: 'http://127.0.0.1:1', api_key_file: %q}\ninvokers:\n  mcp: {token_file: %q}\n", keyFile, tokenFile)), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	m, err := invoker.New(cfg, invoker.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	derived := m.Logger().With("component", "test")
+	leak := func(log *slog.Logger, values ...string) {
+		msg := "n8n answered 401 for " + strings.Join(values, " and ")
+		log.Error(msg, "error", errors.New(msg), "detail", msg, slog.Group("g", "v", msg))
+	}
+	leak(m.Logger(), "api-key-one-0001", "mcp-token-one-0001")
+
+	write(keyFile, "api-key-two-000000002")
+	write(tokenFile, "mcp-token-two-000000002")
+	if changed, err := m.ReloadSecrets(t.Context()); err != nil || !changed {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	leak(m.Logger(), "api-key-two-000000002", "mcp-token-two-000000002")
+	leak(derived, "api-key-two-000000002", "mcp-token-two-000000002", "api-key-one-0001")
+	out := logs.String()
+	for _, s := range []string{"api-key-one", "mcp-token-one", "api-key-two", "mcp-token-two"} {
+		if strings.Contains(out, s) {
+			t.Errorf("%s appears in the log:\n%s", s, out)
+		}
+	}
+	if n := strings.Count(out, "REDACTED"); n < 12 {
+		t.Errorf("%d REDACTED in the log, want every value redacted:\n%s", n, out)
+	}
+}

@@ -28,7 +28,7 @@ func (m *Manager) buildPipeline(resolve pipeline.Resolver) error {
 	if m.breakers, err = breakersFromConfig(h.CircuitBreaker, m.fallback != nil, m.breakerChanged); err != nil {
 		return err
 	}
-	limiter, err := limiterFromConfig(h.RateLimit)
+	limiter, err := limiterFromConfig(h.RateLimit, h.Retry.MaxRetryAfter.D())
 	if err != nil {
 		return err
 	}

@@ -76,6 +76,13 @@ const (
 	AuthJWT    = invocation.AuthJWT
 )
 
+// HMAC signature versions of hmac auth (Auth.HMACVersion).
+const (
+	HMACVersion1    = invocation.HMACVersion1
+	HMACVersion2    = invocation.HMACVersion2
+	HMACVersionBoth = invocation.HMACVersionBoth
+)
+
 // Config is the whole configuration. Start from Default (or Load a file):
 // a zero Config leaves MaxRetries and BackoffFactor at zero, which means
 // no retries.
@@ -279,7 +286,8 @@ type MCP struct {
 	// default n8n's own server limit).
 	RateLimit MCPRateLimit `yaml:"rate_limit"`
 	// MaxRetryAfter is the longest 429 wait honoured for MCP calls (the
-	// server's window is 5 minutes).
+	// server's window is 5 minutes); it also caps the hold every MCP
+	// request takes after a 429.
 	MaxRetryAfter Duration `yaml:"max_retry_after"`
 }
 
@@ -342,7 +350,9 @@ type Retry struct {
 	// 429's waits are then bounded by pipeline.DefaultMaxThrottle).
 	MaxElapsed Duration `yaml:"max_elapsed"`
 	// MaxRetryAfter is the longest Retry-After honoured; a longer one
-	// fails fast with a RetryAfterError.
+	// fails fast (the error's RetryAfter holds the wait). It also caps
+	// the pause every caller takes after a 429 when a rate limit is on
+	// (invokers.http.rate_limit, and the fleet's rate_limit).
 	MaxRetryAfter Duration `yaml:"max_retry_after"`
 	// Budget is the client-wide retry budget.
 	Budget Budget `yaml:"budget"`
@@ -520,6 +530,15 @@ type Auth struct {
 	Password secret.Secret `yaml:"password"`
 	// Secret is the key of hmac and jwt auth.
 	Secret secret.Secret `yaml:"secret"`
+	// HMACVersion is the signature hmac auth sends: 1 (the timestamp
+	// and the body only, in X-Invoker-Signature), 2 (also the method,
+	// path, path parameters, query and idempotency key, in
+	// X-Invoker-Signature-V2) or both (each in its header, so that a
+	// verifier of either version accepts the request). The default is
+	// both: an existing v1 verifier keeps working while it is upgraded
+	// to v2 (docs/security.md). Version 1 on a GET or HEAD webhook is
+	// refused: with no body it signs nothing of the request.
+	HMACVersion string `yaml:"hmac_version"`
 }
 
 // Duration is a time.Duration read from YAML as seconds (30, 1.5) or as a
@@ -679,8 +698,11 @@ func parseDuration(s string) (Duration, error) {
 	return Duration(d), nil
 }
 
-// SecretValues returns every secret value in the configuration (API key,
-// webhook and credential secrets), for log redaction backstops.
+// SecretValues returns every secret value in the configuration (the API
+// key, the MCP token, webhook and credential secrets, the notification
+// URL, the store's DSN, the shared limit's URL), for log redaction
+// backstops. The contents of secret files (api_key_file, token_file) are
+// not in it: they are read later, and registered when read.
 func (c *Config) SecretValues() []string {
 	var out []string
 	add := func(s secret.Secret) {
@@ -692,6 +714,7 @@ func (c *Config) SecretValues() []string {
 	add(c.Hooks.Notification.URL)
 	add(c.Store.DSN)
 	add(c.RateLimit.URL)
+	add(c.Invokers.MCP.Token)
 	for _, w := range c.Workflows {
 		add(w.Auth.Value)
 		add(w.Auth.Password)
@@ -700,6 +723,7 @@ func (c *Config) SecretValues() []string {
 	for _, a := range c.Credentials {
 		add(a.Value)
 		add(a.Password)
+		add(a.Secret)
 	}
 	return out
 }

@@ -255,6 +255,9 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{"mcp token twice", "n8n: {base_url: 'http://x'}\ninvokers:\n  mcp:\n    token: t\n    token_file: f\n", 5, "invokers.mcp.token_file", "not both"},
 		{"mcp rate", "n8n: {base_url: 'http://x'}\ninvokers:\n  mcp:\n    rate_limit: {requests: -5}\n", 4, "invokers.mcp.rate_limit.requests", "-1 for none"},
 		{"mcp unknown key", "n8n: {base_url: 'http://x'}\ninvokers:\n  mcp:\n    tokn: t\n", 4, "invokers.mcp.tokn", "unknown field"},
+		{"hmac version", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    auth:\n      type: hmac\n      secret: 0123456789abcdef\n      hmac_version: 3\n", 8, "workflows.a.auth.hmac_version", "1, 2 or both"},
+		{"hmac version 1 on GET", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    method: GET\n    auth:\n      type: hmac\n      secret: 0123456789abcdef\n      hmac_version: 1\n", 9, "workflows.a.auth.hmac_version", "signs nothing"},
+		{"hmac version without hmac", "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    auth:\n      type: jwt\n      secret: 0123456789abcdef\n      hmac_version: 2\n", 8, "workflows.a.auth.hmac_version", "only for hmac"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,6 +274,92 @@ func TestErrorsNameFileLineField(t *testing.T) {
 				t.Errorf("message %q does not start with file:line", err)
 			}
 		})
+	}
+}
+
+// TestHMACVersion: hmac_version reads 1, 2 and both (numbers or
+// strings) and defaults to both, on a GET webhook too (v2 covers its
+// query); only version 1 on a GET is refused (see the error cases).
+func TestHMACVersion(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ method, version, want string }{
+		{"POST", "", HMACVersionBoth},
+		{"GET", "", HMACVersionBoth},
+		{"POST", "1", HMACVersion1},
+		{"POST", "'1'", HMACVersion1},
+		{"GET", "2", HMACVersion2},
+		{"GET", "both", HMACVersionBoth},
+		{"HEAD", "2", HMACVersion2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.version, func(t *testing.T) {
+			t.Parallel()
+			y := "n8n: {base_url: 'http://x'}\nworkflows:\n  a:\n    path: p\n    method: " + tt.method + "\n    auth:\n      type: hmac\n      secret: 0123456789abcdef\n"
+			if tt.version != "" {
+				y += "      hmac_version: " + tt.version + "\n"
+			}
+			c, err := Parse([]byte(y), "conf.yaml", env(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Workflows["a"].Auth.HMACVersion; got != tt.want {
+				t.Errorf("hmac_version = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSecretValuesCoverEverySecret: every secret.Secret field of the
+// configuration (in maps and slices too) is among SecretValues, which
+// feeds the log-redaction backstop: the MCP token and the credentials'
+// secrets included. A new secret field is covered or this test fails.
+func TestSecretValuesCoverEverySecret(t *testing.T) {
+	t.Parallel()
+	var c Config
+	var want []string
+	var fill func(v reflect.Value, path string)
+	fill = func(v reflect.Value, path string) {
+		switch {
+		case v.Type() == reflect.TypeFor[secret.Secret]():
+			s := fmt.Sprintf("secret-%d-%s", len(want), path)
+			want = append(want, s)
+			v.Set(reflect.ValueOf(secret.New(s)))
+		case v.Kind() == reflect.Struct:
+			for i := range v.NumField() {
+				if v.Type().Field(i).IsExported() {
+					fill(v.Field(i), path+"."+v.Type().Field(i).Name)
+				}
+			}
+		case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String:
+			e := reflect.New(v.Type().Elem()).Elem()
+			fill(e, path+"[x]")
+			if v.IsNil() {
+				v.Set(reflect.MakeMap(v.Type()))
+			}
+			v.SetMapIndex(reflect.ValueOf("x").Convert(v.Type().Key()), e)
+		case v.Kind() == reflect.Slice:
+			e := reflect.New(v.Type().Elem()).Elem()
+			fill(e, path+"[0]")
+			v.Set(reflect.Append(v, e))
+		case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct:
+			if v.IsNil() {
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			fill(v.Elem(), path)
+		}
+	}
+	fill(reflect.ValueOf(&c).Elem(), "")
+	if len(want) < 8 {
+		t.Fatalf("found only %d secret fields: %v", len(want), want)
+	}
+	got := map[string]bool{}
+	for _, s := range c.SecretValues() {
+		got[s] = true
+	}
+	for _, s := range want {
+		if !got[s] {
+			t.Errorf("SecretValues misses %s", s)
+		}
 	}
 }
 

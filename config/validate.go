@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -122,6 +123,9 @@ func (c *Config) applyDefaults() {
 		setString(&w.Method, DefaultMethod)
 		setString(&w.ResponseMode, DefaultResponseMode)
 		setString(&w.Auth.Type, AuthNone)
+		if w.Auth.Type == AuthHMAC {
+			setString(&w.Auth.HMACVersion, HMACVersionBoth)
+		}
 		setString(&w.Transport, TransportWebhook)
 		c.Workflows[name] = w
 	}
@@ -372,6 +376,15 @@ func (w *Workflow) validate(v *validator, name string) {
 		}
 	default:
 		v.errorf(f+".auth.type", "must be none, header, basic, hmac or jwt, got %q", a.Type)
+	}
+	switch {
+	case a.Type != AuthHMAC && a.HMACVersion != "":
+		v.errorf(f+".auth.hmac_version", "is only for hmac auth, not %s", a.Type)
+	case a.Type != AuthHMAC:
+	case a.HMACVersion != HMACVersion1 && a.HMACVersion != HMACVersion2 && a.HMACVersion != HMACVersionBoth:
+		v.errorf(f+".auth.hmac_version", "must be 1, 2 or both, got %q", a.HMACVersion)
+	case a.HMACVersion == HMACVersion1 && (w.Method == http.MethodGet || w.Method == http.MethodHead):
+		v.errorf(f+".auth.hmac_version", "1 signs nothing of a %s request (no body: not its path, query or idempotency key); use 2 or both", w.Method)
 	}
 }
 

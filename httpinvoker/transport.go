@@ -440,22 +440,36 @@ func (r *onceBody) Read(p []byte) (int, error) {
 
 // query encodes the parameters of a GET or HEAD webhook.
 func query(req *invocation.Request) (string, error) {
-	if len(req.Params) == 0 {
-		return "", nil
+	m, err := queryValues(req)
+	if err != nil || len(m) == 0 {
+		return "", err
 	}
-	q := url.Values{}
+	q := make(url.Values, len(m))
+	for k, v := range m {
+		q.Set(k, v)
+	}
+	return q.Encode(), nil
+}
+
+// queryValues returns the query parameters of a GET or HEAD webhook,
+// decoded: strings as they are, other values as JSON.
+func queryValues(req *invocation.Request) (map[string]string, error) {
+	if len(req.Params) == 0 {
+		return nil, nil
+	}
+	q := make(map[string]string, len(req.Params))
 	for k, v := range req.Params {
 		if s, ok := v.(string); ok {
-			q.Set(k, s)
+			q[k] = s
 			continue
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return "", fmt.Errorf("workflow %q: parameter %q: %w", req.Workflow, k, err)
+			return nil, fmt.Errorf("workflow %q: parameter %q: %w", req.Workflow, k, err)
 		}
-		q.Set(k, string(b))
+		q[k] = string(b)
 	}
-	return q.Encode(), nil
+	return q, nil
 }
 
 var errAttemptTimeout = errors.New("attempt timeout")

@@ -110,12 +110,28 @@ const (
 	AuthNone   = "none"
 	AuthHeader = "header"
 	AuthBasic  = "basic"
-	// AuthHMAC signs each request: X-Invoker-Timestamp and
-	// X-Invoker-Signature: v1=hex(HMAC-SHA256(secret, timestamp "." body)).
+	// AuthHMAC signs each request with an HMAC-SHA256 of the secret,
+	// in the versions Auth.HMACVersion names: X-Invoker-Timestamp, and
+	// X-Invoker-Signature: v1=hex(HMAC-SHA256(secret, timestamp "." body))
+	// and/or X-Invoker-Signature-V2: v2=... over the method, path, path
+	// parameters, query, idempotency key, timestamp and body (see
+	// httpinvoker.CanonicalV2).
 	AuthHMAC = "hmac"
 	// AuthJWT sends n8n's JWT webhook auth: Authorization: Bearer <an HS256
 	// token made per request with the secret, valid 60 s>.
 	AuthJWT = "jwt"
+)
+
+// Versions of the HMAC signature (Auth.HMACVersion).
+const (
+	// HMACVersion1 sends only the version 1 signature, which covers the
+	// timestamp and the body alone.
+	HMACVersion1 = "1"
+	// HMACVersion2 sends only the version 2 signature.
+	HMACVersion2 = "2"
+	// HMACVersionBoth sends both, each in its own header: a verifier of
+	// either version accepts the request. The default.
+	HMACVersionBoth = "both"
 )
 
 // Auth is a webhook's authentication.
@@ -132,6 +148,9 @@ type Auth struct {
 	Password secret.Secret
 	// Secret is the key of hmac and jwt auth.
 	Secret secret.Secret
+	// HMACVersion is the HMAC signature version hmac auth sends: one of
+	// the HMACVersion... constants; empty means HMACVersionBoth.
+	HMACVersion string
 }
 
 // Attempt is one try of a call, as the per-attempt stages and the
@@ -202,7 +221,10 @@ func pathError(req *Request, t *Target, msg string) *Error {
 }
 
 // FillPath returns the path of t with req's path parameters filled in,
-// percent-encoded, under the webhook id when the path has parameters.
+// percent-encoded, under the webhook id when the path has parameters. A
+// value with a slash, and the values "." and ".." (a proxy that
+// normalises dot segments would turn them into another webhook's path),
+// are refused with an error of code CodeBadRequest.
 func FillPath(t *Target, req *Request) (string, error) {
 	path := strings.Trim(t.Path, "/")
 	if !strings.Contains(path, ":") {
@@ -224,6 +246,12 @@ func FillPath(t *Target, req *Request) (string, error) {
 			// n8n decodes the path before matching it: the segment would
 			// split in two and match no webhook.
 			return "", pathError(req, t, fmt.Sprintf("the value of %s contains a slash, which n8n cannot match in a path segment", name))
+		}
+		if v == "." || v == ".." {
+			// url.PathEscape leaves dots alone, and RFC 3986 dot segments
+			// are removed by proxies and clients that normalise paths:
+			// orders/../admin would reach another webhook.
+			return "", pathError(req, t, fmt.Sprintf("the value of %s is %q, a dot segment that proxies normalise into another path", name, v))
 		}
 		segs[i] = url.PathEscape(v)
 	}

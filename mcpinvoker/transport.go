@@ -71,6 +71,10 @@ type Options struct {
 	// N8N_MCP_SERVER_RATE_LIMIT is 0).
 	RateRequests int
 	RatePer      time.Duration
+	// MaxRetryAfter caps the hold every request takes after a 429
+	// (default DefaultMaxRetryAfter): a Retry-After of a day holds the
+	// transport for MaxRetryAfter, not a day.
+	MaxRetryAfter time.Duration
 }
 
 // Transport starts workflows by id through n8n's instance MCP server:
@@ -86,6 +90,7 @@ type Transport struct {
 	timeout  time.Duration
 	maxBody  int64
 	limiter  *rate.Limiter
+	maxHold  time.Duration
 	nextID   atomic.Int64
 
 	mu       sync.Mutex
@@ -104,11 +109,14 @@ func New(o Options) (*Transport, error) {
 	if o.Token == nil {
 		return nil, errors.New("mcpinvoker: no MCP token (set invokers.mcp.token or token_file)")
 	}
-	if o.Timeout < 0 || o.MaxResponseBytes < 0 || o.RatePer < 0 {
+	if o.Timeout < 0 || o.MaxResponseBytes < 0 || o.RatePer < 0 || o.MaxRetryAfter < 0 {
 		return nil, errors.New("mcpinvoker: negative option")
 	}
 	t := &Transport{endpoint: strings.TrimSuffix(u.String(), "/") + Path, token: o.Token, hc: o.HTTPClient,
-		timeout: o.Timeout, maxBody: o.MaxResponseBytes, triggers: map[string]string{}}
+		timeout: o.Timeout, maxBody: o.MaxResponseBytes, maxHold: o.MaxRetryAfter, triggers: map[string]string{}}
+	if t.maxHold == 0 {
+		t.maxHold = DefaultMaxRetryAfter
+	}
 	if t.timeout == 0 {
 		t.timeout = DefaultTimeout
 	}
@@ -505,8 +513,10 @@ func (t *Transport) httpError(workflow string, resp *http.Response, b []byte) er
 			}
 		}
 		if e.HasRetryAfter {
+			// The error keeps the server's wait (the retry policy fails
+			// fast past its cap); the hold on every request is capped.
 			t.mu.Lock()
-			if till := now.Add(e.RetryAfter); till.After(t.heldTill) {
+			if till := now.Add(min(e.RetryAfter, t.maxHold)); till.After(t.heldTill) {
 				t.heldTill = till
 			}
 			t.mu.Unlock()

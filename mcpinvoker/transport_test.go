@@ -272,6 +272,59 @@ func TestRateLimitHoldsEveryRequest(t *testing.T) {
 	}
 }
 
+// TestHoldCapped: a 429 asking for a day holds the transport's requests
+// for at most MaxRetryAfter (default DefaultMaxRetryAfter); the 429's own
+// error keeps the server's wait, so the retry policy fails fast past its
+// cap. (Sockets: no synctest; the held request reports the hold left.)
+func TestHoldCapped(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		max  time.Duration
+		want time.Duration
+	}{
+		{"default", 0, mcpinvoker.DefaultMaxRetryAfter},
+		{"configured", 30 * time.Second, 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeMCP{token: "tok", tool: func(string, map[string]any) (int, string) {
+				return 429, `{"message":"Too many requests"}`
+			}}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Retry-After", "86400")
+				f.ServeHTTP(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			tr, err := mcpinvoker.New(mcpinvoker.Options{BaseURL: srv.URL, Token: secret.Static(secret.New("tok")), MaxRetryAfter: tt.max})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(tr.Close)
+			a := attempt("w", `{}`)
+			a.Target.TriggerNode = "Webhook"
+			_, err = tr.Attempt(t.Context(), a)
+			var he *invocation.HTTPError
+			if !errors.As(err, &he) || he.StatusCode != 429 || he.RetryAfter != 24*time.Hour {
+				t.Fatalf("first: %v", err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			_, err = tr.Attempt(ctx, a)
+			if !errors.As(err, &he) || !strings.Contains(he.Message, "not sent") || he.RetryAfter > tt.want || he.RetryAfter < tt.want-10*time.Second {
+				t.Fatalf("held: %v (hold left %s), want a hold of at most %s", err, he.RetryAfter, tt.want)
+			}
+			if n := f.n.Load(); n != 1 {
+				t.Errorf("%d requests reached the server, want 1", n)
+			}
+		})
+	}
+	if _, err := mcpinvoker.New(mcpinvoker.Options{BaseURL: "http://127.0.0.1:1", Token: secret.Static(secret.New("tok")), MaxRetryAfter: -1}); err == nil {
+		t.Error("a negative MaxRetryAfter was accepted")
+	}
+}
+
 // TestOwnLimiterDefaults: the default limiter lets a tenth of n8n's
 // 100-per-5-minutes through at once and refuses, unsent, what would
 // wait past the caller's deadline.

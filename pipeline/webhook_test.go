@@ -347,7 +347,7 @@ func TestRetryTiming(t *testing.T) {
 					}
 				case "retryafter":
 					if !errors.As(err, &ex) || ex.RetryAfter != time.Hour || invocation.ClassOf(err) != invocation.Transient || !errors.As(err, &he) {
-						t.Fatalf("err = %v, want RetryAfterError of 1h", err)
+						t.Fatalf("err = %v, want a RetryAfter of 1h", err)
 					}
 				case "http":
 					if !errors.As(err, &he) || !errors.As(err, &ex) || ex.Attempts != 1 || he.Attempts != 1 || ex.Code != he.ErrorCode() || strings.Contains(err.Error(), "gave up") {

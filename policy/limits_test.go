@@ -79,6 +79,46 @@ func TestRateLimiterPacesAndBacksOffOn429(t *testing.T) {
 	})
 }
 
+// TestRateLimiterPauseCapped: the pause after a 429 lasts the
+// Retry-After up to the limiter's max pause (max_retry_after; default
+// DefaultMaxRetryAfter), never a WAF's day.
+func TestRateLimiterPauseCapped(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		opts       []RateLimiterOption
+		retryAfter time.Duration
+		want       time.Duration
+	}{
+		{"default cap", nil, 24 * time.Hour, DefaultMaxRetryAfter},
+		{"configured cap", []RateLimiterOption{WithMaxPause(10 * time.Second)}, 24 * time.Hour, 10 * time.Second},
+		{"under the cap", []RateLimiterOption{WithMaxPause(10 * time.Second)}, 3 * time.Second, 3 * time.Second},
+		{"HTTP-date far ahead", []RateLimiterOption{WithMaxPause(time.Minute)}, 365 * 24 * time.Hour, time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				r, err := NewRateLimiter(1000, 1000, tt.opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Throttled(tt.retryAfter)
+				start := time.Now()
+				if err := r.Wait(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if d := time.Since(start); d != tt.want {
+					t.Errorf("paused %s after Retry-After %s, want %s", d, tt.retryAfter, tt.want)
+				}
+			})
+		})
+	}
+	if _, err := NewRateLimiter(1, 1, WithMaxPause(-time.Second)); err == nil {
+		t.Error("a negative max pause was accepted")
+	}
+}
+
 func TestBulkhead(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -151,7 +191,7 @@ func TestAttemptStages(t *testing.T) {
 // meets an open breaker is not failed: it waits (not sent) for the
 // half-open probe, and goes through once the probe closed the breaker;
 // a call whose deadline ends before the breaker opens again gets the
-// *CircuitOpenError without sending anything; a 429 does not count.
+// circuit-open error without sending anything; a 429 does not count.
 func TestOpenBreakerPausesCalls(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {

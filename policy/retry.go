@@ -36,7 +36,7 @@ type Retry struct {
 	// past it is not made. 0 means no bound.
 	MaxElapsed time.Duration
 	// MaxRetryAfter is the longest Retry-After honoured; a longer one ends
-	// the invocation with a *RetryAfterError. 0 means DefaultMaxRetryAfter.
+	// the invocation at once (the error's RetryAfter holds the wait). 0 means DefaultMaxRetryAfter.
 	MaxRetryAfter time.Duration
 	// Jitter maps the cap to the actual wait; nil means full jitter
 	// (uniform in [0, cap)). Tests set it for determinism.

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/secret"
@@ -36,6 +37,9 @@ type SharedLimitOptions struct {
 	FallbackPerProcess float64
 	// Logger receives the backend's warnings.
 	Logger *slog.Logger
+	// MaxPause caps the fleet's pause after a 429 (the configuration's
+	// invokers.http.retry.max_retry_after; 0 means DefaultMaxRetryAfter).
+	MaxPause time.Duration
 }
 
 // SharedLimitOpener opens a shared limiter.

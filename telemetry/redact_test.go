@@ -18,3 +18,23 @@ func TestRedactHandler(t *testing.T) {
 		t.Errorf("log: %s", out)
 	}
 }
+
+// TestRedactorAdd: a secret added after the handler was made (a secret
+// file reloaded) is redacted from then on, by handlers made before (with
+// attributes and groups too); a secret that contains another is
+// redacted whole.
+func TestRedactorAdd(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	r := NewRedactor("old-key-1234")
+	log := slog.New(r.Handler(slog.NewJSONHandler(&buf, nil))).With("preset", "x").WithGroup("g")
+	r.Add("new-key-5678", "old-key-1234-longer", "ab")
+	log.Info("calling with new-key-5678", "err", errors.New("401 for new-key-5678 and old-key-1234-longer"), "short", "ab")
+	out := buf.String()
+	if strings.Contains(out, "new-key") || strings.Contains(out, "old-key") || strings.Contains(out, "longer") || !strings.Contains(out, `"short":"ab"`) {
+		t.Errorf("log: %s", out)
+	}
+	if got := r.Replace("a new-key-5678 b"); got != "a REDACTED b" {
+		t.Errorf("Replace = %q", got)
+	}
+}

@@ -62,6 +62,11 @@ type Options struct {
 	// Logger receives the warnings (falling back, back on Redis); nil
 	// discards them.
 	Logger *slog.Logger
+	// MaxPause caps the fleet's pause after a 429, and so the pause key's
+	// lifetime (0 means policy.DefaultMaxRetryAfter): one Retry-After of
+	// a day (a WAF's) pauses the fleet for MaxPause, not a day. Give it
+	// the retry policy's max_retry_after.
+	MaxPause time.Duration
 }
 
 // Limiter is a pipeline stage (pipeline.AttemptStage) that paces attempts
@@ -72,6 +77,7 @@ type Limiter struct {
 	interval time.Duration // between two requests at the rate
 	burst    time.Duration // tolerance: burst-1 intervals
 	timeout  time.Duration
+	maxPause time.Duration
 	fallback *policy.RateLimiter
 	log      *slog.Logger
 
@@ -90,8 +96,8 @@ func NewLimiter(o Options) (*Limiter, error) {
 		return nil, fmt.Errorf("redis limiter: requests_per_second must be positive, got %v", o.RequestsPerSecond)
 	case !(o.FallbackPerProcess > 0) || math.IsInf(o.FallbackPerProcess, 0):
 		return nil, fmt.Errorf("redis limiter: the per-process fallback rate must be positive, got %v (never no limit)", o.FallbackPerProcess)
-	case o.Burst < 0 || o.Timeout < 0:
-		return nil, errors.New("redis limiter: burst and timeout must not be negative")
+	case o.Burst < 0 || o.Timeout < 0 || o.MaxPause < 0:
+		return nil, errors.New("redis limiter: burst, timeout and max pause must not be negative")
 	}
 	if o.Key == "" {
 		o.Key = DefaultKey
@@ -102,7 +108,10 @@ func NewLimiter(o Options) (*Limiter, error) {
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
 	}
-	fb, err := policy.NewRateLimiter(o.FallbackPerProcess, 0)
+	if o.MaxPause == 0 {
+		o.MaxPause = policy.DefaultMaxRetryAfter
+	}
+	fb, err := policy.NewRateLimiter(o.FallbackPerProcess, 0, policy.WithMaxPause(o.MaxPause))
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +126,7 @@ func NewLimiter(o Options) (*Limiter, error) {
 		interval: interval,
 		burst:    time.Duration(o.Burst-1) * interval,
 		timeout:  o.Timeout,
+		maxPause: o.MaxPause,
 		fallback: fb,
 		log:      log,
 	}, nil
@@ -217,8 +227,10 @@ func (l *Limiter) reserve(ctx context.Context) (time.Duration, bool, error) {
 }
 
 // Throttled records a 429: every process of the fleet pauses for
-// retryAfter (when positive); this process's fallback slows down too.
+// retryAfter (when positive; at most Options.MaxPause); this process's
+// fallback slows down too.
 func (l *Limiter) Throttled(ctx context.Context, retryAfter time.Duration) {
+	retryAfter = min(retryAfter, l.maxPause)
 	l.fallback.Throttled(retryAfter)
 	if retryAfter <= 0 {
 		return

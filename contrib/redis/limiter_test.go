@@ -13,6 +13,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/n8n-invoker/n8n-invoker/policy"
 )
 
 // URLForTest returns the URL of the Redis scripts/cluster starts (make
@@ -111,6 +113,44 @@ func TestThrottlePausesTheFleet(t *testing.T) {
 	}
 	if d := time.Since(start); d < 1500*time.Millisecond {
 		t.Errorf("Wait returned after %s, inside the fleet's pause", d)
+	}
+}
+
+// TestThrottlePauseCapped: a Retry-After of a day pauses the fleet for
+// at most MaxPause (default policy.DefaultMaxRetryAfter), and the pause
+// key lives no longer than that (plus its second of slack).
+func TestThrottlePauseCapped(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		maxPause time.Duration
+		want     time.Duration
+	}{
+		{"default", 0, policy.DefaultMaxRetryAfter},
+		{"configured", 2 * time.Second, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			k := key(t)
+			c := client(t)
+			a, err := NewLimiter(Options{Client: c, Key: k, RequestsPerSecond: 100, FallbackPerProcess: 1, MaxPause: tt.maxPause})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Throttled(t.Context(), 24*time.Hour)
+			w, paused, err := a.reserve(t.Context())
+			if err != nil || !paused || w > tt.want || w < tt.want-time.Second {
+				t.Fatalf("after a one-day Retry-After: wait %s, paused %v, %v; want at most %s", w, paused, err, tt.want)
+			}
+			ttl, err := c.PTTL(t.Context(), k+":pause").Result()
+			if err != nil || ttl <= 0 || ttl > tt.want+time.Second {
+				t.Errorf("the pause key lives %s (%v), want at most %s", ttl, err, tt.want+time.Second)
+			}
+		})
+	}
+	if _, err := NewLimiter(Options{Client: client(t), RequestsPerSecond: 1, FallbackPerProcess: 1, MaxPause: -time.Second}); err == nil {
+		t.Error("a negative MaxPause was accepted")
 	}
 }
 

@@ -39,7 +39,7 @@ func open(_ context.Context, o policy.SharedLimitOptions) (policy.SharedLimiter,
 	}
 	rdb := goredis.NewClient(opt)
 	l, err := NewLimiter(Options{Client: rdb, Key: o.Key, RequestsPerSecond: o.RequestsPerSecond, Burst: o.Burst,
-		FallbackPerProcess: o.FallbackPerProcess, Logger: o.Logger})
+		FallbackPerProcess: o.FallbackPerProcess, Logger: o.Logger, MaxPause: o.MaxPause})
 	if err != nil {
 		_ = rdb.Close()
 		return nil, err

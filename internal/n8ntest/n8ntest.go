@@ -148,6 +148,13 @@ const (
 	// milliseconds (at most 60 s): an execution still running when a
 	// test kills something.
 	SlowAnswer = "slow-answer"
+	// SignedGet is the HMAC-verifying fixture on Signed's path with the
+	// GET method; SignedOrders the one with a path parameter
+	// (invoker-signed-orders/:orderId), served under
+	// SignedOrdersWebhookID. Both run the template's verification code.
+	SignedGet             = "signed-get"
+	SignedOrders          = "signed-orders"
+	SignedOrdersWebhookID = "7b2d1e5f-3c40-4d6e-9f70-8b9cad0e1f30"
 )
 
 // ConfigYAML returns a configuration for the instance that maps the
@@ -182,8 +189,17 @@ workflows:
     auth: {type: jwt, secret: %q}
   %s: {path: "invoker-orders/:orderId", webhook_id: %s}
   %s: {path: invoker-slow-answer}
+  %s:
+    path: invoker-signed
+    method: GET
+    auth: {type: hmac, secret: %q}
+  %s:
+    path: "invoker-signed-orders/:orderId"
+    webhook_id: %s
+    auth: {type: hmac, secret: %q}
 `, i.BaseURL, i.APIKey, Onboarding, Echo, EchoGet, Fail, HeaderAuth, i.HeaderName, i.HeaderValue,
-		BasicAuth, i.BasicUser, i.BasicPassword, OnReceived, Missing, Signed, i.HMACSecret, JWTAuth, i.JWTSecret, Orders, OrdersWebhookID, SlowAnswer)
+		BasicAuth, i.BasicUser, i.BasicPassword, OnReceived, Missing, Signed, i.HMACSecret, JWTAuth, i.JWTSecret, Orders, OrdersWebhookID, SlowAnswer,
+		SignedGet, i.HMACSecret, SignedOrders, SignedOrdersWebhookID, i.HMACSecret)
 }
 
 // Config parses ConfigYAML.
