@@ -37,3 +37,25 @@ func ExampleNew() {
 	fmt.Println(res.StatusCode, string(res.Output))
 	// Output: 200 {"request":"r-1"}
 }
+
+// The version 2 canonical string of a GET with a query: decoded values,
+// percent-encoded byte by byte, sorted.
+func ExampleCanonicalV2() {
+	c, err := httpinvoker.CanonicalV2(&httpinvoker.SignedRequest{
+		Method: "GET", Path: "/orders/:id", Params: map[string]string{"id": "A 7"},
+		Query: map[string]string{"q": "a+b c", "empty": ""}, IdempotencyKey: "key-1",
+	}, "1800000000")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(c))
+	// Output:
+	// v2
+	// GET
+	// orders/:id
+	// id=A%207
+	// empty=&q=a%2Bb%20c
+	// key-1
+	// 1800000000
+	// e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+}
