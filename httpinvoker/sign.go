@@ -230,29 +230,12 @@ func VerifySignatureV2(secret secret.Secret, now time.Time, window time.Duration
 	return err == nil && hmac.Equal([]byte(want), []byte(signature))
 }
 
-// SignError is a request that cannot be signed with HMAC version 2 (see
-// CanonicalV2): refused before sending, permanently.
-type SignError struct {
-	Workflow string
-	Err      error
+// signError is the error of a request that cannot be signed with HMAC
+// version 2 (see CanonicalV2): code invocation.CodeBadRequest, refused
+// before sending.
+func signError(workflow string, err error) *invocation.Error {
+	return &invocation.Error{Code: invocation.CodeBadRequest, Workflow: workflow, Message: "cannot sign the request (hmac v2)", Err: err}
 }
-
-// Error returns the message.
-func (e *SignError) Error() string {
-	return fmt.Sprintf("workflow %q: cannot sign the request (hmac v2): %v", e.Workflow, e.Err)
-}
-
-// Unwrap returns the cause.
-func (e *SignError) Unwrap() error { return e.Err }
-
-// Class returns Permanent.
-func (e *SignError) Class() invocation.Class { return invocation.Permanent }
-
-// Is matches ErrPermanent.
-func (e *SignError) Is(target error) bool { return target == invocation.ErrPermanent }
-
-// Outcome returns NotSent.
-func (e *SignError) Outcome() invocation.Outcome { return invocation.NotSent }
 
 // Signer is the signing stage of the pipeline: it adds the per-attempt
 // credentials of hmac and jwt webhooks (a fresh timestamp or token on
@@ -274,11 +257,11 @@ func (Signer) Attempt(ctx context.Context, a *invocation.Attempt, next invocatio
 		if v == invocation.HMACVersion2 || v == invocation.HMACVersionBoth {
 			r, err := signedRequest(a)
 			if err != nil {
-				return nil, &SignError{Workflow: a.Request.Workflow, Err: err}
+				return nil, signError(a.Request.Workflow, err)
 			}
 			ts, sig, err := SignV2(au.Secret, now, r)
 			if err != nil {
-				return nil, &SignError{Workflow: a.Request.Workflow, Err: err}
+				return nil, signError(a.Request.Workflow, err)
 			}
 			a.SetHeader(HeaderTimestamp, ts)
 			a.SetHeader(HeaderSignatureV2, sig)

@@ -202,8 +202,7 @@ func TestSignerVersions(t *testing.T) {
 		called = true
 		return nil, nil
 	})
-	var se *SignError
-	if called || !errors.As(err, &se) || !errors.Is(err, invocation.ErrPermanent) || invocation.OutcomeOf(err) != invocation.NotSent {
+	if called || invocation.CodeOf(err) != invocation.CodeBadRequest || !errors.Is(err, invocation.ErrPermanent) || invocation.OutcomeOf(err) != invocation.NotSent {
 		t.Errorf("unsignable request: called %v, err %v", called, err)
 	}
 }
