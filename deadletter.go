@@ -62,6 +62,22 @@ func (m *Manager) deadLetterClass(err error) bool {
 // adding a new one. rescue marks a call of Rescue: a key held by a live
 // process is skipped, not waited for.
 func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explicitKey bool, replayOf int64, replayFailed, rescue bool, invoke func() (*invocation.Result, error)) (*invocation.Result, error) {
+	// One sender of a key at a time in this process: a call, a replay
+	// and a rescue of one key wait for each other (a rescue skips it).
+	if ok, err := m.leases.lock(ctx, req.IdempotencyKey, rescue); err != nil {
+		return nil, invocation.NewCanceled(ctx, req.Workflow, 0, false)
+	} else if !ok {
+		return nil, errRescueHeld
+	}
+	defer m.leases.unlock(req.IdempotencyKey)
+	if explicitKey && replayOf == 0 {
+		// A key whose earlier call may have run (a dead letter marked
+		// ambiguous or unresolved) is not sent again as a new call.
+		var err error
+		if replayOf, err = m.mayHaveRun(ctx, req); err != nil {
+			return nil, err
+		}
+	}
 	if explicitKey || replayOf != 0 {
 		if res, ok, err := m.recorded(ctx, req.IdempotencyKey); err != nil || ok {
 			if ok && replayOf != 0 {
@@ -80,13 +96,14 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 	if err != nil {
 		return nil, err
 	}
+	sent := time.Now()
 	lease, taken, done, err := m.begin(ctx, req, params, rescue)
 	if err != nil || done != nil {
 		return done, err // the other process's recorded result
 	}
 	bg := context.WithoutCancel(ctx) // record the outcome even if ctx ends now
-	m.leases.hold(lease)
-	defer m.leases.drop(lease.Key)
+	m.leases.hold(lease, sent)
+	defer m.leases.drop(lease)
 	var res *invocation.Result
 	settled := false
 	if taken {
@@ -529,4 +546,29 @@ var errNotSentAgain = errors.New("not sent again")
 // whether n8n ran req.
 func unresolvedErr(req *invocation.Request, reason string, cause error) *invocation.Error {
 	return &invocation.Error{Code: invocation.CodeUnresolved, Workflow: req.Workflow, Message: "unresolved: " + reason, Err: cause}
+}
+
+// mayHaveRun looks for a dead letter of req's key whose call may have run
+// (reason ambiguous or unresolved). With n8n's API the call becomes a
+// replay of that entry (reconciled before anything is sent); without it,
+// or when retry_ambiguous is off and nothing can tell, it is refused with
+// code invocation.CodeAmbiguous and the entry, nothing sent. It returns
+// the entry to replay, 0 when there is none.
+func (m *Manager) mayHaveRun(ctx context.Context, req *invocation.Request) (int64, error) {
+	es, err := m.dlq.List(ctx, dlq.Filter{Key: req.IdempotencyKey, Limit: 10})
+	if err != nil {
+		return 0, fmt.Errorf("invoker: reading the dead letters of the key (not sent): %w", err)
+	}
+	for _, e := range es {
+		if e.Reason != dlq.ReasonAmbiguous && e.Reason != dlq.ReasonUnresolved {
+			continue
+		}
+		if m.api == nil && !m.cfg.Invokers.HTTP.RetryAmbiguous {
+			return 0, &invocation.Error{Code: invocation.CodeAmbiguous, Workflow: req.Workflow, Key: req.IdempotencyKey, DeadLetter: e.ID,
+				Message: fmt.Sprintf("an earlier call of idempotency key %q may have run (%s) and without n8n.api_key nothing can tell; "+
+					"not sent again: replay the dead letter to decide", req.IdempotencyKey, e.Reason)}
+		}
+		return e.ID, nil
+	}
+	return 0, nil
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/config"
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
-	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
 // DefaultLease is how long a key in flight stays leased to its process
@@ -72,49 +71,137 @@ func (m *Manager) leaseTTL() time.Duration {
 }
 
 // leaseSet holds the leases of this process's calls in flight, which the
-// heartbeat renews.
+// heartbeat renews, and the per-key locks that let one call, replay or
+// rescue of a key at a time in this process reach the journal.
 type leaseSet struct {
-	mu   sync.Mutex
-	keys map[string]int // key -> calls holding it
-	stop chan struct{}
-	done chan struct{}
+	mu sync.Mutex
+	// leases: key -> the lease a call of this process holds, and when
+	// it was last confirmed (the monotonic time its Begin or Renew was
+	// sent).
+	leases map[string]*heldLease
+	locks  map[string]*keyLock
+	stop   chan struct{}
+	done   chan struct{}
 	// cancelRescue ends a background rescue (Close calls it first).
 	cancelRescue context.CancelFunc
 	stopOnce     sync.Once
 }
 
-func (s *leaseSet) hold(l dlq.Lease) {
+type heldLease struct {
+	lease     dlq.Lease
+	confirmed time.Time
+}
+
+// keyLock serialises the senders of one key in this process.
+type keyLock struct {
+	ch   chan struct{} // holds one token while locked
+	refs int
+}
+
+// lock takes key's in-process lock: every call, replay and rescue of a
+// key in this process passes it before the journal's Begin, so that one
+// of them at a time may send the key. try returns false at once instead
+// of waiting when another holds it.
+func (s *leaseSet) lock(ctx context.Context, key string, try bool) (bool, error) {
 	s.mu.Lock()
-	if s.keys == nil {
-		s.keys = map[string]int{}
+	if s.locks == nil {
+		s.locks = map[string]*keyLock{}
 	}
-	s.keys[l.Key]++
+	l := s.locks[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		s.locks[key] = l
+	}
+	l.refs++
+	s.mu.Unlock()
+	select {
+	case l.ch <- struct{}{}:
+		return true, nil
+	default:
+	}
+	if try {
+		s.unref(key, l)
+		return false, nil
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return true, nil
+	case <-ctx.Done():
+		s.unref(key, l)
+		return false, ctx.Err()
+	}
+}
+
+// unlock releases key's in-process lock.
+func (s *leaseSet) unlock(key string) {
+	s.mu.Lock()
+	l := s.locks[key]
+	s.mu.Unlock()
+	<-l.ch
+	s.unref(key, l)
+}
+
+func (s *leaseSet) unref(key string, l *keyLock) {
+	s.mu.Lock()
+	if l.refs--; l.refs == 0 {
+		delete(s.locks, key)
+	}
 	s.mu.Unlock()
 }
 
-func (s *leaseSet) drop(key string) {
+// hold records l, confirmed at sent (when its Begin was sent).
+func (s *leaseSet) hold(l dlq.Lease, sent time.Time) {
 	s.mu.Lock()
-	if s.keys[key]--; s.keys[key] <= 0 {
-		delete(s.keys, key)
+	if s.leases == nil {
+		s.leases = map[string]*heldLease{}
+	}
+	s.leases[l.Key] = &heldLease{lease: l, confirmed: sent}
+	s.mu.Unlock()
+}
+
+func (s *leaseSet) drop(l dlq.Lease) {
+	s.mu.Lock()
+	if h := s.leases[l.Key]; h != nil && h.lease.Token == l.Token {
+		delete(s.leases, l.Key)
 	}
 	s.mu.Unlock()
 }
 
-func (s *leaseSet) holds(key string) bool {
+// get returns the lease a call of this process holds on key and when it
+// was last confirmed.
+func (s *leaseSet) get(key string) (dlq.Lease, time.Time, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.keys[key] > 0
+	h := s.leases[key]
+	if h == nil {
+		return dlq.Lease{}, time.Time{}, false
+	}
+	return h.lease, h.confirmed, true
 }
 
-func (s *leaseSet) held() []string {
+// confirm records that the leases were renewed by a Renew sent at sent.
+func (s *leaseSet) confirm(ls []dlq.Lease, lost []string, sent time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keys := make([]string, 0, len(s.keys))
-	for k := range s.keys {
-		keys = append(keys, k)
+	for _, l := range ls {
+		if slices.Contains(lost, l.Key) {
+			continue
+		}
+		if h := s.leases[l.Key]; h != nil && h.lease.Token == l.Token && sent.After(h.confirmed) {
+			h.confirmed = sent
+		}
 	}
-	slices.Sort(keys)
-	return keys
+}
+
+func (s *leaseSet) held() []dlq.Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ls := make([]dlq.Lease, 0, len(s.leases))
+	for _, h := range s.leases {
+		ls = append(ls, h.lease)
+	}
+	slices.SortFunc(ls, func(a, b dlq.Lease) int { return strings.Compare(a.Key, b.Key) })
+	return ls
 }
 
 // startLeases starts the heartbeat and, unless store.rescue_every is
@@ -171,24 +258,67 @@ func (m *Manager) startLeases() {
 	go func() { wg.Wait(); close(s.done) }()
 }
 
-// fence confirms, before a journaled call is sent again after a lost
-// answer, that this process still holds the key's lease (renewing it):
-// a process whose lease expired must not send, since the key's new owner
-// may be sending it too. nil when the call may go.
-func (m *Manager) fence(ctx context.Context, c *pipeline.Call) error {
-	key := c.Request.IdempotencyKey
-	if m.dlq == nil || !m.leases.holds(key) {
-		return nil
+// fenceMargin is the part of the lease a process does not send in: a
+// lease last confirmed longer ago than the lease minus the margin is
+// renewed before sending. The key's next owner takes it over only after
+// the lease expires, so a send passes the fence at least the margin
+// before another process can take the key over.
+func fenceMargin(ttl time.Duration) time.Duration { return ttl / 3 }
+
+// fence is the last attempt stage before the transport: an attempt of a
+// journaled call goes only while this process holds the key's lease. A
+// first attempt checks, without I/O, that the lease was confirmed (its
+// Begin or Renew sent) less than the lease minus fenceMargin ago; a
+// re-send (after a failure, a backoff, a reconcile that may have taken
+// minutes) and a lease confirmed too long ago renew the lease (key and
+// token) first, bounded by a third of the lease. A
+// lease it cannot confirm ends the call with an error of code
+// invocation.CodeLeaseLost and nothing sent. What it cannot close: a
+// process paused between this check and the send for longer than the
+// margin may still send once, since n8n cannot check a token.
+func (m *Manager) fence(ctx context.Context, a *invocation.Attempt, next invocation.AttemptHandler) (*invocation.Result, error) {
+	if m.dlq == nil {
+		return next(ctx, a)
 	}
-	lost, err := m.dlq.Renew(ctx, m.owner, []string{key}, m.leaseTTL())
-	if err == nil && len(lost) == 0 {
-		return nil
+	key := a.Request.IdempotencyKey
+	l, confirmed, ok := m.leases.get(key)
+	if !ok {
+		return next(ctx, a)
 	}
+	ttl := m.leaseTTL()
+	if a.Number <= 1 && time.Since(confirmed) < ttl-fenceMargin(ttl) {
+		return next(ctx, a)
+	}
+	if err := m.renew(ctx, []dlq.Lease{l}, ttl, "before sending"); err != nil {
+		return nil, &invocation.Error{Code: invocation.CodeLeaseLost, Workflow: a.Request.Workflow, Key: key, Attempts: a.Number - 1,
+			Message: fmt.Sprintf("this process could not confirm its lease on idempotency key %q before sending (%v); the key's next owner decides it (not sent)", key, err)}
+	}
+	return next(ctx, a)
+}
+
+// renew renews ls, bounded by a third of the lease, and records the
+// confirmation; an error when any of them is lost or the store did not
+// answer in time.
+func (m *Manager) renew(ctx context.Context, ls []dlq.Lease, ttl time.Duration, why string) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
+	defer cancel()
+	sent := time.Now()
+	lost, err := m.dlq.Renew(rctx, ls, ttl)
 	if err != nil {
-		m.log.Warn("journal: cannot confirm the lease before sending again; not sending", "idempotency_key", key, "error", err.Error())
+		m.log.Warn("journal: renewing leases failed; another process may take these keys over", "keys", len(ls), "while", why, "error", err.Error())
+		return err
 	}
-	return &invocation.Error{Code: invocation.CodeLeaseLost, Workflow: c.Request.Workflow, Key: key, Attempts: c.Attempts,
-		Message: fmt.Sprintf("idempotency key %q was taken over by another process while this one reconciled a lost answer; that process decides it (not sent again here)", key)}
+	m.leases.confirm(ls, lost, sent)
+	if d := time.Since(sent); d > ttl/6 {
+		m.log.Warn("journal: renewing leases was slow", "keys", len(ls), "took", d, "lease", ttl)
+	}
+	for _, k := range lost {
+		m.log.Warn("journal: lost the lease of a key in flight; another process may take it over", "idempotency_key", k, "while", why)
+	}
+	if len(lost) > 0 {
+		return dlq.ErrLeaseLost
+	}
+	return nil
 }
 
 // awaitNewOwner waits (store.held_wait) for the result of the process
@@ -213,19 +343,8 @@ func (m *Manager) awaitNewOwner(ctx context.Context, req *invocation.Request, lo
 }
 
 func (m *Manager) heartbeat(ctx context.Context, ttl time.Duration) {
-	keys := m.leases.held()
-	if len(keys) == 0 {
-		return
-	}
-	lost, err := m.dlq.Renew(ctx, m.owner, keys, ttl)
-	if err != nil {
-		if ctx.Err() == nil {
-			m.log.Warn("journal: renewing leases failed; another process may take these keys over", "keys", len(keys), "error", err.Error())
-		}
-		return
-	}
-	for _, k := range lost {
-		m.log.Warn("journal: lost the lease of a key in flight; another process may take it over", "idempotency_key", k)
+	if ls := m.leases.held(); len(ls) > 0 {
+		_ = m.renew(ctx, ls, ttl, "heartbeat")
 	}
 }
 

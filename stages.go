@@ -47,6 +47,7 @@ func (m *Manager) buildPipeline(resolve pipeline.Resolver) error {
 		Interceptors: m.interceptors,
 		Retry:        retry,
 		Sign:         httpinvoker.Signer{},
+		Fence:        pipeline.AttemptFunc(m.fence),
 		Transport:    m.transport,
 	}
 	if m.mcp != nil {
@@ -212,9 +213,6 @@ func (m *Manager) reconcileAttempt(ctx context.Context, c *pipeline.Call, since 
 	case rc.Unresolved:
 		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: fmt.Sprintf("an execution started after the attempt was still running after %s", timeout)}
 	case rc.Execution == nil:
-		if lost := m.fence(ctx, c); lost != nil {
-			return pipeline.Reconciled{Verdict: pipeline.RanAndFailed, Err: lost}
-		}
 		m.log.InfoContext(ctx, "reconciled a lost answer: n8n did not run it; sending it again", "workflow", req.Workflow, "idempotency_key", req.IdempotencyKey)
 		return pipeline.Reconciled{Verdict: pipeline.NotRun}
 	}
@@ -234,9 +232,6 @@ func (m *Manager) reconcileAttempt(ctx context.Context, c *pipeline.Call, since 
 		}
 		return pipeline.Reconciled{Verdict: pipeline.Ran, Result: res}
 	case e.Status == n8napi.StatusCrashed:
-		if lost := m.fence(ctx, c); lost != nil {
-			return pipeline.Reconciled{Verdict: pipeline.RanAndFailed, Err: lost}
-		}
 		return pipeline.Reconciled{Verdict: pipeline.Crashed}
 	}
 	fe := &n8napi.ExecutionFailedError{Workflow: req.Workflow, ExecutionID: e.ID.String(), Status: e.Status, Attempts: c.Attempts}

@@ -266,7 +266,7 @@ tracing: {enabled: true}
 		defer func() { _ = m.Close(context.Background()) }()
 		want := []string{"resolve", "dedupe", "journal", "fallback", "hooks", "call-span", "bulkhead", "await",
 			"interceptor(*invoker_test.recorder).call", "retry",
-			"rate-limit", "breaker", "attempt-span", "interceptor(*invoker_test.recorder).attempt", "sign", "transport"}
+			"rate-limit", "breaker", "attempt-span", "interceptor(*invoker_test.recorder).attempt", "sign", "fence", "transport"}
 		if got := m.Stages(); !slices.Equal(got, want) {
 			t.Errorf("stages\n got %v\nwant %v", got, want)
 		}

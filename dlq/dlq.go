@@ -140,9 +140,11 @@ type Journal interface {
 	// is taken over and takenOver is true: an earlier attempt may have
 	// run, so reconcile before sending.
 	Begin(ctx context.Context, in *Inflight, owner string, ttl time.Duration) (l Lease, takenOver bool, err error)
-	// Renew extends owner's leases on keys by ttl (the heartbeat) and
-	// returns the keys whose lease owner no longer holds.
-	Renew(ctx context.Context, owner string, keys []string, ttl time.Duration) (lost []string, err error)
+	// Renew extends the leases ls by ttl (the heartbeat, a fence before
+	// a send) and returns the keys of those that are no longer the key's
+	// lease: a lease matches on its key and its token, never on the
+	// owner alone.
+	Renew(ctx context.Context, ls []Lease, ttl time.Duration) (lost []string, err error)
 	// Complete records a success under l (with the result to return for
 	// a repeated key) and forgets the key as in flight, in one
 	// transaction; ErrLeaseLost (nothing written) when l is no longer the

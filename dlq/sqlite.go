@@ -445,20 +445,20 @@ func (s *SQLite) Begin(ctx context.Context, in *Inflight, owner string, ttl time
 }
 
 // Renew extends owner's leases on keys (Journal.Renew).
-func (s *SQLite) Renew(ctx context.Context, owner string, keys []string, ttl time.Duration) ([]string, error) {
-	if len(keys) == 0 {
+func (s *SQLite) Renew(ctx context.Context, ls []Lease, ttl time.Duration) ([]string, error) {
+	if len(ls) == 0 {
 		return nil, nil
 	}
 	held := map[string]bool{}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		until := time.Now().Add(ttl).UnixNano()
-		for chunk := range slices.Chunk(keys, 500) {
-			args := []any{until, owner}
-			for _, k := range chunk {
-				args = append(args, k)
+		for chunk := range slices.Chunk(ls, 400) {
+			args := []any{until}
+			for _, l := range chunk {
+				args = append(args, l.Key, l.Token)
 			}
-			rows, err := tx.QueryContext(ctx, `UPDATE inflight SET lease_until = ? WHERE owner = ? AND idempotency_key IN (?`+
-				strings.Repeat(",?", len(chunk)-1)+`) RETURNING idempotency_key`, args...)
+			rows, err := tx.QueryContext(ctx, `UPDATE inflight SET lease_until = ? WHERE (idempotency_key, token) IN (VALUES (?, ?)`+
+				strings.Repeat(", (?, ?)", len(chunk)-1)+`) RETURNING idempotency_key`, args...)
 			if err != nil {
 				return err
 			}
@@ -480,9 +480,9 @@ func (s *SQLite) Renew(ctx context.Context, owner string, keys []string, ttl tim
 		return nil, err
 	}
 	var lost []string
-	for _, k := range keys {
-		if !held[k] {
-			lost = append(lost, k)
+	for _, l := range ls {
+		if !held[l.Key] {
+			lost = append(lost, l.Key)
 		}
 	}
 	return lost, nil

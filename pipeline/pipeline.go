@@ -35,6 +35,9 @@ import (
 //	  AttemptSpan  the attempt's client span and trace context
 //	  Interceptors each one's InterceptAttempt, in the order given
 //	  Sign         per-attempt webhook credentials (HMAC, JWT)
+//	  Fence        the last check that this process may send the key
+//	               (its journal lease), after every stage that could
+//	               send around it
 //	Transport      one attempt, one request on the wire
 type Stages struct {
 	Resolve      Resolver
@@ -55,7 +58,10 @@ type Stages struct {
 	Breakers    *policy.Breakers
 	AttemptSpan AttemptStage
 	Sign        AttemptStage
-	Transport   invocation.Transport
+	// Fence refuses an attempt its process may no longer send (an
+	// error of code invocation.CodeLeaseLost, which ends the call).
+	Fence     AttemptStage
+	Transport invocation.Transport
 }
 
 // Pipeline runs calls through its stages. It is safe for concurrent use.
@@ -107,6 +113,9 @@ func (p *Pipeline) compose(s *Stages, r *Retry) CallHandler {
 	}
 	if s.Sign != nil {
 		attempt = append(attempt, named{"sign", s.Sign})
+	}
+	if s.Fence != nil {
+		attempt = append(attempt, named{"fence", s.Fence})
 	}
 	ah := r.classified(s.Transport)
 	for i := len(attempt) - 1; i >= 0; i-- {

@@ -97,6 +97,11 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		a.Number, a.Header = c.Attempts+1, nil
 		sentAt := time.Now()
 		res, err := next(ctx, a)
+		if invocation.CodeOf(err) == invocation.CodeLeaseLost {
+			// The fence refused: another process decides the key.
+			r.refund(cost)
+			return nil, err
+		}
 		if err != nil && errors.Is(err, invocation.ErrCircuitOpen) {
 			// The breaker refused before sending: not an attempt.
 			r.refund(cost)

@@ -270,8 +270,8 @@ func newQueries(schema string) queries {
 		takeInflight: r.Replace(`UPDATE {s}.inflight SET workflow = $2, params = $3, request_id = $4, owner = $5,
 			token = nextval('{s}.lease_tokens'), lease_until = clock_timestamp() + $6::interval
 			WHERE idempotency_key = $1 RETURNING token, lease_until`),
-		renew: r.Replace(`UPDATE {s}.inflight SET lease_until = clock_timestamp() + $3::interval
-			WHERE owner = $1 AND idempotency_key = ANY($2) RETURNING idempotency_key`),
+		renew: r.Replace(`UPDATE {s}.inflight i SET lease_until = clock_timestamp() + $3::interval
+			FROM unnest($1::text[], $2::bigint[]) AS l(k, t) WHERE i.idempotency_key = l.k AND i.token = l.t RETURNING i.idempotency_key`),
 		release: r.Replace("DELETE FROM {s}.inflight WHERE idempotency_key = $1 AND token = $2"),
 		complete: r.Replace(`INSERT INTO {s}.completed (idempotency_key, result, completed_at) VALUES ($1, $2, clock_timestamp())
 			ON CONFLICT (idempotency_key) DO UPDATE SET result = excluded.result, completed_at = excluded.completed_at`),
@@ -466,11 +466,15 @@ func (s *Store) Begin(ctx context.Context, in *dlq.Inflight, owner string, ttl t
 }
 
 // Renew extends owner's leases on keys (dlq.Journal.Renew).
-func (s *Store) Renew(ctx context.Context, owner string, keys []string, ttl time.Duration) ([]string, error) {
-	if len(keys) == 0 {
+func (s *Store) Renew(ctx context.Context, ls []dlq.Lease, ttl time.Duration) ([]string, error) {
+	if len(ls) == 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, s.q.renew, owner, keys, ttl)
+	keys, tokens := make([]string, len(ls)), make([]int64, len(ls))
+	for i, l := range ls {
+		keys[i], tokens[i] = l.Key, l.Token
+	}
+	rows, err := s.pool.Query(ctx, s.q.renew, keys, tokens, ttl)
 	if err != nil {
 		return nil, err
 	}

@@ -230,9 +230,9 @@ func renew(t *testing.T, s dlq.Backend) {
 	ctx := t.Context()
 	a, _, err := s.Begin(ctx, &dlq.Inflight{IdempotencyKey: "a", Workflow: "w"}, "p1", 300*time.Millisecond)
 	must(t, err)
-	_, _, err = s.Begin(ctx, &dlq.Inflight{IdempotencyKey: "b", Workflow: "w"}, "p1", 300*time.Millisecond)
+	b, _, err := s.Begin(ctx, &dlq.Inflight{IdempotencyKey: "b", Workflow: "w"}, "p1", 300*time.Millisecond)
 	must(t, err)
-	lost, err := s.Renew(ctx, "p1", []string{"a", "b", "never"}, ttl)
+	lost, err := s.Renew(ctx, []dlq.Lease{a, b, {Key: "never", Owner: "p1", Token: 1}}, ttl)
 	if err != nil || len(lost) != 1 || lost[0] != "never" {
 		t.Fatalf("renew: %v %v", lost, err)
 	}
@@ -240,10 +240,24 @@ func renew(t *testing.T, s dlq.Backend) {
 	if _, _, err := s.Begin(ctx, &dlq.Inflight{IdempotencyKey: "a", Workflow: "w"}, "p2", ttl); err == nil {
 		t.Fatal("a renewed lease was taken")
 	}
-	// p2 takes b over once p1 stops renewing it.
+	// p2 takes b over once p1 stops renewing it: p1's lease on b is lost.
 	must(t, s.Complete(ctx, a, nil))
-	if lost, _ := s.Renew(ctx, "p2", []string{"b"}, ttl); len(lost) != 1 {
-		t.Errorf("another owner renewed p1's lease: lost %v", lost)
+	if lost, _ := s.Renew(ctx, []dlq.Lease{{Key: "b", Owner: "p2", Token: b.Token + 1000}}, ttl); len(lost) != 1 {
+		t.Errorf("a token that is not the key's renewed it: lost %v", lost)
+	}
+	// The same owner taking its own key again gets a new token: a lease
+	// matches on (key, token), so the old one is lost, never renewed
+	// under the owner alone.
+	b2, taken, err := s.Begin(ctx, &dlq.Inflight{IdempotencyKey: "b", Workflow: "w"}, "p1", ttl)
+	must(t, err)
+	if !taken || b2.Token == b.Token {
+		t.Fatalf("the owner's Begin of its own key: taken %v, token %d (was %d)", taken, b2.Token, b.Token)
+	}
+	if lost, _ := s.Renew(ctx, []dlq.Lease{b}, ttl); len(lost) != 1 {
+		t.Errorf("the old token of the same owner renewed the key: lost %v", lost)
+	}
+	if lost, _ := s.Renew(ctx, []dlq.Lease{b2}, ttl); len(lost) != 0 {
+		t.Errorf("the key's lease was not renewed: lost %v", lost)
 	}
 }
 

@@ -1,0 +1,127 @@
+package invoker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	invoker "github.com/n8n-invoker/n8n-invoker"
+	"github.com/n8n-invoker/n8n-invoker/dlq"
+	"github.com/n8n-invoker/n8n-invoker/invocation"
+)
+
+// TestOneSenderPerKeyInAProcess: two dead letters of one key replayed at
+// once by one process, and a replay overlapping a live call of the key,
+// send the key once (issue 25, point 1: Begin hands a live lease to its
+// own owner and replays skip the in-process dedupe).
+func TestOneSenderPerKeyInAProcess(t *testing.T) {
+	t.Parallel()
+	for _, overlap := range []string{"two replays", "a replay and a call"} {
+		t.Run(overlap, func(t *testing.T) {
+			t.Parallel()
+			var sends atomic.Int64
+			release := make(chan struct{})
+			f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+				sends.Add(1)
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+				return okResult(ctx, req)
+			}}
+			// n8n's API knows no execution of the key: a takeover's
+			// reconcile says "not run".
+			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{"data":[],"nextCursor":null}`))
+			}))
+			defer api.Close()
+			cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: %q, api_key: k}\nworkflows: {w: {path: w, id: wf1}}\ndlq: {enabled: true}\nstore: {path: %q}\n",
+				api.URL, filepath.Join(t.TempDir(), "dlq.db")))
+			m, err := invoker.New(cfg, invoker.WithTransport(f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close(context.Background())
+			store := m.DLQ()
+			ctx := t.Context()
+			for range 2 {
+				if _, err := store.Put(ctx, &dlq.Entry{Workflow: "w", IdempotencyKey: "k", Params: json.RawMessage(`{}`), Reason: dlq.ReasonExhausted}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan error, 2)
+			if overlap == "two replays" {
+				go func() {
+					_, err := m.ReplayDeadLetters(ctx, dlq.Filter{Key: "k"}, invoker.ReplayConcurrency(2))
+					done <- err
+					done <- nil
+				}()
+			} else {
+				go func() { _, err := m.Execute(ctx, &invocation.Request{Workflow: "w", IdempotencyKey: "k"}); done <- err }()
+				waitFor(t, func() bool { return sends.Load() == 1 })
+				go func() {
+					_, err := m.ReplayDeadLetters(ctx, dlq.Filter{Key: "k"}, invoker.ReplayConcurrency(2))
+					done <- err
+				}()
+			}
+			waitFor(t, func() bool { return sends.Load() >= 1 })
+			time.Sleep(200 * time.Millisecond) // a second sender, if any, gets its chance
+			close(release)
+			for range 2 {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := sends.Load(); n != 1 {
+				t.Errorf("the key was sent %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// TestResubmittedAmbiguousKeyIsNotSentAgain: a key whose call was
+// dead-lettered as ambiguous (sent, answer lost, no API key) is not sent
+// again when the same call comes with the same key (issue 25: it ran
+// twice); it ends with code ambiguous and the dead letter's id.
+func TestResubmittedAmbiguousKeyIsNotSentAgain(t *testing.T) {
+	t.Parallel()
+	var sends atomic.Int64
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+		sends.Add(1)
+		return nil, &invocation.TransportError{Workflow: req.Workflow, ErrClass: invocation.Transient, TimedOut: true, Sent: true, Err: errors.New("answer lost")}
+	}}
+	m, _ := dlqManager(t, f, "transient", "unknown")
+	ctx := t.Context()
+	_, err := m.Execute(ctx, &invocation.Request{Workflow: "w", Params: map[string]any{"a": 1}, IdempotencyKey: "k"})
+	first := invocation.DeadLetterOf(err)
+	if invocation.CodeOf(err) != invocation.CodeAmbiguous || first == 0 || sends.Load() != 1 {
+		t.Fatalf("first call: %v (sends %d)", err, sends.Load())
+	}
+	_, err = m.Execute(ctx, &invocation.Request{Workflow: "w", Params: map[string]any{"a": 1}, IdempotencyKey: "k"})
+	if invocation.CodeOf(err) != invocation.CodeAmbiguous || invocation.DeadLetterOf(err) != first || invocation.OutcomeOf(err) != invocation.Ambiguous {
+		t.Errorf("the same call again: %v", err)
+	}
+	if n := sends.Load(); n != 1 {
+		t.Errorf("the key was sent %d times, want 1", n)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
