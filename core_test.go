@@ -14,6 +14,7 @@ import (
 
 	invoker "github.com/n8n-invoker/n8n-invoker"
 	"github.com/n8n-invoker/n8n-invoker/dlq"
+	"github.com/n8n-invoker/n8n-invoker/hooks"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
@@ -123,5 +124,47 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out waiting")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestFenceBeforeTheFirstSend: a call whose key another process took over
+// before its first attempt (while a pre-execution hook held it past two
+// thirds of the lease) does not send at all: the fence before the
+// transport finds its lease lost (issue 25, point 2: the fence ran only
+// after a reconcile).
+func TestFenceBeforeTheFirstSend(t *testing.T) {
+	t.Parallel()
+	var sends atomic.Int64
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+		sends.Add(1)
+		return okResult(ctx, req)
+	}}
+	cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: 'http://127.0.0.1:1'}\nworkflows: {w: {path: w}}\ndlq: {enabled: true}\nstore: {path: %q, lease: 1s, held_wait: 1s}\n",
+		filepath.Join(t.TempDir(), "dlq.db")))
+	m, err := invoker.New(cfg, invoker.WithTransport(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	store := m.DLQ()
+	// The pre-execution hook runs after the write-ahead: while it holds
+	// the call, another process takes the key over.
+	_ = m.RegisterHook(hooks.StagePreExecution, hooks.Func(func(ctx context.Context, ec *hooks.ExecutionContext) error {
+		in, _ := store.Inflight(ctx, dlq.InflightFilter{Key: "k"})
+		if len(in) != 1 {
+			return errors.New("the call is not in flight")
+		}
+		if _, _, err := store.Begin(ctx, &dlq.Inflight{IdempotencyKey: "k", Workflow: "w", Replaces: in[0].Lease.Owner}, "other", time.Minute); err != nil {
+			return err
+		}
+		time.Sleep(800 * time.Millisecond) // past two thirds of the lease: the process was paused
+		return nil
+	}))
+	_, err = m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "k"})
+	if invocation.CodeOf(err) != invocation.CodeLeaseLost || !errors.Is(err, dlq.ErrLeaseLost) {
+		t.Errorf("err = %v, want code lease-lost", err)
+	}
+	if n := sends.Load(); n != 0 {
+		t.Errorf("sent %d times after the lease was lost, want 0", n)
 	}
 }
