@@ -168,3 +168,86 @@ func TestFenceBeforeTheFirstSend(t *testing.T) {
 		t.Errorf("sent %d times after the lease was lost, want 0", n)
 	}
 }
+
+// TestCanceledWhileWaitingLeavesNothingInFlight: a call canceled while it
+// waits before sending (a backoff, a Retry-After, the rate limiter, an
+// open breaker, a bulkhead slot) ends as canceled with nothing in flight
+// in the journal and no dead letter: no rescue sends it later (issue 25,
+// point 8).
+func TestCanceledWhileWaitingLeavesNothingInFlight(t *testing.T) {
+	t.Parallel()
+	refused := func(req *invocation.Request) error {
+		return &invocation.TransportError{Workflow: req.Workflow, ErrClass: invocation.Transient, Err: errors.New("connection refused")}
+	}
+	tests := []struct {
+		name string
+		http string // invokers.http settings
+		// warm runs before the call that is canceled (to fill the
+		// limiter, open the breaker, take the bulkhead's slot).
+		warm   func(t *testing.T, m *invoker.Manager)
+		answer func(req *invocation.Request, n int64) (*invocation.Result, error)
+	}{
+		{"backoff", "{max_retries: 3, backoff_factor: 30}", nil, func(req *invocation.Request, _ int64) (*invocation.Result, error) {
+			return nil, &invocation.HTTPError{Workflow: req.Workflow, StatusCode: 503, ErrClass: invocation.Transient}
+		}},
+		{"retry-after", "{max_retries: 3}", nil, func(req *invocation.Request, _ int64) (*invocation.Result, error) {
+			return nil, &invocation.HTTPError{Workflow: req.Workflow, StatusCode: 429, ErrClass: invocation.Transient, RetryAfter: 50 * time.Second, HasRetryAfter: true}
+		}},
+		{"rate limiter", "{rate_limit: {enabled: true, requests_per_second: 0.01, burst: 1}}", func(t *testing.T, m *invoker.Manager) {
+			if _, err := m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "warm"}); err != nil {
+				t.Fatal(err)
+			}
+		}, func(req *invocation.Request, _ int64) (*invocation.Result, error) { return okResult(context.Background(), req) }},
+		{"open breaker", "{max_retries: 0, circuit_breaker: {consecutive_failures: 2}}", func(t *testing.T, m *invoker.Manager) {
+			for i := range 2 {
+				_, _ = m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: fmt.Sprintf("warm-%d", i)})
+			}
+		}, func(req *invocation.Request, _ int64) (*invocation.Result, error) { return nil, refused(req) }},
+		{"bulkhead", "{bulkhead: {max_in_flight: 1}}", func(t *testing.T, m *invoker.Manager) {
+			go func() { _, _ = m.Execute(context.Background(), &invocation.Request{Workflow: "w", IdempotencyKey: "holder"}) }()
+			waitFor(t, func() bool {
+				in, _ := m.DLQ().Inflight(context.Background(), dlq.InflightFilter{Key: "holder"})
+				return len(in) == 1
+			})
+		}, func(req *invocation.Request, _ int64) (*invocation.Result, error) {
+			if req.IdempotencyKey == "holder" {
+				time.Sleep(1500 * time.Millisecond) // holds the only slot
+			}
+			return okResult(context.Background(), req)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var n atomic.Int64
+			f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+				return tt.answer(req, n.Add(1))
+			}}
+			cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: 'http://127.0.0.1:1'}\ninvokers: {http: %s}\nworkflows: {w: {path: w}}\ndlq: {enabled: true, on: [transient, unknown, permanent]}\nstore: {path: %q}\n",
+				tt.http, filepath.Join(t.TempDir(), "dlq.db")))
+			m, err := invoker.New(cfg, invoker.WithTransport(f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close(context.Background())
+			if tt.warm != nil {
+				tt.warm(t, m)
+			}
+			// A cancel, not a deadline: an open breaker refuses at once a
+			// call whose deadline ends before it would let one through.
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			time.AfterFunc(600*time.Millisecond, cancel)
+			_, err = m.Execute(ctx, &invocation.Request{Workflow: "w", IdempotencyKey: "k"})
+			if !invocation.IsCanceled(err) || invocation.OutcomeOf(err) != invocation.NotSent || invocation.DeadLetterOf(err) != 0 {
+				t.Errorf("err = %v (code %s, outcome %s), want canceled, not sent", err, invocation.CodeOf(err), invocation.OutcomeOf(err))
+			}
+			if in, err := m.DLQ().Inflight(context.Background(), dlq.InflightFilter{Key: "k"}); err != nil || len(in) != 0 {
+				t.Errorf("in flight after the cancel: %d, %v", len(in), err)
+			}
+			if es, _ := m.DLQ().List(context.Background(), dlq.Filter{Key: "k"}); len(es) != 0 {
+				t.Errorf("dead-lettered: %+v", es[0])
+			}
+		})
+	}
+}

@@ -41,7 +41,7 @@ func SlotFrom(ctx context.Context) Slot {
 // when ctx ended.
 func WaitReleased(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
 	if d <= 0 {
-		return ctx.Err()
+		return waitEnded(ctx)
 	}
 	s := SlotFrom(ctx)
 	if s != nil {
@@ -59,5 +59,5 @@ func WaitReleased(ctx context.Context, d time.Duration, wake <-chan struct{}) er
 			return err
 		}
 	}
-	return ctx.Err()
+	return waitEnded(ctx)
 }

@@ -49,9 +49,10 @@ func (o Outcome) String() string {
 func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
 
 // OutcomeOf returns the outcome the first error of err's chain that
-// reports one (an Outcome() Outcome method) says, and Ambiguous when none
-// does: a failure that nobody explains may have reached n8n. A nil error
-// is Answered.
+// reports one (an Outcome() Outcome method) says, else the outcome of its
+// code (CodeOf): NotSent for a context's error or a sentinel that says
+// nothing was sent, Ambiguous for a failure nobody explains (it may have
+// reached n8n). A nil error is Answered.
 func OutcomeOf(err error) Outcome {
 	if err == nil {
 		return Answered
@@ -60,7 +61,7 @@ func OutcomeOf(err error) Outcome {
 	if errors.As(err, &o) {
 		return o.Outcome()
 	}
-	return Ambiguous
+	return CodeOf(err).Outcome()
 }
 
 // Target is where a workflow is reached, as resolution found it: enough

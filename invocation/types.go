@@ -95,16 +95,26 @@ func (r *Result) Decode(v any) error {
 // zero or less returns ctx's error at once (nil when it is live).
 func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
-		return ctx.Err()
+		return waitEnded(ctx)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return waitEnded(ctx)
 	case <-t.C:
 		return nil
 	}
+}
+
+// waitEnded is the error of a wait that ctx ended, nil when it has not:
+// code CodeCanceled (nothing was sent while waiting), the context's
+// error as cause.
+func waitEnded(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return &Error{Code: CodeCanceled, Message: "canceled while waiting, before sending", Err: ctx.Err()}
 }
 
 // Header is an answer's header. It marshals with secret values redacted.

@@ -219,10 +219,27 @@ func (r *Retry) classified(t invocation.Transport) invocation.AttemptHandler {
 // (it counts the attempts and says whether the last one was sent), else
 // one that says the last attempt's outcome.
 func canceled(ctx context.Context, c *Call, err error) error {
-	if code := invocation.CodeOf(err); code == invocation.CodeCanceled || code == invocation.CodeCanceledInFlight {
+	var ie *invocation.Error
+	if code := invocation.CodeOf(err); errors.As(err, &ie) && (code == invocation.CodeCanceled || code == invocation.CodeCanceledInFlight) {
+		if ie.Workflow == "" || ie.Attempts != c.Attempts {
+			e := *ie
+			e.Workflow, e.Attempts = c.Request.Workflow, c.Attempts
+			return &e
+		}
 		return err
 	}
-	return invocation.NewCanceled(ctx, c.Request.Workflow, c.Attempts, invocation.OutcomeOf(err) != invocation.NotSent)
+	return invocation.NewCanceled(ctx, c.Request.Workflow, c.Attempts, sentOf(err))
+}
+
+// sentOf reports whether an attempt that ended with err may have been
+// sent: what its error says, and yes for a bare error (a custom
+// transport's context error says nothing of the wire).
+func sentOf(err error) bool {
+	var o interface{ Outcome() invocation.Outcome }
+	if errors.As(err, &o) {
+		return o.Outcome() != invocation.NotSent
+	}
+	return true
 }
 
 // refused completes a breaker's refusal with the call's details.
