@@ -197,14 +197,18 @@ func TestCanceledWhileWaitingLeavesNothingInFlight(t *testing.T) {
 			if _, err := m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "warm"}); err != nil {
 				t.Fatal(err)
 			}
-		}, func(req *invocation.Request, _ int64) (*invocation.Result, error) { return okResult(context.Background(), req) }},
+		}, func(req *invocation.Request, _ int64) (*invocation.Result, error) {
+			return okResult(context.Background(), req)
+		}},
 		{"open breaker", "{max_retries: 0, circuit_breaker: {consecutive_failures: 2}}", func(t *testing.T, m *invoker.Manager) {
 			for i := range 2 {
 				_, _ = m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: fmt.Sprintf("warm-%d", i)})
 			}
 		}, func(req *invocation.Request, _ int64) (*invocation.Result, error) { return nil, refused(req) }},
 		{"bulkhead", "{bulkhead: {max_in_flight: 1}}", func(t *testing.T, m *invoker.Manager) {
-			go func() { _, _ = m.Execute(context.Background(), &invocation.Request{Workflow: "w", IdempotencyKey: "holder"}) }()
+			go func() {
+				_, _ = m.Execute(context.Background(), &invocation.Request{Workflow: "w", IdempotencyKey: "holder"})
+			}()
 			waitFor(t, func() bool {
 				in, _ := m.DLQ().Inflight(context.Background(), dlq.InflightFilter{Key: "holder"})
 				return len(in) == 1
