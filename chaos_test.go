@@ -147,13 +147,16 @@ func TestChaosFaultsAccounting(t *testing.T) {
 
 	// What the proxy did, per key.
 	recs := proxy.Records()
-	forwarded := map[string]int{}
+	forwarded, maybe := map[string]int{}, map[string]int{}
 	resetAfter := map[string]bool{}
 	faults := map[chaos.Fault]int{}
 	for _, r := range recs {
 		faults[r.Fault]++
 		if r.Forwarded {
 			forwarded[r.Key]++
+		}
+		if r.MaybeForwarded {
+			maybe[r.Key]++ // written to n8n, its answer failed at the proxy
 		}
 		if r.Fault == chaos.ResetAfter || r.Fault == chaos.BadGatewayAfter || r.Fault == chaos.CutWhileRunning || r.ClientGone {
 			resetAfter[r.Key] = true
@@ -169,11 +172,14 @@ func TestChaosFaultsAccounting(t *testing.T) {
 		for _, e := range execs {
 			total += len(e)
 		}
-		want := 0
+		want, mayBe := 0, 0
 		for _, f := range forwarded {
 			want += f
 		}
-		if total == want || time.Now().After(deadline) {
+		for _, f := range maybe {
+			mayBe += f
+		}
+		if (total >= want && total <= want+mayBe) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -182,8 +188,8 @@ func TestChaosFaultsAccounting(t *testing.T) {
 	for i := range n {
 		k := key(i)
 		got := len(execs[k])
-		if got != forwarded[k] {
-			t.Errorf("item %d: n8n ran %d executions, the proxy forwarded %d", i, got, forwarded[k])
+		if got < forwarded[k] || got > forwarded[k]+maybe[k] {
+			t.Errorf("item %d: n8n ran %d executions, the proxy forwarded %d (and %d more it wrote before its connection to n8n failed)", i, got, forwarded[k], maybe[k])
 		}
 		if results[i].Err == nil && !results[i].Result.Degraded && got == 0 {
 			t.Errorf("item %d reported succeeded but n8n has no execution", i)

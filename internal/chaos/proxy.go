@@ -15,9 +15,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,6 +70,9 @@ type Record struct {
 	RequestID string
 	Fault     Fault
 	Forwarded bool // n8n received it
+	// MaybeForwarded is a request the proxy wrote to n8n whose answer
+	// failed (the proxy answered 502): n8n may have run it.
+	MaybeForwarded bool
 	Status    int  // n8n's status when forwarded and answered
 	// ClientGone is a request whose client gave up (its timeout) while
 	// n8n had it: its answer was lost.
@@ -112,6 +117,14 @@ func New(target string, seed uint64) (*Proxy, error) {
 	}
 	p.rp = httputil.NewSingleHostReverseProxy(u)
 	p.rp.Transport = &http.Transport{MaxIdleConnsPerHost: 64, ResponseHeaderTimeout: 2 * time.Minute}
+	director := p.rp.Director
+	p.rp.Director = func(r *http.Request) {
+		director(r)
+		if wrote, ok := r.Context().Value(wroteKey{}).(*atomic.Bool); ok {
+			*r = *r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+				WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }}))
+		}
+	}
 	p.rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(http.StatusBadGateway) // n8n itself unreachable
 	}
@@ -171,6 +184,10 @@ func (p *Proxy) record(r Record) {
 	p.mu.Unlock()
 }
 
+// wroteKey carries the flag a forwarded request sets once the proxy has
+// written it to n8n.
+type wroteKey struct{}
+
 // statusRecorder remembers the status n8n answered.
 type statusRecorder struct {
 	http.ResponseWriter
@@ -193,7 +210,13 @@ func (d *discardWriter) WriteHeader(code int)        { d.status = code }
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := p.pick()
 	rec := Record{Key: r.Header.Get("Idempotency-Key"), RequestID: r.Header.Get("X-Request-Id"), Fault: f, At: time.Now()}
-	defer func() { rec.End = time.Now(); p.record(rec) }()
+	wrote := new(atomic.Bool)
+	r = r.WithContext(context.WithValue(r.Context(), wroteKey{}, wrote))
+	defer func() {
+		rec.End = time.Now()
+		rec.MaybeForwarded = !rec.Forwarded && wrote.Load()
+		p.record(rec)
+	}()
 	switch f {
 	case ResetBefore:
 		_, _ = io.Copy(io.Discard, r.Body)
