@@ -31,36 +31,73 @@ const DefaultLease = config.DefaultStoreLease
 const DefaultHeldWait = config.DefaultStoreHeldWait
 
 // processOwner names this process in the leases it takes:
-// host/pid-namespace:pid/random (a restarted process with the same pid is
-// another owner).
+// machine:pid:start/random, where machine is the host, its boot and its
+// pid namespace (machine), start the process's start time in clock ticks
+// since boot, and random new at every start: two processes never share
+// an owner, on one host or on two.
 func processOwner() string {
-	b := make([]byte, 4)
+	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s:%d/%s", machine(), os.Getpid(), hex.EncodeToString(b))
+	return fmt.Sprintf("%s:%d:%d/%s", machine(), os.Getpid(), startTime(os.Getpid()), hex.EncodeToString(b))
 }
 
-// machine names this host and pid namespace: two processes with the same
-// machine see each other's pids.
+// machine names this host, its boot and its pid namespace: processes of
+// one machine see each other's pids. The hostname and the namespace's
+// inode alone are the same on many hosts (every host's initial pid
+// namespace has one inode); the boot id is not.
 func machine() string {
 	host, _ := os.Hostname()
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	ns, _ := os.Readlink("/proc/self/ns/pid")
-	return host + "/" + ns
+	return host + "/" + strings.TrimSpace(string(boot)) + "/" + ns
 }
 
-// deadOwner reports whether owner is a process of this machine (host and
-// pid namespace) that no longer exists, so its leases need not be waited
-// out. An owner of another machine is never known dead.
+// startTime returns the start time of process pid in clock ticks since
+// boot (field 22 of /proc/pid/stat), 0 when unknown.
+func startTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v
+}
+
+// deadOwner reports whether owner is a process of this machine (host,
+// boot and pid namespace) that no longer runs: its pid is gone, or now
+// belongs to a process started at another time. Only then may its live
+// leases be taken over before they expire; it only shortens a wait. An
+// owner of another machine, or one whose start time is unknown, is never
+// known dead.
 func deadOwner(owner string) bool {
 	rest, ok := strings.CutPrefix(owner, machine()+":")
 	if !ok {
 		return false
 	}
-	pidStr, _, _ := strings.Cut(rest, "/")
-	pid, err := strconv.Atoi(pidStr)
-	if err != nil || pid <= 0 || pid == os.Getpid() {
+	ids, _, _ := strings.Cut(rest, "/")
+	pidStr, startStr, ok := strings.Cut(ids, ":")
+	if !ok {
 		return false
 	}
-	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	pid, err := strconv.Atoi(pidStr)
+	start, serr := strconv.ParseUint(startStr, 10, 64)
+	if err != nil || serr != nil || pid <= 0 || pid == os.Getpid() || start == 0 {
+		return false
+	}
+	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return true
+	}
+	now := startTime(pid)
+	return now != 0 && now != start
 }
 
 func (m *Manager) leaseTTL() time.Duration {
