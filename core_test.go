@@ -255,3 +255,65 @@ func TestCanceledWhileWaitingLeavesNothingInFlight(t *testing.T) {
 		})
 	}
 }
+
+// evidenceHook is a post-execution hook that destroys evidence (as the
+// cleanup_hook deletes n8n's execution): it records whether the call's
+// success was already recorded when it ran.
+type evidenceHook struct {
+	hooks.Base
+	m        **invoker.Manager
+	ran      atomic.Int64
+	recorded atomic.Bool
+}
+
+func (h *evidenceHook) AfterCommit() {}
+
+func (h *evidenceHook) PostExecution(ctx context.Context, ec *hooks.ExecutionContext) {
+	h.ran.Add(1)
+	_, ok, _ := (*h.m).DLQ().Completed(ctx, ec.IdempotencyKey)
+	h.recorded.Store(ok)
+}
+
+// TestEvidenceDestroyedOnlyAfterTheCommit: the cleanup_hook (any
+// post-execution hook marked hooks.AfterCommit) runs after the journal
+// recorded the success, and not at all when that write fails (issue 25,
+// point 4: it deleted the execution first, and a failed write or a crash
+// then made the rescue find nothing and re-send).
+func TestEvidenceDestroyedOnlyAfterTheCommit(t *testing.T) {
+	t.Parallel()
+	for _, lose := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lease lost %v", lose), func(t *testing.T) {
+			t.Parallel()
+			var m *invoker.Manager
+			f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+				if lose { // another process takes the key over while n8n runs it
+					in, _ := m.DLQ().Inflight(ctx, dlq.InflightFilter{Key: req.IdempotencyKey})
+					if _, _, err := m.DLQ().Begin(ctx, &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: "w", Replaces: in[0].Lease.Owner}, "other", time.Minute); err != nil {
+						return nil, err
+					}
+				}
+				res, err := okResult(ctx, req)
+				res.ExecutionID, res.Completed = "7", true
+				return res, err
+			}}
+			cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: 'http://127.0.0.1:1'}\nworkflows: {w: {path: w}}\ndlq: {enabled: true}\nstore: {path: %q}\n",
+				filepath.Join(t.TempDir(), "dlq.db")))
+			var err error
+			if m, err = invoker.New(cfg, invoker.WithTransport(f)); err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close(context.Background())
+			h := &evidenceHook{m: &m}
+			_ = m.RegisterHook(hooks.StagePostExecution, h)
+			if _, err := m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "k"}); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case !lose && (h.ran.Load() != 1 || !h.recorded.Load()):
+				t.Errorf("ran %d times, success recorded first: %v", h.ran.Load(), h.recorded.Load())
+			case lose && h.ran.Load() != 0:
+				t.Errorf("ran %d times although the success was not recorded here", h.ran.Load())
+			}
+		})
+	}
+}

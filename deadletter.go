@@ -12,6 +12,7 @@ import (
 	"github.com/n8n-invoker/n8n-invoker/dlq"
 	"github.com/n8n-invoker/n8n-invoker/invocation"
 	"github.com/n8n-invoker/n8n-invoker/n8napi"
+	"github.com/n8n-invoker/n8n-invoker/pipeline"
 )
 
 // DeadLetters is what the manager needs of a dead-letter queue: the store
@@ -61,7 +62,8 @@ func (m *Manager) deadLetterClass(err error) bool {
 // replayed: it is removed on success and updated on failure instead of
 // adding a new one. rescue marks a call of Rescue: a key held by a live
 // process is skipped, not waited for.
-func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explicitKey bool, replayOf int64, replayFailed, rescue bool, invoke func() (*invocation.Result, error)) (*invocation.Result, error) {
+func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func() (*invocation.Result, error)) (*invocation.Result, error) {
+	req, explicitKey, replayOf, replayFailed, rescue := c.Request, c.ExplicitKey, c.ReplayOf, c.ReplayFailed, c.Rescue
 	// One sender of a key at a time in this process: a call, a replay
 	// and a rescue of one key wait for each other (a rescue skips it).
 	if ok, err := m.leases.lock(ctx, req.IdempotencyKey, rescue); err != nil {
@@ -119,6 +121,8 @@ func (m *Manager) journaled(ctx context.Context, req *invocation.Request, explic
 		raw, _ := json.Marshal(res)
 		if cerr := m.dlq.Complete(bg, lease, raw); cerr != nil {
 			m.lostOutcome(req, cerr, "recording a success")
+		} else {
+			c.Committed(bg) // recorded: what destroys evidence may run
 		}
 		if replayOf != 0 {
 			_ = m.dlq.Delete(bg, replayOf)

@@ -501,14 +501,26 @@ func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOp
 		}
 	}
 	if m.api == nil {
-		return m.pipe.Run(ctx, c)
+		res, err := m.pipe.Run(ctx, c)
+		m.endCall(ctx, c, err)
+		return res, err
 	}
 	var calls n8napi.CallCounter
 	res, err := m.pipe.Run(n8napi.WithCallCounter(ctx, &calls), c)
 	if res != nil {
 		res.APICalls = calls.Count()
 	}
+	m.endCall(ctx, c, err)
 	return res, err
+}
+
+// endCall runs the call's after-commit actions when no journal did: with
+// a journal they ran after its terminal write, or not at all when that
+// write failed.
+func (m *Manager) endCall(ctx context.Context, c *pipeline.Call, err error) {
+	if m.dlq == nil && err == nil {
+		c.Committed(context.WithoutCancel(ctx))
+	}
 }
 
 // record ends the execution's span and feeds the metrics and tracers.

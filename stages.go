@@ -137,6 +137,10 @@ func (m *Manager) hooksStage(ctx context.Context, c *pipeline.Call, next pipelin
 	}
 	ec.Result, ec.Duration = res, time.Since(ec.StartedAt)
 	for _, h := range post {
+		if _, destroys := h.(hooks.AfterCommit); destroys {
+			c.AfterCommit(func(ctx context.Context) { m.safely(ctx, hooks.StagePostExecution, ec, h.PostExecution) })
+			continue
+		}
 		m.safely(ctx, hooks.StagePostExecution, ec, h.PostExecution)
 	}
 	return res, nil
@@ -170,7 +174,7 @@ func (m *Manager) awaitStage(ctx context.Context, c *pipeline.Call, next pipelin
 
 // journalStage runs the rest of the call under the write-ahead journal.
 func (m *Manager) journalStage(ctx context.Context, c *pipeline.Call, next pipeline.CallHandler) (*invocation.Result, error) {
-	return m.journaled(ctx, c.Request, c.ExplicitKey, c.ReplayOf, c.ReplayFailed, c.Rescue, func() (*invocation.Result, error) { return next(ctx, c) })
+	return m.journaled(ctx, c, func() (*invocation.Result, error) { return next(ctx, c) })
 }
 
 // reconcileAttempt asks n8n whether an attempt of c whose answer was lost

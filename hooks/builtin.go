@@ -88,6 +88,10 @@ type cleanupHook struct {
 	log *slog.Logger
 }
 
+// AfterCommit marks the cleanup_hook as destroying evidence: it deletes
+// the execution only after the call's success is recorded.
+func (h *cleanupHook) AfterCommit() {}
+
 func (h *cleanupHook) PostExecution(ctx context.Context, ec *ExecutionContext) {
 	if ec.Result == nil || ec.Result.ExecutionID == "" || !ec.Result.Completed {
 		return

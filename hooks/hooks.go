@@ -86,6 +86,16 @@ func Vetoed(stage Stage, workflow string, err error) *invocation.Error {
 	return &invocation.Error{Code: invocation.CodeVetoed, Workflow: workflow, Message: fmt.Sprintf("%s hook", stage), Err: err}
 }
 
+// AfterCommit marks a post-execution hook that destroys evidence of the
+// call (the cleanup_hook deletes n8n's execution): it runs only after the
+// call's outcome is durably recorded (the journal's terminal write; at
+// the call's end without a journal), so that a crash, or a terminal write
+// that fails, leaves n8n's execution for a reconcile to find. It is
+// skipped when that write fails.
+type AfterCommit interface {
+	AfterCommit()
+}
+
 // Plugin observes executions, like the design's SlackNotificationPlugin.
 // Implementations embed PluginBase, so that methods added later have a
 // default. Plugins cannot veto a call; use a pre-execution hook for that.

@@ -34,8 +34,25 @@ type Call struct {
 	// ExplicitKey is true when the caller gave the idempotency key.
 	ExplicitKey bool
 
-	req     invocation.Request
-	attempt invocation.Attempt
+	req         invocation.Request
+	attempt     invocation.Attempt
+	afterCommit []func(context.Context)
+}
+
+// AfterCommit registers f to run once the call's outcome is durably
+// recorded (the journal's terminal write; at the call's end when there
+// is no journal), never before: an action that destroys evidence of the
+// call (deleting n8n's execution) must not run while a crash could still
+// make a rescue look for it.
+func (c *Call) AfterCommit(f func(context.Context)) { c.afterCommit = append(c.afterCommit, f) }
+
+// Committed runs the actions registered with AfterCommit, once.
+func (c *Call) Committed(ctx context.Context) {
+	fs := c.afterCommit
+	c.afterCommit = nil
+	for _, f := range fs {
+		f(ctx)
+	}
 }
 
 // NewCall returns a call of a copy of req, started now.
