@@ -317,3 +317,43 @@ func TestEvidenceDestroyedOnlyAfterTheCommit(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayWithoutAPISkipsWhatMayHaveRun: without n8n's API a replay
+// skips the entries the system itself dead-lettered as ambiguous or
+// unresolved (they may have run; nothing can tell), unless asked with
+// ReplayAmbiguous (issue 25, point 13: they were re-sent with no skip).
+func TestReplayWithoutAPISkipsWhatMayHaveRun(t *testing.T) {
+	t.Parallel()
+	for _, ask := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ReplayAmbiguous %v", ask), func(t *testing.T) {
+			t.Parallel()
+			var sends atomic.Int64
+			f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+				sends.Add(1)
+				return okResult(ctx, req)
+			}}
+			m, store := dlqManager(t, f)
+			ctx := t.Context()
+			for i, reason := range []string{dlq.ReasonAmbiguous, dlq.ReasonUnresolved, dlq.ReasonExhausted} {
+				if _, err := store.Put(ctx, &dlq.Entry{Workflow: "w", IdempotencyKey: fmt.Sprintf("k%d", i), Reason: reason}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var opts []invoker.ReplayOption
+			if ask {
+				opts = append(opts, invoker.ReplayAmbiguous())
+			}
+			rep, err := m.ReplayDeadLetters(ctx, dlq.Filter{}, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := int64(1)
+			if ask {
+				want = 3
+			}
+			if sends.Load() != want || rep.Skipped != int(3-want) {
+				t.Errorf("sent %d, skipped %d; want %d sent", sends.Load(), rep.Skipped, want)
+			}
+		})
+	}
+}

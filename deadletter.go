@@ -301,6 +301,7 @@ type ReplayOption func(*replayOptions)
 
 type replayOptions struct {
 	failed      bool
+	ambiguous   bool
 	concurrency int
 	progress    func(Progress)
 }
@@ -308,6 +309,12 @@ type replayOptions struct {
 // ReplayFailed also replays entries whose workflow ran and failed in n8n
 // (reason failed): replaying them runs the failing workflow again.
 func ReplayFailed() ReplayOption { return func(o *replayOptions) { o.failed = true } }
+
+// ReplayAmbiguous also replays, on a manager without n8n's API (nothing
+// to reconcile with), entries that may have run (reason ambiguous or
+// unresolved): replaying them may run the workflow a second time. With
+// the API they are reconciled first and need no option.
+func ReplayAmbiguous() ReplayOption { return func(o *replayOptions) { o.ambiguous = true } }
 
 // ReplayConcurrency replays up to n entries at once (default
 // DefaultMaxConcurrent), on the batch engine (the breaker's pause
@@ -370,6 +377,11 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter, opts ...R
 		rep.Results[i].EntryID = e.ID
 		if e.Reason == dlq.ReasonFailed && !o.failed {
 			rep.Results[i].Skipped = "its workflow ran in n8n and failed: replaying runs it again (ReplayFailed, --include-failed)"
+			rep.Skipped++
+			continue
+		}
+		if (e.Reason == dlq.ReasonAmbiguous || e.Reason == dlq.ReasonUnresolved) && m.api == nil && !o.ambiguous {
+			rep.Results[i].Skipped = "it may have run and without n8n.api_key it cannot be reconciled: replaying may run it twice (ReplayAmbiguous, --include-ambiguous)"
 			rep.Skipped++
 			continue
 		}

@@ -619,7 +619,9 @@ func (s *Server) replayDeadLetter(w http.ResponseWriter, r *http.Request) {
 func (s *Server) replay(ctx context.Context, id int64, runAgain bool) (*invoker.ReplayReport, error) {
 	var opts []invoker.ReplayOption
 	if runAgain {
-		opts = append(opts, invoker.ReplayFailed())
+		// "Run again", behind the console's confirmation: also an entry
+		// that ran and failed, or that may have run.
+		opts = append(opts, invoker.ReplayFailed(), invoker.ReplayAmbiguous())
 	}
 	return s.o.Manager.ReplayDeadLetters(ctx, dlq.Filter{IDs: []int64{id}}, opts...)
 }

@@ -126,7 +126,7 @@ func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 			return writeJSON(stdout, e)
 		},
 	}
-	var includeFailed bool
+	var includeFailed, includeAmbiguous bool
 	var replayConc int
 	replay := &cobra.Command{
 		Use:   "replay [id ...] [filters]",
@@ -148,6 +148,9 @@ func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 			} else {
 				fmt.Fprintln(stderr, "n8n-invoker: entries whose workflow ran and failed are skipped (--include-failed runs them again); each entry is reconciled with n8n before it is sent")
 			}
+			if includeAmbiguous {
+				opts = append(opts, invoker.ReplayAmbiguous())
+			}
 			if replayConc > 0 {
 				opts = append(opts, invoker.ReplayConcurrency(replayConc))
 			}
@@ -168,6 +171,7 @@ func newDLQCmd(g *globals, stdout, stderr io.Writer) *cobra.Command {
 	}
 	rf.add(replay, false)
 	replay.Flags().BoolVar(&includeFailed, "include-failed", false, "also replay entries whose workflow ran in n8n and failed (runs them again)")
+	replay.Flags().BoolVar(&includeAmbiguous, "include-ambiguous", false, "without n8n.api_key, also replay entries that may have run (ambiguous, unresolved): they may run twice")
 	replay.Flags().IntVar(&replayConc, "concurrency", 0, "entries replayed at once (default 5)")
 	var all bool
 	purge := &cobra.Command{
