@@ -357,3 +357,35 @@ func TestReplayWithoutAPISkipsWhatMayHaveRun(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyReusedAfterSuccessWithOtherParameters: a key that succeeded is
+// a conflict for a call with other parameters (it returned the first
+// call's result), and the same call again returns the recorded result
+// (issue 25, point 11).
+func TestKeyReusedAfterSuccessWithOtherParameters(t *testing.T) {
+	t.Parallel()
+	var sends atomic.Int64
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+		sends.Add(1)
+		return okResult(ctx, req)
+	}}
+	m, _ := dlqManager(t, f)
+	ctx := t.Context()
+	call := func(params map[string]any, path map[string]string) (*invocation.Result, error) {
+		return m.Execute(ctx, &invocation.Request{Workflow: "w", Params: params, PathParams: path, IdempotencyKey: "k"})
+	}
+	if _, err := call(map[string]any{"a": 1, "b": 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := call(map[string]any{"b": 2, "a": 1}, nil); err != nil || !res.Deduplicated {
+		t.Errorf("the same call again: %+v, %v", res, err)
+	}
+	for name, p := range map[string]map[string]any{"other parameters": {"a": 2, "b": 2}, "no parameters": nil} {
+		if _, err := call(p, nil); invocation.CodeOf(err) != invocation.CodeKeyConflict || !errors.Is(err, invocation.ErrKeyConflict) {
+			t.Errorf("%s: %v, want a key conflict", name, err)
+		}
+	}
+	if n := sends.Load(); n != 1 {
+		t.Errorf("sent %d times, want 1", n)
+	}
+}

@@ -1,10 +1,14 @@
 package invoker
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -72,20 +76,33 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 		return nil, errRescueHeld
 	}
 	defer m.leases.unlock(req.IdempotencyKey)
+	params, err := m.encodeParams(req)
+	if err != nil {
+		return nil, err
+	}
+	hash := requestHash(req, params)
+	if explicitKey || replayOf != 0 {
+		res, recHash, ok, err := m.recorded(ctx, req.IdempotencyKey)
+		switch {
+		case err != nil:
+			return nil, err
+		case ok && explicitKey && replayOf == 0 && recHash != "" && recHash != hash:
+			// The same key means the same invocation: its result is not
+			// this call's.
+			return nil, &invocation.Error{Code: invocation.CodeKeyConflict, Workflow: req.Workflow, Key: req.IdempotencyKey,
+				Message: fmt.Sprintf("idempotency key %q succeeded with another workflow or other parameters (nothing was sent)", req.IdempotencyKey)}
+		case ok:
+			if replayOf != 0 {
+				_ = m.dlq.Delete(ctx, replayOf)
+			}
+			return res, nil
+		}
+	}
 	if explicitKey && replayOf == 0 {
 		// A key whose earlier call may have run (a dead letter marked
 		// ambiguous or unresolved) is not sent again as a new call.
-		var err error
 		if replayOf, err = m.mayHaveRun(ctx, req); err != nil {
 			return nil, err
-		}
-	}
-	if explicitKey || replayOf != 0 {
-		if res, ok, err := m.recorded(ctx, req.IdempotencyKey); err != nil || ok {
-			if ok && replayOf != 0 {
-				_ = m.dlq.Delete(ctx, replayOf)
-			}
-			return res, err
 		}
 	}
 	if replayOf != 0 {
@@ -93,10 +110,6 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 		if res, err, done := m.reconcileReplay(ctx, req, replayOf, replayFailed); done {
 			return res, err
 		}
-	}
-	params, err := m.encodeParams(req)
-	if err != nil {
-		return nil, err
 	}
 	sent := time.Now()
 	lease, taken, done, err := m.begin(ctx, req, params, rescue)
@@ -118,7 +131,7 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 	}
 	switch {
 	case err == nil:
-		raw, _ := json.Marshal(res)
+		raw, _ := json.Marshal(recordedResult{Result: res, RequestHash: hash})
 		if cerr := m.dlq.Complete(bg, lease, raw); cerr != nil {
 			m.lostOutcome(req, cerr, "recording a success")
 		} else {
@@ -185,20 +198,49 @@ func (m *Manager) lostOutcome(req *invocation.Request, err error, what string) {
 }
 
 // recorded returns the recorded result of a key that succeeded.
-func (m *Manager) recorded(ctx context.Context, key string) (*invocation.Result, bool, error) {
+func (m *Manager) recorded(ctx context.Context, key string) (*invocation.Result, string, bool, error) {
 	raw, ok, err := m.dlq.Completed(ctx, key)
 	if err != nil {
-		return nil, false, fmt.Errorf("invoker: reading the idempotency record: %w", err)
+		return nil, "", false, fmt.Errorf("invoker: reading the idempotency record: %w", err)
 	}
 	if !ok {
-		return nil, false, nil
+		return nil, "", false, nil
 	}
-	var res invocation.Result
-	if err := json.Unmarshal(raw, &res); err != nil {
-		return nil, false, fmt.Errorf("invoker: idempotency record of %q: %w", key, err)
+	rec := recordedResult{Result: &invocation.Result{}}
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, "", false, fmt.Errorf("invoker: idempotency record of %q: %w", key, err)
 	}
-	res.Deduplicated = true
-	return &res, true, nil
+	rec.Result.Deduplicated = true
+	return rec.Result, rec.RequestHash, true, nil
+}
+
+// recordedResult is a success as the journal records it: the result,
+// and the hash of the request that made it (requestHash), so that the
+// same key with another request is a conflict, not this result.
+type recordedResult struct {
+	*invocation.Result
+	RequestHash string `json:"request_hash,omitempty"`
+}
+
+// requestHash is the hash of the caller's request as it was given (before
+// the hooks): its workflow, its body or parameters (params), and its path
+// parameters.
+func requestHash(req *invocation.Request, params json.RawMessage) string {
+	h := sha256.New()
+	h.Write([]byte(req.Workflow))
+	h.Write([]byte{0})
+	var b bytes.Buffer
+	if json.Compact(&b, params) == nil {
+		h.Write(b.Bytes())
+	} else {
+		h.Write(params)
+	}
+	keys := slices.Sorted(maps.Keys(req.PathParams))
+	for _, k := range keys {
+		h.Write([]byte{0})
+		h.Write([]byte(k + "=" + req.PathParams[k]))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // errRescueHeld ends a rescue of a key another live process took first.
@@ -223,7 +265,7 @@ func (m *Manager) begin(ctx context.Context, req *invocation.Request, params jso
 		switch {
 		case err == nil && waited:
 			// The other process let the key go: with a success?
-			res, ok, rerr := m.recorded(ctx, req.IdempotencyKey)
+			res, _, ok, rerr := m.recorded(ctx, req.IdempotencyKey)
 			if rerr != nil || ok {
 				_, _ = m.dlq.End(context.WithoutCancel(ctx), lease, nil)
 				return dlq.Lease{}, false, res, rerr
@@ -239,7 +281,7 @@ func (m *Manager) begin(ctx context.Context, req *invocation.Request, params jso
 		case rescue:
 			return dlq.Lease{}, false, nil, errRescueHeld
 		}
-		if res, ok, rerr := m.recorded(ctx, req.IdempotencyKey); rerr != nil || ok {
+		if res, _, ok, rerr := m.recorded(ctx, req.IdempotencyKey); rerr != nil || ok {
 			return dlq.Lease{}, false, res, rerr
 		}
 		if time.Now().After(deadline) {
@@ -531,7 +573,7 @@ func (m *Manager) reconcileWorkflowID(ctx context.Context, workflow string) (str
 // first written ahead), or, without an API key, an error of code invocation.CodeAmbiguous unless
 // retry_ambiguous. settled is false when it should be sent.
 func (m *Manager) takenOver(ctx context.Context, req *invocation.Request, lease dlq.Lease) (*invocation.Result, error, bool) {
-	if res, ok, err := m.recorded(ctx, req.IdempotencyKey); err != nil || ok {
+	if res, _, ok, err := m.recorded(ctx, req.IdempotencyKey); err != nil || ok {
 		return res, err, true
 	}
 	m.log.InfoContext(ctx, "journal: took over an invocation a process left in flight; reconciling before sending",

@@ -367,7 +367,7 @@ func (m *Manager) awaitNewOwner(ctx context.Context, req *invocation.Request, lo
 	}
 	deadline := time.Now().Add(wait)
 	for poll := 100 * time.Millisecond; ; poll = min(2*poll, 2*time.Second) {
-		if res, ok, err := m.recorded(ctx, req.IdempotencyKey); err == nil && ok {
+		if res, _, ok, err := m.recorded(ctx, req.IdempotencyKey); err == nil && ok {
 			return res, nil
 		}
 		if time.Now().After(deadline) {
