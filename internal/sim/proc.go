@@ -57,6 +57,15 @@ func (p *Proc) CrashAtStoreOp(n int, applied bool) {
 	p.crashAt, p.crashApplied = p.ops+max(n, 1), applied
 }
 
+// Disarm cancels a crash CrashAtStoreOp set and reports whether the
+// process crashed already.
+func (p *Proc) Disarm() (crashed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.crashAt = 0
+	return p.crashed
+}
+
 // Pause holds every effect of the process for d from now.
 func (p *Proc) Pause(d time.Duration) {
 	p.mu.Lock()
