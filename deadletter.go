@@ -95,6 +95,12 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 			if replayOf != 0 {
 				_ = m.dlq.Delete(ctx, replayOf)
 			}
+			if rescue {
+				// Still in flight although it succeeded (a write-ahead
+				// applied after the success, whose process died before it
+				// heard): end the record, or every rescue finds it forever.
+				m.endSucceeded(ctx, req, params)
+			}
 			return res, nil
 		}
 	}
@@ -112,13 +118,34 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 		}
 	}
 	sent := time.Now()
-	lease, taken, done, err := m.begin(ctx, req, params, rescue)
+	lease, taken, waited, done, err := m.begin(ctx, req, params, rescue)
 	if err != nil || done != nil {
 		return done, err // the other process's recorded result
 	}
 	bg := context.WithoutCancel(ctx) // record the outcome even if ctx ends now
 	m.leases.hold(lease, sent)
 	defer m.leases.drop(lease)
+	if waited && explicitKey && replayOf == 0 {
+		// Another process held the key and let it go without a success:
+		// its call may have run (a dead letter marked ambiguous or
+		// unresolved, written while this call waited). Decide as for a
+		// re-submission, before anything is sent.
+		id, merr := m.mayHaveRun(ctx, req)
+		if merr != nil {
+			if _, eerr := m.dlq.End(bg, lease, nil); eerr != nil {
+				m.lostOutcome(req, eerr, "clearing an in-flight record")
+			}
+			return nil, merr
+		}
+		if replayOf = id; replayOf != 0 {
+			if res, err, done := m.reconcileReplay(ctx, req, replayOf, replayFailed); done {
+				if _, eerr := m.dlq.End(bg, lease, nil); eerr != nil {
+					m.lostOutcome(req, eerr, "clearing an in-flight record")
+				}
+				return res, err
+			}
+		}
+	}
 	var res *invocation.Result
 	settled := false
 	if taken {
@@ -243,6 +270,19 @@ func requestHash(req *invocation.Request, params json.RawMessage) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// endSucceeded ends the in-flight record of a key that succeeded: taken
+// over (a rescue finds only expired leases) and forgotten, nothing sent.
+func (m *Manager) endSucceeded(ctx context.Context, req *invocation.Request, params json.RawMessage) {
+	in := &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: req.Workflow, Params: params, RequestID: req.RequestID}
+	l, _, err := m.dlq.Begin(ctx, in, m.owner, m.leaseTTL())
+	if err != nil {
+		return // another process holds it: it decides
+	}
+	if _, err := m.dlq.End(context.WithoutCancel(ctx), l, nil); err != nil {
+		m.lostOutcome(req, err, "clearing the in-flight record of a key that succeeded")
+	}
+}
+
 // errRescueHeld ends a rescue of a key another live process took first.
 var errRescueHeld = errors.New("invoker: another process took the key over")
 
@@ -250,7 +290,8 @@ var errRescueHeld = errors.New("invoker: another process took the key over")
 // live process holds is waited for (bounded): when that process records
 // a success, its result is returned (and no lease); when it lets the key
 // go otherwise, begin tries again.
-func (m *Manager) begin(ctx context.Context, req *invocation.Request, params json.RawMessage, rescue bool) (dlq.Lease, bool, *invocation.Result, error) {
+// waited is true when another process held the key first.
+func (m *Manager) begin(ctx context.Context, req *invocation.Request, params json.RawMessage, rescue bool) (l dlq.Lease, taken, waited bool, done *invocation.Result, err error) {
 	in := &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: req.Workflow, Params: params, RequestID: req.RequestID}
 	wait := m.cfg.Store.HeldWait.D()
 	if wait <= 0 {
@@ -258,7 +299,6 @@ func (m *Manager) begin(ctx context.Context, req *invocation.Request, params jso
 	}
 	deadline := time.Now().Add(wait)
 	poll := 50 * time.Millisecond
-	waited := false
 	for {
 		lease, taken, err := m.dlq.Begin(ctx, in, m.owner, m.leaseTTL())
 		var he *invocation.Error
@@ -268,28 +308,28 @@ func (m *Manager) begin(ctx context.Context, req *invocation.Request, params jso
 			res, _, ok, rerr := m.recorded(ctx, req.IdempotencyKey)
 			if rerr != nil || ok {
 				_, _ = m.dlq.End(context.WithoutCancel(ctx), lease, nil)
-				return dlq.Lease{}, false, res, rerr
+				return dlq.Lease{}, false, false, res, rerr
 			}
-			return lease, taken, nil, nil
+			return lease, taken, waited, nil, nil
 		case err == nil:
-			return lease, taken, nil, nil
+			return lease, taken, waited, nil, nil
 		case !errors.As(err, &he) || he.Code != invocation.CodeKeyHeld:
-			return dlq.Lease{}, false, nil, fmt.Errorf("invoker: writing the invocation ahead (not sent): %w", err)
+			return dlq.Lease{}, false, false, nil, fmt.Errorf("invoker: writing the invocation ahead (not sent): %w", err)
 		case deadOwner(he.Owner) && in.Replaces == "":
 			in.Replaces = he.Owner // a process of this machine that died: no need to wait its lease out
 			continue
 		case rescue:
-			return dlq.Lease{}, false, nil, errRescueHeld
+			return dlq.Lease{}, false, false, nil, errRescueHeld
 		}
 		if res, _, ok, rerr := m.recorded(ctx, req.IdempotencyKey); rerr != nil || ok {
-			return dlq.Lease{}, false, res, rerr
+			return dlq.Lease{}, false, false, res, rerr
 		}
 		if time.Now().After(deadline) {
-			return dlq.Lease{}, false, nil, &invocation.Error{Code: invocation.CodeKeyHeld, Workflow: req.Workflow, Key: req.IdempotencyKey, Owner: he.Owner,
+			return dlq.Lease{}, false, false, nil, &invocation.Error{Code: invocation.CodeKeyHeld, Workflow: req.Workflow, Key: req.IdempotencyKey, Owner: he.Owner,
 				Message: fmt.Sprintf("idempotency key %q is in flight in another process (%s), which did not end it within %s (nothing was sent)", req.IdempotencyKey, he.Owner, wait)}
 		}
 		if err := invocation.Sleep(ctx, poll); err != nil {
-			return dlq.Lease{}, false, nil, err
+			return dlq.Lease{}, false, false, nil, err
 		}
 		waited = true
 		poll = min(time.Second, poll*2)
