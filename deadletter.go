@@ -99,7 +99,7 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 				// Still in flight although it succeeded (a write-ahead
 				// applied after the success, whose process died before it
 				// heard): end the record, or every rescue finds it forever.
-				m.endSucceeded(ctx, req, params)
+				m.endInflight(ctx, req, params)
 			}
 			return res, nil
 		}
@@ -108,6 +108,11 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 		// A key whose earlier call may have run (a dead letter marked
 		// ambiguous or unresolved) is not sent again as a new call.
 		if replayOf, err = m.mayHaveRun(ctx, req); err != nil {
+			if rescue && invocation.CodeOf(err) == invocation.CodeAmbiguous {
+				// A dead letter already says it may have run, and nothing can
+				// tell: end the record, or every rescue refuses it forever.
+				m.endInflight(ctx, req, params)
+			}
 			return nil, err
 		}
 	}
@@ -270,16 +275,17 @@ func requestHash(req *invocation.Request, params json.RawMessage) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// endSucceeded ends the in-flight record of a key that succeeded: taken
-// over (a rescue finds only expired leases) and forgotten, nothing sent.
-func (m *Manager) endSucceeded(ctx context.Context, req *invocation.Request, params json.RawMessage) {
+// endInflight ends the in-flight record of a key a rescue found settled
+// (it succeeded, or a dead letter holds it): taken over (a rescue finds
+// only expired leases) and forgotten, nothing sent.
+func (m *Manager) endInflight(ctx context.Context, req *invocation.Request, params json.RawMessage) {
 	in := &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: req.Workflow, Params: params, RequestID: req.RequestID}
 	l, _, err := m.dlq.Begin(ctx, in, m.owner, m.leaseTTL())
 	if err != nil {
 		return // another process holds it: it decides
 	}
 	if _, err := m.dlq.End(context.WithoutCancel(ctx), l, nil); err != nil {
-		m.lostOutcome(req, err, "clearing the in-flight record of a key that succeeded")
+		m.lostOutcome(req, err, "clearing the in-flight record of a settled key")
 	}
 }
 
