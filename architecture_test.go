@@ -36,6 +36,7 @@ var rank = map[string]int{
 	"cmd/n8n-invoker/internal/serveload":    10,
 	// test helpers
 	"internal/chaos": 0, "internal/testcerts": 0, "internal/n8ntest/n8nboot": 0,
+	"internal/sim":     3, // the simulation's journal model and n8n
 	"internal/n8ntest": 5,
 }
 
