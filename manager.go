@@ -508,7 +508,11 @@ func (m *Manager) execute(ctx context.Context, req invocation.Request, o *callOp
 	var calls n8napi.CallCounter
 	res, err := m.pipe.Run(n8napi.WithCallCounter(ctx, &calls), c)
 	if res != nil {
-		res.APICalls = calls.Count()
+		// A copy: calls deduplicated from this one read the result the
+		// pipeline published as soon as it returned.
+		r := *res
+		r.APICalls = calls.Count()
+		res = &r
 	}
 	m.endCall(ctx, c, err)
 	return res, err

@@ -146,6 +146,9 @@ func faultsFromEnv() sim.Faults {
 	return f
 }
 
+// simYAML is every process's configuration: the defaults a user gets.
+const simYAML = "n8n: {base_url: 'http://n8n.sim'}\nworkflows: {w: {path: w, id: wf1}}\ndlq: {enabled: true}\n"
+
 // simCall is one call the driver made and what became of it.
 type simCall struct {
 	id, key, proc, kind string
@@ -202,7 +205,13 @@ func (w *simWorld) start() *simProc {
 		}
 		opts = append(opts, invoker.WithAPIClient(c))
 	}
-	m, err := invoker.New(w.cfg, opts...)
+	// A configuration per process: New validates (and so writes) the one
+	// it is given.
+	cfg, err := config.Parse([]byte(simYAML), "sim.yaml")
+	if err != nil {
+		panic(err)
+	}
+	m, err := invoker.New(cfg, opts...)
 	if err != nil {
 		panic(err) // the driver's goroutines start processes too
 	}
@@ -252,8 +261,7 @@ func simRun(t *testing.T, seed uint64, ops int) (violations []string) {
 func simBubble(t *testing.T, seed uint64, ops int) []string {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	w := &simWorld{seed: seed, store: sim.NewStore(), n8n: sim.NewN8N(seed, "wf1", faultsFromEnv()), api: rng.IntN(10) < 7}
-	yaml := "n8n: {base_url: 'http://n8n.sim'}\nworkflows: {w: {path: w, id: wf1}}\ndlq: {enabled: true}\n"
-	cfg, err := config.Parse([]byte(yaml), "sim.yaml")
+	cfg, err := config.Parse([]byte(simYAML), "sim.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
