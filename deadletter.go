@@ -175,7 +175,7 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 func deadLetter(req *invocation.Request, params json.RawMessage, err error) *dlq.Entry {
 	info := errorInfo(err)
 	e := &dlq.Entry{
-		Workflow: req.Workflow, Params: params, IdempotencyKey: req.IdempotencyKey, RequestID: req.RequestID,
+		Workflow: req.Workflow, Params: params, PathParams: req.PathParams, IdempotencyKey: req.IdempotencyKey, RequestID: req.RequestID,
 		Attempts: invocation.AttemptsOf(err), Reason: dlq.ReasonOf(invocation.CodeOf(err)), FirstError: info, LastError: info,
 	}
 	var fe *n8napi.ExecutionFailedError
@@ -251,7 +251,7 @@ var errRescueHeld = errors.New("invoker: another process took the key over")
 // a success, its result is returned (and no lease); when it lets the key
 // go otherwise, begin tries again.
 func (m *Manager) begin(ctx context.Context, req *invocation.Request, params json.RawMessage, rescue bool) (dlq.Lease, bool, *invocation.Result, error) {
-	in := &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: req.Workflow, Params: params, RequestID: req.RequestID}
+	in := &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: req.Workflow, Params: params, PathParams: req.PathParams, RequestID: req.RequestID}
 	wait := m.cfg.Store.HeldWait.D()
 	if wait <= 0 {
 		wait = DefaultHeldWait
@@ -439,7 +439,7 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter, opts ...R
 			}
 			defer func() { _ = claimer.Release(context.WithoutCancel(ctx), e.ID, owner) }()
 		}
-		it := BatchItem{Workflow: e.Workflow, IdempotencyKey: e.IdempotencyKey, replayOf: e.ID, replayFailed: o.failed}
+		it := BatchItem{Workflow: e.Workflow, IdempotencyKey: e.IdempotencyKey, PathParams: e.PathParams, replayOf: e.ID, replayFailed: o.failed}
 		if len(e.Params) > 0 && string(e.Params) != "null" {
 			it.body = e.Params
 		}

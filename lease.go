@@ -443,7 +443,7 @@ func (m *Manager) Rescue(ctx context.Context) (*RescueReport, error) {
 	}
 	items := make([]BatchItem, 0, len(found))
 	for _, in := range found {
-		it := BatchItem{Workflow: in.Workflow, IdempotencyKey: in.IdempotencyKey, rescue: true}
+		it := BatchItem{Workflow: in.Workflow, IdempotencyKey: in.IdempotencyKey, PathParams: in.PathParams, rescue: true}
 		if len(in.Params) > 0 && string(in.Params) != "null" {
 			it.body = in.Params
 		}
