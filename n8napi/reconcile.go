@@ -13,6 +13,7 @@ const (
 	DefaultReconcileSettle  = time.Second
 	DefaultReconcileSkew    = 5 * time.Second
 	DefaultReconcileTimeout = 2 * time.Minute
+	DefaultReconcileMaxPages = 20
 )
 
 // ReconcileOptions bound a reconciliation.
