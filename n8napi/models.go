@@ -99,6 +99,9 @@ type Execution struct {
 	WorkflowID     ID             `json:"workflowId"`
 	WaitTill       *time.Time     `json:"waitTill,omitempty"`
 	Data           *ExecutionData `json:"data,omitempty"`
+	// WorkflowData is the workflow as it ran (with includeData): it tells
+	// which node is the trigger.
+	WorkflowData *Workflow `json:"workflowData,omitempty"`
 }
 
 // Execution statuses.

@@ -47,7 +47,9 @@ func (s *execStub) json(e *stubExec, data bool) map[string]any {
 	if !data {
 		return m
 	}
-	item := func(j map[string]any) []any { return []any{map[string]any{"startTime": 1, "data": map[string]any{"main": []any{[]any{map[string]any{"json": j}}}}}} }
+	item := func(j map[string]any) []any {
+		return []any{map[string]any{"startTime": 1, "data": map[string]any{"main": []any{[]any{map[string]any{"json": j}}}}}}
+	}
 	trigger := map[string]any{"headers": map[string]any{"host": "n8n"}, "body": map[string]any{}}
 	if e.key != "" {
 		trigger["headers"] = map[string]any{"idempotency-key": e.key}
