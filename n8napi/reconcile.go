@@ -327,22 +327,28 @@ func (rc *reconciler) lost(ctx context.Context, ret Retention, before string) (s
 		return "", nil
 	}
 	// n8n's ids count up across the instance: ours, if it ran, is newer
-	// than the newest execution before the window.
+	// than the newest execution before the window, the workflow's (seen by
+	// the match) or, closer, the instance's (where n8n filters by start).
 	newest, _, err := rc.c.Executions.List(ctx, &ExecutionListOptions{Limit: 1})
 	if err != nil || len(newest) == 0 {
 		return "", err
 	}
-	if before == "" && !rc.c.noStartedAfter.Load() {
+	n, nerr := strconv.ParseInt(newest[0].ID.String(), 10, 64)
+	if nerr != nil {
+		return "", nil // not n8n's numeric ids: nothing to count
+	}
+	b, berr := strconv.ParseInt(before, 10, 64)
+	if berr != nil {
+		b = 0 // no execution of the workflow before the window is left
+	}
+	if n-b >= int64(ret.MaxCount) && !rc.c.noStartedAfter.Load() {
 		if prior, _, perr := rc.c.Executions.List(ctx, &ExecutionListOptions{Limit: 1, StartedBefore: rc.from}); perr == nil && len(prior) > 0 {
-			before = prior[0].ID.String()
+			if p, err := strconv.ParseInt(prior[0].ID.String(), 10, 64); err == nil && p > b {
+				b = p
+			}
 		}
 	}
-	n, nerr := strconv.ParseInt(newest[0].ID.String(), 10, 64)
-	b, berr := strconv.ParseInt(before, 10, 64)
-	if before == "" {
-		b, berr = 0, nil // no execution before the window is left: all may be pruned
-	}
-	if nerr == nil && berr == nil && n-b >= int64(ret.MaxCount) {
+	if n-b >= int64(ret.MaxCount) {
 		return fmt.Sprintf("n8n has run up to %d executions since its first attempt, past its execution retention of %d: n8n may have pruned its execution (not re-sent)",
 			n-b, ret.MaxCount), nil
 	}

@@ -25,6 +25,15 @@ type stubExec struct {
 	// gets is how many GETs by id it stays as it is; then it becomes then.
 	gets int
 	then string
+	// workflow is "wf" when empty.
+	workflow string
+}
+
+func (e *stubExec) wf() string {
+	if e.workflow == "" {
+		return "wf"
+	}
+	return e.workflow
 }
 
 // execStub is an n8n executions API for reconcile tests: newest first,
@@ -42,7 +51,7 @@ type execStub struct {
 }
 
 func (s *execStub) json(e *stubExec, data bool) map[string]any {
-	m := map[string]any{"id": strconv.Itoa(e.id), "status": e.status, "workflowId": "wf", "finished": e.status == StatusSuccess,
+	m := map[string]any{"id": strconv.Itoa(e.id), "status": e.status, "workflowId": e.wf(), "finished": e.status == StatusSuccess,
 		"startedAt": e.started.UTC().Format(time.RFC3339Nano), "mode": "webhook"}
 	if !data {
 		return m
@@ -103,6 +112,15 @@ func (s *execStub) install(mux *http.ServeMux) {
 			}
 			after, _ = time.Parse(time.RFC3339Nano, v)
 		}
+		var before time.Time
+		if v := q.Get("startedBefore"); v != "" {
+			if s.noStartedAfter {
+				w.WriteHeader(400)
+				fmt.Fprint(w, `{"message":"Unknown query parameter 'startedBefore'"}`)
+				return
+			}
+			before, _ = time.Parse(time.RFC3339Nano, v)
+		}
 		limit, _ := strconv.Atoi(q.Get("limit"))
 		if limit <= 0 || limit > 250 {
 			limit = 100
@@ -112,10 +130,10 @@ func (s *execStub) install(mux *http.ServeMux) {
 			if st := q.Get("status"); (st != "" && e.status != st) || (st == "" && e.status == StatusRunning) {
 				continue
 			}
-			if q.Get("workflowId") != "" && q.Get("workflowId") != "wf" {
+			if q.Get("workflowId") != "" && q.Get("workflowId") != e.wf() {
 				continue
 			}
-			if !after.IsZero() && !e.started.After(after) {
+			if (!after.IsZero() && !e.started.After(after)) || (!before.IsZero() && !e.started.Before(before)) {
 				continue
 			}
 			sel = append(sel, e)

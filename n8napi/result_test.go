@@ -105,6 +105,7 @@ func TestReconcileRefusesWhatN8NMayHaveLost(t *testing.T) {
 		{"more executions than kept", time.Minute, "", 1000, false, "retention of 1000"},
 		{"more executions than kept, 1.x", time.Minute, "", 1000, true, "retention of 1000"},
 		{"fewer than kept, 1.x", time.Minute, "", 900, true, ""},
+		{"other workflows' executions before the window", time.Minute, "", 10, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -112,6 +113,10 @@ func TestReconcileRefusesWhatN8NMayHaveLost(t *testing.T) {
 			s.settings, s.noStartedAfter = tc.settings, tc.legacy
 			since := time.Now().Add(-tc.ago)
 			s.add(1, since.Add(-time.Hour), StatusSuccess, nil)
+			if tc.execs == 10 && !tc.legacy {
+				// Many executions of other workflows (the instance's ids) before the window.
+				s.add(2000, since.Add(-time.Minute), StatusSuccess, func(_ int, e *stubExec) { e.workflow = "other" })
+			}
 			s.add(tc.execs, since.Add(time.Second), StatusSuccess, func(i int, e *stubExec) { e.key = "other" })
 			r, err := c.Reconcile(t.Context(), "wf", "idempotency-key", "k", since,
 				&ReconcileOptions{Settle: time.Millisecond, Timeout: 5 * time.Second, Retention: ret, MaxPages: 50})
