@@ -96,3 +96,35 @@ func TestTakeoverOfARunningExecution(t *testing.T) {
 		})
 	}
 }
+
+// TestTakeoverOfASucceededExecution: a key taken over whose execution
+// succeeded is the result the webhook would have answered (a lastNode
+// workflow: the last node's first item, an object), as inside a call,
+// with its attempts and duration; nothing is sent.
+func TestTakeoverOfASucceededExecution(t *testing.T) {
+	t.Parallel()
+	api := n8nWithExecution(t, "success", 0)
+	db := filepath.Join(t.TempDir(), "dlq.db")
+	var attempts atomic.Int64
+	cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: %q, api_key: k}\nworkflows: {w: {path: w, id: wf}}\ndlq: {enabled: true}\nstore: {path: %q}\n", api.URL, db))
+	m, err := invoker.New(cfg, invoker.WithTransport(slowOK(0, &attempts)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	if _, _, err := m.DLQ().Begin(t.Context(), &dlq.Inflight{IdempotencyKey: "k", Workflow: "w"}, "elsewhere/ns:1/x", time.Nanosecond); err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attempts.Load() != 0 {
+		t.Errorf("sent %d times", attempts.Load())
+	}
+	want := `{"headers":{"idempotency-key":"k"}}`
+	if string(res.Output) != want || string(res.LastNodeOutput) != "["+want+"]" || !res.Reconciled || res.StatusCode != 0 ||
+		res.Attempts < 1 || res.Duration <= 0 || res.ExecutionID != "41" {
+		t.Errorf("reconciled result: output %s, last node %s, %+v", res.Output, res.LastNodeOutput, res)
+	}
+}
