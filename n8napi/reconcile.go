@@ -281,7 +281,7 @@ func (rc *reconciler) page(ctx context.Context, opts *ExecutionListOptions) ([]*
 		if d, derr := http.ParseTime(resp.Header.Get("Date")); derr == nil {
 			// n8n's clock read d (rounded down to the second) at some
 			// moment before now: it is at least d - now ahead.
-			rc.r.Offset = d.Sub(time.Now())
+			rc.r.Offset = time.Until(d)
 		}
 		rc.from = rc.since.Add(rc.r.Offset)
 		rc.r.From = rc.from
