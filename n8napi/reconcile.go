@@ -203,6 +203,9 @@ func (c *Client) Reconcile(ctx context.Context, workflowID, header, value string
 				return r.unresolved("the match's %d pages of executions ended before the window's start", opt.MaxPages), nil
 			}
 			if pages > 0 && time.Now().After(deadline) {
+				if r.Unresolved {
+					return r, nil // the wait's reason
+				}
 				return r.unresolved("the match did not reach the window's start within %s", opt.Timeout), nil
 			}
 			pages++
@@ -260,8 +263,9 @@ type reconciler struct {
 // n8n's clock from the first answer and filtering by start time where
 // n8n accepts it; more is false on the last page.
 func (rc *reconciler) page(ctx context.Context, opts *ExecutionListOptions) ([]*Execution, bool, error) {
-	if !rc.from.IsZero() && !rc.c.noStartedAfter.Load() && opts.Status != "" && !opts.IncludeData {
-		// A snapshot page: n8n filters (strictly after: less 1 ms).
+	if !rc.from.IsZero() && !rc.c.noStartedAfter.Load() && opts.Status != "" && !opts.IncludeData && opts.Cursor == "" {
+		// A snapshot's first page: n8n filters, and keeps filtering on
+		// the next pages (strictly after: less 1 ms).
 		opts.StartedAfter = rc.from.Add(-time.Millisecond)
 	}
 	page, resp, err := rc.c.Executions.List(ctx, opts)
