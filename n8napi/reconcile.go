@@ -35,7 +35,9 @@ const reconcileMatchLimit = 100
 // than MaxAge and all but the newest MaxCount, outside its API. A zero
 // field is not checked.
 type Retention struct {
-	MaxAge   time.Duration
+	// MaxAge is how long n8n keeps an execution.
+	MaxAge time.Duration
+	// MaxCount is how many executions n8n keeps across the instance.
 	MaxCount int
 }
 
