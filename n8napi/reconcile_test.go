@@ -278,6 +278,7 @@ func TestReconcileKeyOnlyInTrigger(t *testing.T) {
 			if got := r.Execution != nil; got != tc.want || r.Unresolved {
 				t.Errorf("matched %v, want %v: %+v", got, tc.want, r)
 			}
+			t.Logf("%d API calls, %d bytes", r.Calls, r.Bytes)
 		})
 	}
 }
