@@ -483,7 +483,7 @@ func (m *Manager) reconcileReplay(ctx context.Context, req *invocation.Request, 
 	}
 	// The entry's attempts ended when it was stored; they started at most
 	// a call's time before.
-	res, err, done := m.ranBefore(ctx, req, e.CreatedAt.Add(-replayLookback), replayFailed)
+	res, err, done := m.ranBefore(ctx, req, e.CreatedAt.Add(-replayLookback), replayFailed, max(1, e.Attempts), time.Now())
 	switch {
 	case !done:
 	case err == nil:
@@ -498,11 +498,15 @@ func (m *Manager) reconcileReplay(ctx context.Context, req *invocation.Request, 
 	return res, err, done
 }
 
-// ranBefore asks n8n whether req's key ran since since: done is true when
-// the answer settles it, with the result of the execution that succeeded,
-// an *n8napi.ExecutionFailedError for one that failed (unless sendFailed),
-// or an error of code invocation.CodeUnresolved. Not found, or crashed: not done, send it.
-func (m *Manager) ranBefore(ctx context.Context, req *invocation.Request, since time.Time, sendFailed bool) (*invocation.Result, error, bool) {
+// ranBefore asks n8n whether req's key ran since since, through the
+// manager's one reconciler (reconcileKey): done is true when the answer
+// settles it, with the result of the execution that succeeded, an
+// *n8napi.ExecutionFailedError for one that failed (unless sendFailed),
+// or an error of code invocation.CodeUnresolved (an execution still
+// running or waiting, n8n's API failing, or a key n8n may have pruned or
+// never saved). Not found, or crashed: not done, send it. attempts and
+// started are the invocation's, for a reconciled result.
+func (m *Manager) ranBefore(ctx context.Context, req *invocation.Request, since time.Time, sendFailed bool, attempts int, started time.Time) (*invocation.Result, error, bool) {
 	wfID, err := m.reconcileWorkflowID(ctx, req.Workflow)
 	if err != nil {
 		// Without the workflow's id its executions cannot be looked up:
@@ -512,35 +516,26 @@ func (m *Manager) ranBefore(ctx context.Context, req *invocation.Request, since 
 		}
 		return nil, unresolvedErr(req, "cannot look up its executions in n8n (workflow id: "+err.Error()+")", errNotSentAgain), true
 	}
-	rc, err := m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since,
-		&n8napi.ReconcileOptions{Settle: time.Millisecond, Timeout: m.cfg.Invokers.HTTP.ReconcileTimeout.D()})
-	switch {
-	case err != nil:
-		return nil, unresolvedErr(req, "n8n's executions API failed", err), true
-	case rc.Unresolved:
-		return nil, unresolvedErr(req, "an execution of the key is still running", errNotSentAgain), true
-	case rc.Execution == nil || rc.Execution.Status == n8napi.StatusCrashed:
-		return nil, nil, false // not run (or crashed): send it
+	var tgt *invocation.Target
+	if m.targets != nil {
+		tgt, _ = m.targets.Resolve(ctx, req.Workflow) // nil: the answer is not rebuilt
 	}
-	x := rc.Execution
-	if x.Status == n8napi.StatusSuccess {
-		res := &invocation.Result{Workflow: req.Workflow, WorkflowID: wfID, RequestID: req.RequestID, ExecutionID: x.ID.String(),
-			Status: x.Status, Completed: true, Reconciled: true, APICalls: rc.Calls, Output: json.RawMessage("null")}
-		if items := x.Data.LastItems(); items != nil {
-			if b, err := json.Marshal(items); err == nil {
-				res.Output, res.LastNodeOutput, res.ContentType = b, b, "application/json"
-			}
+	v, err := m.reconcileKey(ctx, req, tgt, wfID, since, time.Millisecond, m.cfg.Invokers.HTTP.ReconcileTimeout.D(), attempts, started)
+	switch v.Verdict {
+	case pipeline.Ran:
+		return v.Result, nil, true
+	case pipeline.RanAndFailed:
+		if sendFailed {
+			return nil, nil, false // asked for: run the failing workflow again
 		}
-		return res, nil, true
+		return nil, v.Err, true
+	case pipeline.Unresolved:
+		if err == nil {
+			err = errNotSentAgain
+		}
+		return nil, unresolvedErr(req, v.Reason, err), true
 	}
-	if sendFailed {
-		return nil, nil, false // asked for: run the failing workflow again
-	}
-	fe := &n8napi.ExecutionFailedError{Workflow: req.Workflow, ExecutionID: x.ID.String(), Status: x.Status}
-	if x.Data != nil && x.Data.ResultData.Error != nil {
-		fe.Message, fe.Node = x.Data.ResultData.Error.Message, x.Data.ResultData.Error.NodeName()
-	}
-	return nil, fe, true
+	return nil, nil, false // not run (or crashed): send it
 }
 
 // reconcileWorkflowID resolves the workflow's id for a reconcile, trying
@@ -585,11 +580,15 @@ func (m *Manager) takenOver(ctx context.Context, req *invocation.Request, lease 
 		return nil, &invocation.Error{Code: invocation.CodeAmbiguous, Workflow: req.Workflow,
 			Message: "its process ended while it was in flight, and without n8n.api_key it cannot be reconciled (not re-sent; retry_ambiguous re-sends)"}, true
 	}
-	since := time.Now().Add(-replayLookback)
+	since, started := time.Now().Add(-replayLookback), time.Now()
 	if in, err := m.dlq.Inflight(ctx, dlq.InflightFilter{Key: req.IdempotencyKey}); err == nil && len(in) == 1 {
-		since = in[0].StartedAt.Add(-n8napi.DefaultReconcileSkew)
+		// The store's clock wrote StartedAt (PostgreSQL's, not this
+		// process's): a margin for the two; n8n's own offset is measured.
+		since, started = in[0].StartedAt.Add(-n8napi.DefaultReconcileSkew), in[0].StartedAt
 	}
-	return m.ranBefore(ctx, req, since, false)
+	// The process that died made at least one attempt; how many is not
+	// journaled.
+	return m.ranBefore(ctx, req, since, false, 1, started)
 }
 
 // replayLookback is how far before an entry was stored its attempts may
