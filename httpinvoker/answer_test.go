@@ -25,17 +25,17 @@ func TestAnswerRule(t *testing.T) {
 		or = invocation.ResponseModeOnReceived
 	)
 	var (
-		perm, trans, unk         = invocation.Permanent, invocation.Transient, invocation.Unknown
-		answered, ambiguous      = invocation.Answered, invocation.Ambiguous
-		workflowError            = `{"message":"Error in workflow"}`
-		notRegistered            = `{"code":404,"message":"The requested webhook \"POST x\" is not registered.","hint":"..."}`
-		envoyReset               = "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
-		nginx503                 = "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>"
-		nginx429                 = "<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>"
-		dbNotReady               = `{"code":503,"message":"Database is not ready!"}`
-		problem                  = `{"code":0,"message":"There was a problem executing the workflow"}`
-		workflowBody             = `{"error":"the order was refused","orderId":7}`
-		html, text, js, none     = "text/html; charset=utf-8", "text/plain", "application/json", ""
+		perm, trans, unk     = invocation.Permanent, invocation.Transient, invocation.Unknown
+		answered, ambiguous  = invocation.Answered, invocation.Ambiguous
+		workflowError        = `{"message":"Error in workflow"}`
+		notRegistered        = `{"code":404,"message":"The requested webhook \"POST x\" is not registered.","hint":"..."}`
+		envoyReset           = "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+		nginx503             = "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>"
+		nginx429             = "<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>"
+		dbNotReady           = `{"code":503,"message":"Database is not ready!"}`
+		problem              = `{"code":0,"message":"There was a problem executing the workflow"}`
+		workflowBody         = `{"error":"the order was refused","orderId":7}`
+		html, text, js, none = "text/html; charset=utf-8", "text/plain", "application/json", ""
 	)
 	tests := []struct {
 		name   string

@@ -295,7 +295,7 @@ func TestRetryTiming(t *testing.T) {
 			attempts: 1, errType: "retryafter",
 		},
 		{
-			name:     "unknown errors are retried once",
+			name:     "unknown answers are retried once under retry_ambiguous",
 			answers:  []answer{{status: 500, body: `{"message":"something else"}`}},
 			opts:     []Option{WithRetries(5, 1)},
 			attempts: 2, waits: []time.Duration{time.Second}, errType: "exhausted",
