@@ -73,7 +73,7 @@ type Record struct {
 	// MaybeForwarded is a request the proxy wrote to n8n whose answer
 	// failed (the proxy answered 502): n8n may have run it.
 	MaybeForwarded bool
-	Status    int  // n8n's status when forwarded and answered
+	Status         int // n8n's status when forwarded and answered
 	// ClientGone is a request whose client gave up (its timeout) while
 	// n8n had it: its answer was lost.
 	ClientGone bool
