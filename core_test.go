@@ -437,3 +437,45 @@ func TestPathParametersSurviveTheJournal(t *testing.T) {
 		t.Errorf("sent with path parameters %v", seen)
 	}
 }
+
+// TestAKeyThatRanAndFailedIsNotRunAgain: a call n8n ran and that failed
+// ("Error in workflow") is recorded with its key by the journal's
+// terminal write (or its dead letter, reason failed): the same key again
+// (an outbox re-delivery after a crash between the journal's end and the
+// submission's status, a re-submission) returns that failure and is not
+// sent; a replay asked to run it again (ReplayFailed) is (issue 25,
+// point 3).
+func TestAKeyThatRanAndFailedIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	for _, on := range [][]string{nil, {"transient", "unknown", "permanent"}} {
+		t.Run(fmt.Sprintf("dlq.on %v", on), func(t *testing.T) {
+			t.Parallel()
+			var sends atomic.Int64
+			f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+				sends.Add(1)
+				return nil, &invocation.HTTPError{Workflow: req.Workflow, StatusCode: 500, Message: "Error in workflow", WorkflowFailed: true,
+					ErrClass: invocation.Permanent, Attempts: 1}
+			}}
+			m, _ := dlqManager(t, f, on...)
+			ctx := t.Context()
+			req := &invocation.Request{Workflow: "w", Params: map[string]any{"a": 1}, IdempotencyKey: "k"}
+			_, err := m.Execute(ctx, req)
+			if invocation.CodeOf(err) != invocation.CodeWorkflowFailed {
+				t.Fatalf("first call: %v", err)
+			}
+			_, err = m.Execute(ctx, req)
+			if invocation.CodeOf(err) != invocation.CodeWorkflowFailed || !errors.Is(err, invocation.ErrWorkflowFailed) {
+				t.Errorf("the same key again: %v (code %s)", err, invocation.CodeOf(err))
+			}
+			if n := sends.Load(); n != 1 {
+				t.Errorf("sent %d times, want 1", n)
+			}
+			if on != nil {
+				// Its dead letter, replayed with ReplayFailed, runs it again.
+				if rep, err := m.ReplayDeadLetters(ctx, dlq.Filter{Key: "k"}, invoker.ReplayFailed()); err != nil || rep.Failed != 1 || sends.Load() != 2 {
+					t.Errorf("replay with ReplayFailed: %+v, %v, %d sends", rep, err, sends.Load())
+				}
+			}
+		})
+	}
+}

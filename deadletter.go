@@ -84,6 +84,8 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 	if explicitKey || replayOf != 0 {
 		res, recHash, ok, err := m.recorded(ctx, req.IdempotencyKey)
 		switch {
+		case errors.Is(err, errRecordedFailure) && replayOf != 0 && replayFailed:
+			// Asked to run a workflow that ran and failed again.
 		case err != nil:
 			return nil, err
 		case ok && explicitKey && replayOf == 0 && recHash != "" && recHash != hash:
@@ -152,7 +154,15 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 		// journal to it and wait for its result.
 		return m.awaitNewOwner(ctx, req, err)
 	case invocation.IsCanceled(err) || !m.deadLetterClass(err) || replayOf != 0:
-		if _, eerr := m.dlq.End(bg, lease, nil); eerr != nil {
+		if code := invocation.CodeOf(err); code.Ran() {
+			// n8n ran it: the terminal write records the failure with the
+			// key, so that the same key (a re-delivery after a crash, a
+			// re-submission) returns it instead of running it again.
+			raw, _ := json.Marshal(recordedResult{RequestHash: hash, Failure: failureOf(err)})
+			if cerr := m.dlq.Complete(bg, lease, raw); cerr != nil {
+				m.lostOutcome(req, cerr, "recording a failed run")
+			}
+		} else if _, eerr := m.dlq.End(bg, lease, nil); eerr != nil {
 			m.lostOutcome(req, eerr, "clearing an in-flight record")
 		}
 		if replayOf != 0 && !invocation.IsCanceled(err) {
@@ -210,8 +220,39 @@ func (m *Manager) recorded(ctx context.Context, key string) (*invocation.Result,
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return nil, "", false, fmt.Errorf("invoker: idempotency record of %q: %w", key, err)
 	}
+	if f := rec.Failure; f != nil {
+		return nil, rec.RequestHash, true, &invocation.Error{Code: f.Code, Key: key, Attempts: f.Attempts, ExecutionID: f.ExecutionID, Node: f.Node,
+			Message: "the key already ran in n8n and failed; not sent again (a new key runs it again): " + f.Message, Err: errRecordedFailure}
+	}
 	rec.Result.Deduplicated = true
 	return rec.Result, rec.RequestHash, true, nil
+}
+
+// errRecordedFailure is the cause of a key's recorded failure: n8n ran
+// it and it failed.
+var errRecordedFailure = errors.New("recorded failure")
+
+// recordedFailure is how the journal records a call that n8n ran and
+// that failed.
+type recordedFailure struct {
+	Code        invocation.Code `json:"code"`
+	Message     string          `json:"message"`
+	ExecutionID string          `json:"execution_id,omitempty"`
+	Node        string          `json:"node,omitempty"`
+	Attempts    int             `json:"attempts,omitempty"`
+}
+
+func failureOf(err error) *recordedFailure {
+	f := &recordedFailure{Code: invocation.CodeOf(err), Message: err.Error(), Attempts: invocation.AttemptsOf(err)}
+	var ie *invocation.Error
+	if errors.As(err, &ie) {
+		f.ExecutionID, f.Node = ie.ExecutionID, ie.Node
+	}
+	var fe *n8napi.ExecutionFailedError
+	if errors.As(err, &fe) {
+		f.ExecutionID, f.Node = fe.ExecutionID, fe.Node
+	}
+	return f
 }
 
 // recordedResult is a success as the journal records it: the result,
@@ -220,6 +261,9 @@ func (m *Manager) recorded(ctx context.Context, key string) (*invocation.Result,
 type recordedResult struct {
 	*invocation.Result
 	RequestHash string `json:"request_hash,omitempty"`
+	// Failure is set instead of the result for a call n8n ran and that
+	// failed.
+	Failure *recordedFailure `json:"failure,omitempty"`
 }
 
 // requestHash is the hash of the caller's request as it was given (before
@@ -617,6 +661,11 @@ func (m *Manager) mayHaveRun(ctx context.Context, req *invocation.Request) (int6
 		return 0, fmt.Errorf("invoker: reading the dead letters of the key (not sent): %w", err)
 	}
 	for _, e := range es {
+		if e.Reason == dlq.ReasonFailed {
+			return 0, &invocation.Error{Code: invocation.CodeWorkflowFailed, Workflow: req.Workflow, Key: req.IdempotencyKey, DeadLetter: e.ID,
+				ExecutionID: e.ExecutionID, Err: errRecordedFailure,
+				Message: fmt.Sprintf("idempotency key %q already ran in n8n and failed; not sent again: replay the dead letter with ReplayFailed (--include-failed) to run it again", req.IdempotencyKey)}
+		}
 		if e.Reason != dlq.ReasonAmbiguous && e.Reason != dlq.ReasonUnresolved {
 			continue
 		}
