@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,11 +124,13 @@ func TestChaosFaultsAccounting(t *testing.T) {
 		chaos.BadGatewayAfter: 0.03, chaos.CutWhileRunning: 0.03, chaos.Unavailable: 0.04, chaos.Throttle: 0.04, chaos.Blackhole: 0.01,
 	})
 	cfg := chaosConfig(t, proxy.URL, nil)
-	m, err := invoker.New(cfg)
+	stats := &reconcileStats{}
+	m, err := invoker.New(cfg, invoker.WithLogger(slog.New(stats)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close(context.Background())
+	defer func() { t.Logf("chaos: %s", stats) }()
 
 	n := chaosItems()
 	prefix := fmt.Sprintf("chaos-%d-", time.Now().UnixNano())
@@ -447,4 +451,53 @@ func TestChaosKillN8NMidBatch(t *testing.T) {
 	}
 	t.Logf("kill: %d items, n8n SIGKILLed after 10 and back in %s: %d succeeded, %d failed (%d unresolved behind an execution n8n left running), 0 lost; %d executions %v: %d extra (%d crashed, %d re-run after the kill lost the answer)",
 		n, restart.Round(time.Millisecond), ok, failed, unresolved, len(seen), byStatus, extra, notOK, dup)
+}
+
+// reconcileStats is a log handler that keeps the API calls and bytes of
+// every reconcile the manager logs (its "reconcile..." records).
+type reconcileStats struct {
+	mu           sync.Mutex
+	calls, bytes []int64
+}
+
+func (s *reconcileStats) Enabled(context.Context, slog.Level) bool { return true }
+func (s *reconcileStats) WithAttrs([]slog.Attr) slog.Handler       { return s }
+func (s *reconcileStats) WithGroup(string) slog.Handler            { return s }
+
+func (s *reconcileStats) Handle(_ context.Context, r slog.Record) error {
+	if !strings.HasPrefix(r.Message, "reconcile") {
+		return nil
+	}
+	var calls, bytes int64 = -1, -1
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "api_calls":
+			calls = a.Value.Int64()
+		case "api_bytes":
+			bytes = a.Value.Int64()
+		}
+		return true
+	})
+	if calls >= 0 && bytes >= 0 {
+		s.mu.Lock()
+		s.calls, s.bytes = append(s.calls, calls), append(s.bytes, bytes)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// String gives p50 and p99 of the API calls and bytes per reconcile.
+func (s *reconcileStats) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pct := func(v []int64, p int) int64 {
+		if len(v) == 0 {
+			return 0
+		}
+		v = slices.Clone(v)
+		slices.Sort(v)
+		return v[min(len(v)-1, len(v)*p/100)]
+	}
+	return fmt.Sprintf("%d reconciles: API calls per reconcile p50 %d, p99 %d; bytes p50 %d, p99 %d",
+		len(s.calls), pct(s.calls, 50), pct(s.calls, 99), pct(s.bytes, 50), pct(s.bytes, 99))
 }

@@ -115,7 +115,7 @@ func staticResolver(cfg *config.Config) pipeline.StaticResolver {
 	for name, w := range cfg.Workflows {
 		t := &invocation.Target{
 			Workflow: name, WorkflowID: w.ID, Path: w.Path, WebhookID: w.WebhookID, Method: w.Method, ResponseMode: w.ResponseMode,
-			Timeout: w.Timeout.D(), Auth: authFromConfig(w.Auth),
+			ResponseData: w.ResponseData, Timeout: w.Timeout.D(), Auth: authFromConfig(w.Auth),
 		}
 		if w.Transport == config.TransportMCP {
 			t.Transport, t.TriggerNode, t.MaxRetryAfter = mcpinvoker.Name, w.TriggerNode, cfg.Invokers.MCP.MaxRetryAfter.D()

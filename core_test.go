@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -387,5 +388,94 @@ func TestKeyReusedAfterSuccessWithOtherParameters(t *testing.T) {
 	}
 	if n := sends.Load(); n != 1 {
 		t.Errorf("sent %d times, want 1", n)
+	}
+}
+
+// TestPathParametersSurviveTheJournal: a :name webhook's call left in
+// flight is rescued, and its dead letter replayed, with its path
+// parameters (issue 25, point 7: they were not journaled, so every rescue
+// failed and such dead letters could never be replayed).
+func TestPathParametersSurviveTheJournal(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen []map[string]string
+	f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+		mu.Lock()
+		seen = append(seen, req.PathParams)
+		mu.Unlock()
+		return okResult(ctx, req)
+	}}
+	cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: 'http://127.0.0.1:1'}\nworkflows: {o: {path: 'orders/:id', webhook_id: 'wh'}}\ndlq: {enabled: true}\nstore: {path: %q, rescue_every: -1s}\ninvokers: {http: {retry_ambiguous: true}}\n",
+		filepath.Join(t.TempDir(), "dlq.db")))
+	m, err := invoker.New(cfg, invoker.WithTransport(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	ctx := t.Context()
+	store := m.DLQ()
+	// In flight under a lease that ends at once (its process died).
+	if _, _, err := store.Begin(ctx, &dlq.Inflight{IdempotencyKey: "left", Workflow: "o", Params: json.RawMessage(`{}`),
+		PathParams: map[string]string{"id": "7"}}, "gone", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Put(ctx, &dlq.Entry{Workflow: "o", IdempotencyKey: "dead", Params: json.RawMessage(`{}`),
+		PathParams: map[string]string{"id": "8"}, Reason: dlq.ReasonExhausted}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the lease has ended
+	rep, err := m.Rescue(ctx)
+	if err != nil || rep.Succeeded != 1 {
+		t.Fatalf("rescue: %+v, %v", rep, err)
+	}
+	if rr, err := m.ReplayDeadLetters(ctx, dlq.Filter{Key: "dead"}); err != nil || rr.Succeeded != 1 {
+		t.Fatalf("replay: %+v, %v", rr, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 || seen[0]["id"] != "7" || seen[1]["id"] != "8" {
+		t.Errorf("sent with path parameters %v", seen)
+	}
+}
+
+// TestAKeyThatRanAndFailedIsNotRunAgain: a call n8n ran and that failed
+// ("Error in workflow") is recorded with its key by the journal's
+// terminal write (or its dead letter, reason failed): the same key again
+// (an outbox re-delivery after a crash between the journal's end and the
+// submission's status, a re-submission) returns that failure and is not
+// sent; a replay asked to run it again (ReplayFailed) is (issue 25,
+// point 3).
+func TestAKeyThatRanAndFailedIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	for _, on := range [][]string{nil, {"transient", "unknown", "permanent"}} {
+		t.Run(fmt.Sprintf("dlq.on %v", on), func(t *testing.T) {
+			t.Parallel()
+			var sends atomic.Int64
+			f := &fakeInvoker{fn: func(ctx context.Context, req *invocation.Request) (*invocation.Result, error) {
+				sends.Add(1)
+				return nil, &invocation.HTTPError{Workflow: req.Workflow, StatusCode: 500, Message: "Error in workflow", WorkflowFailed: true,
+					ErrClass: invocation.Permanent, Attempts: 1}
+			}}
+			m, _ := dlqManager(t, f, on...)
+			ctx := t.Context()
+			req := &invocation.Request{Workflow: "w", Params: map[string]any{"a": 1}, IdempotencyKey: "k"}
+			_, err := m.Execute(ctx, req)
+			if invocation.CodeOf(err) != invocation.CodeWorkflowFailed {
+				t.Fatalf("first call: %v", err)
+			}
+			_, err = m.Execute(ctx, req)
+			if invocation.CodeOf(err) != invocation.CodeWorkflowFailed || !errors.Is(err, invocation.ErrWorkflowFailed) {
+				t.Errorf("the same key again: %v (code %s)", err, invocation.CodeOf(err))
+			}
+			if n := sends.Load(); n != 1 {
+				t.Errorf("sent %d times, want 1", n)
+			}
+			if on != nil {
+				// Its dead letter, replayed with ReplayFailed, runs it again.
+				if rep, err := m.ReplayDeadLetters(ctx, dlq.Filter{Key: "k"}, invoker.ReplayFailed()); err != nil || rep.Failed != 1 || sends.Load() != 2 {
+					t.Errorf("replay with ReplayFailed: %+v, %v, %d sends", rep, err, sends.Load())
+				}
+			}
+		})
 	}
 }

@@ -84,6 +84,8 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 	if explicitKey || replayOf != 0 {
 		res, recHash, ok, err := m.recorded(ctx, req.IdempotencyKey)
 		switch {
+		case errors.Is(err, errRecordedFailure) && replayOf != 0 && replayFailed:
+			// Asked to run a workflow that ran and failed again.
 		case err != nil:
 			return nil, err
 		case ok && explicitKey && replayOf == 0 && recHash != "" && recHash != hash:
@@ -184,7 +186,15 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 		// journal to it and wait for its result.
 		return m.awaitNewOwner(ctx, req, err)
 	case invocation.IsCanceled(err) || !m.deadLetterClass(err) || replayOf != 0:
-		if _, eerr := m.dlq.End(bg, lease, nil); eerr != nil {
+		if code := invocation.CodeOf(err); code.Ran() {
+			// n8n ran it: the terminal write records the failure with the
+			// key, so that the same key (a re-delivery after a crash, a
+			// re-submission) returns it instead of running it again.
+			raw, _ := json.Marshal(recordedResult{RequestHash: hash, Failure: failureOf(err)})
+			if cerr := m.dlq.Complete(bg, lease, raw); cerr != nil {
+				m.lostOutcome(req, cerr, "recording a failed run")
+			}
+		} else if _, eerr := m.dlq.End(bg, lease, nil); eerr != nil {
 			m.lostOutcome(req, eerr, "clearing an in-flight record")
 		}
 		if replayOf != 0 && !invocation.IsCanceled(err) {
@@ -207,7 +217,7 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 func deadLetter(req *invocation.Request, params json.RawMessage, err error) *dlq.Entry {
 	info := errorInfo(err)
 	e := &dlq.Entry{
-		Workflow: req.Workflow, Params: params, IdempotencyKey: req.IdempotencyKey, RequestID: req.RequestID,
+		Workflow: req.Workflow, Params: params, PathParams: req.PathParams, IdempotencyKey: req.IdempotencyKey, RequestID: req.RequestID,
 		Attempts: invocation.AttemptsOf(err), Reason: dlq.ReasonOf(invocation.CodeOf(err)), FirstError: info, LastError: info,
 	}
 	var fe *n8napi.ExecutionFailedError
@@ -242,8 +252,39 @@ func (m *Manager) recorded(ctx context.Context, key string) (*invocation.Result,
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return nil, "", false, fmt.Errorf("invoker: idempotency record of %q: %w", key, err)
 	}
+	if f := rec.Failure; f != nil {
+		return nil, rec.RequestHash, true, &invocation.Error{Code: f.Code, Key: key, Attempts: f.Attempts, ExecutionID: f.ExecutionID, Node: f.Node,
+			Message: "the key already ran in n8n and failed; not sent again (a new key runs it again): " + f.Message, Err: errRecordedFailure}
+	}
 	rec.Result.Deduplicated = true
 	return rec.Result, rec.RequestHash, true, nil
+}
+
+// errRecordedFailure is the cause of a key's recorded failure: n8n ran
+// it and it failed.
+var errRecordedFailure = errors.New("recorded failure")
+
+// recordedFailure is how the journal records a call that n8n ran and
+// that failed.
+type recordedFailure struct {
+	Code        invocation.Code `json:"code"`
+	Message     string          `json:"message"`
+	ExecutionID string          `json:"execution_id,omitempty"`
+	Node        string          `json:"node,omitempty"`
+	Attempts    int             `json:"attempts,omitempty"`
+}
+
+func failureOf(err error) *recordedFailure {
+	f := &recordedFailure{Code: invocation.CodeOf(err), Message: err.Error(), Attempts: invocation.AttemptsOf(err)}
+	var ie *invocation.Error
+	if errors.As(err, &ie) {
+		f.ExecutionID, f.Node = ie.ExecutionID, ie.Node
+	}
+	var fe *n8napi.ExecutionFailedError
+	if errors.As(err, &fe) {
+		f.ExecutionID, f.Node = fe.ExecutionID, fe.Node
+	}
+	return f
 }
 
 // recordedResult is a success as the journal records it: the result,
@@ -252,6 +293,9 @@ func (m *Manager) recorded(ctx context.Context, key string) (*invocation.Result,
 type recordedResult struct {
 	*invocation.Result
 	RequestHash string `json:"request_hash,omitempty"`
+	// Failure is set instead of the result for a call n8n ran and that
+	// failed.
+	Failure *recordedFailure `json:"failure,omitempty"`
 }
 
 // requestHash is the hash of the caller's request as it was given (before
@@ -298,7 +342,7 @@ var errRescueHeld = errors.New("invoker: another process took the key over")
 // go otherwise, begin tries again.
 // waited is true when another process held the key first.
 func (m *Manager) begin(ctx context.Context, req *invocation.Request, params json.RawMessage, rescue bool) (l dlq.Lease, taken, waited bool, done *invocation.Result, err error) {
-	in := &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: req.Workflow, Params: params, RequestID: req.RequestID}
+	in := &dlq.Inflight{IdempotencyKey: req.IdempotencyKey, Workflow: req.Workflow, Params: params, PathParams: req.PathParams, RequestID: req.RequestID}
 	wait := m.cfg.Store.HeldWait.D()
 	if wait <= 0 {
 		wait = DefaultHeldWait
@@ -485,7 +529,7 @@ func (m *Manager) ReplayDeadLetters(ctx context.Context, f dlq.Filter, opts ...R
 			}
 			defer func() { _ = claimer.Release(context.WithoutCancel(ctx), e.ID, owner) }()
 		}
-		it := BatchItem{Workflow: e.Workflow, IdempotencyKey: e.IdempotencyKey, replayOf: e.ID, replayFailed: o.failed}
+		it := BatchItem{Workflow: e.Workflow, IdempotencyKey: e.IdempotencyKey, PathParams: e.PathParams, replayOf: e.ID, replayFailed: o.failed}
 		if len(e.Params) > 0 && string(e.Params) != "null" {
 			it.body = e.Params
 		}
@@ -529,7 +573,7 @@ func (m *Manager) reconcileReplay(ctx context.Context, req *invocation.Request, 
 	}
 	// The entry's attempts ended when it was stored; they started at most
 	// a call's time before.
-	res, err, done := m.ranBefore(ctx, req, e.CreatedAt.Add(-replayLookback), replayFailed)
+	res, err, done := m.ranBefore(ctx, req, e.CreatedAt.Add(-replayLookback), replayFailed, max(1, e.Attempts), time.Now())
 	switch {
 	case !done:
 	case err == nil:
@@ -544,11 +588,15 @@ func (m *Manager) reconcileReplay(ctx context.Context, req *invocation.Request, 
 	return res, err, done
 }
 
-// ranBefore asks n8n whether req's key ran since since: done is true when
-// the answer settles it, with the result of the execution that succeeded,
-// an *n8napi.ExecutionFailedError for one that failed (unless sendFailed),
-// or an error of code invocation.CodeUnresolved. Not found, or crashed: not done, send it.
-func (m *Manager) ranBefore(ctx context.Context, req *invocation.Request, since time.Time, sendFailed bool) (*invocation.Result, error, bool) {
+// ranBefore asks n8n whether req's key ran since since, through the
+// manager's one reconciler (reconcileKey): done is true when the answer
+// settles it, with the result of the execution that succeeded, an
+// *n8napi.ExecutionFailedError for one that failed (unless sendFailed),
+// or an error of code invocation.CodeUnresolved (an execution still
+// running or waiting, n8n's API failing, or a key n8n may have pruned or
+// never saved). Not found, or crashed: not done, send it. attempts and
+// started are the invocation's, for a reconciled result.
+func (m *Manager) ranBefore(ctx context.Context, req *invocation.Request, since time.Time, sendFailed bool, attempts int, started time.Time) (*invocation.Result, error, bool) {
 	wfID, err := m.reconcileWorkflowID(ctx, req.Workflow)
 	if err != nil {
 		// Without the workflow's id its executions cannot be looked up:
@@ -558,35 +606,26 @@ func (m *Manager) ranBefore(ctx context.Context, req *invocation.Request, since 
 		}
 		return nil, unresolvedErr(req, "cannot look up its executions in n8n (workflow id: "+err.Error()+")", errNotSentAgain), true
 	}
-	rc, err := m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since,
-		&n8napi.ReconcileOptions{Settle: time.Millisecond, Timeout: m.cfg.Invokers.HTTP.ReconcileTimeout.D()})
-	switch {
-	case err != nil:
-		return nil, unresolvedErr(req, "n8n's executions API failed", err), true
-	case rc.Unresolved:
-		return nil, unresolvedErr(req, "an execution of the key is still running", errNotSentAgain), true
-	case rc.Execution == nil || rc.Execution.Status == n8napi.StatusCrashed:
-		return nil, nil, false // not run (or crashed): send it
+	var tgt *invocation.Target
+	if m.targets != nil {
+		tgt, _ = m.targets.Resolve(ctx, req.Workflow) // nil: the answer is not rebuilt
 	}
-	x := rc.Execution
-	if x.Status == n8napi.StatusSuccess {
-		res := &invocation.Result{Workflow: req.Workflow, WorkflowID: wfID, RequestID: req.RequestID, ExecutionID: x.ID.String(),
-			Status: x.Status, Completed: true, Reconciled: true, APICalls: rc.Calls, Output: json.RawMessage("null")}
-		if items := x.Data.LastItems(); items != nil {
-			if b, err := json.Marshal(items); err == nil {
-				res.Output, res.LastNodeOutput, res.ContentType = b, b, "application/json"
-			}
+	v, err := m.reconcileKey(ctx, req, tgt, wfID, since, time.Millisecond, m.cfg.Invokers.HTTP.ReconcileTimeout.D(), attempts, started)
+	switch v.Verdict {
+	case pipeline.Ran:
+		return v.Result, nil, true
+	case pipeline.RanAndFailed:
+		if sendFailed {
+			return nil, nil, false // asked for: run the failing workflow again
 		}
-		return res, nil, true
+		return nil, v.Err, true
+	case pipeline.Unresolved:
+		if err == nil {
+			err = errNotSentAgain
+		}
+		return nil, unresolvedErr(req, v.Reason, err), true
 	}
-	if sendFailed {
-		return nil, nil, false // asked for: run the failing workflow again
-	}
-	fe := &n8napi.ExecutionFailedError{Workflow: req.Workflow, ExecutionID: x.ID.String(), Status: x.Status}
-	if x.Data != nil && x.Data.ResultData.Error != nil {
-		fe.Message, fe.Node = x.Data.ResultData.Error.Message, x.Data.ResultData.Error.NodeName()
-	}
-	return nil, fe, true
+	return nil, nil, false // not run (or crashed): send it
 }
 
 // reconcileWorkflowID resolves the workflow's id for a reconcile, trying
@@ -631,11 +670,15 @@ func (m *Manager) takenOver(ctx context.Context, req *invocation.Request, lease 
 		return nil, &invocation.Error{Code: invocation.CodeAmbiguous, Workflow: req.Workflow,
 			Message: "its process ended while it was in flight, and without n8n.api_key it cannot be reconciled (not re-sent; retry_ambiguous re-sends)"}, true
 	}
-	since := time.Now().Add(-replayLookback)
+	since, started := time.Now().Add(-replayLookback), time.Now()
 	if in, err := m.dlq.Inflight(ctx, dlq.InflightFilter{Key: req.IdempotencyKey}); err == nil && len(in) == 1 {
-		since = in[0].StartedAt.Add(-n8napi.DefaultReconcileSkew)
+		// The store's clock wrote StartedAt (PostgreSQL's, not this
+		// process's): a margin for the two; n8n's own offset is measured.
+		since, started = in[0].StartedAt.Add(-n8napi.DefaultReconcileSkew), in[0].StartedAt
 	}
-	return m.ranBefore(ctx, req, since, false)
+	// The process that died made at least one attempt; how many is not
+	// journaled.
+	return m.ranBefore(ctx, req, since, false, 1, started)
 }
 
 // replayLookback is how far before an entry was stored its attempts may
@@ -664,6 +707,11 @@ func (m *Manager) mayHaveRun(ctx context.Context, req *invocation.Request) (int6
 		return 0, fmt.Errorf("invoker: reading the dead letters of the key (not sent): %w", err)
 	}
 	for _, e := range es {
+		if e.Reason == dlq.ReasonFailed {
+			return 0, &invocation.Error{Code: invocation.CodeWorkflowFailed, Workflow: req.Workflow, Key: req.IdempotencyKey, DeadLetter: e.ID,
+				ExecutionID: e.ExecutionID, Err: errRecordedFailure,
+				Message: fmt.Sprintf("idempotency key %q already ran in n8n and failed; not sent again: replay the dead letter with ReplayFailed (--include-failed) to run it again", req.IdempotencyKey)}
+		}
 		if e.Reason != dlq.ReasonAmbiguous && e.Reason != dlq.ReasonUnresolved {
 			continue
 		}

@@ -367,8 +367,8 @@ func (m *Manager) awaitNewOwner(ctx context.Context, req *invocation.Request, lo
 	}
 	deadline := time.Now().Add(wait)
 	for poll := 100 * time.Millisecond; ; poll = min(2*poll, 2*time.Second) {
-		if res, _, ok, err := m.recorded(ctx, req.IdempotencyKey); err == nil && ok {
-			return res, nil
+		if res, _, ok, err := m.recorded(ctx, req.IdempotencyKey); ok {
+			return res, err // the new owner's success, or the failure it recorded
 		}
 		if time.Now().After(deadline) {
 			return nil, lost
@@ -443,7 +443,7 @@ func (m *Manager) Rescue(ctx context.Context) (*RescueReport, error) {
 	}
 	items := make([]BatchItem, 0, len(found))
 	for _, in := range found {
-		it := BatchItem{Workflow: in.Workflow, IdempotencyKey: in.IdempotencyKey, rescue: true}
+		it := BatchItem{Workflow: in.Workflow, IdempotencyKey: in.IdempotencyKey, PathParams: in.PathParams, rescue: true}
 		if len(in.Params) > 0 && string(in.Params) != "null" {
 			it.body = in.Params
 		}

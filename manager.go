@@ -56,6 +56,7 @@ type Manager struct {
 	ownDLQ       interface{ Close() error }
 	ownLimit     policy.SharedLimiter // the rate_limit section's, opened by New
 	resolver     *pipeline.APIResolver
+	targets      pipeline.Resolver // the pipeline's: a reconcile outside a call finds the response mode
 	bulkhead     *policy.Bulkhead
 	fallback     Fallback
 	fallbackOn   func(error) bool
@@ -336,7 +337,8 @@ func New(cfg *config.Config, opts ...Option) (*Manager, error) {
 		m.closeOwned()
 		return nil, err
 	}
-	if err := m.buildPipeline(pipeline.Chain{staticResolver(cfg), byID}); err != nil {
+	m.targets = pipeline.Chain{staticResolver(cfg), byID}
+	if err := m.buildPipeline(m.targets); err != nil {
 		m.closeOwned()
 		return nil, err
 	}

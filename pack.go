@@ -14,9 +14,13 @@ import (
 // (see templates/packed-items.json): the body is {"items": [{"key",
 // "params"}, ...]} and the workflow answers an array of the same length
 // and order, each {key, ok: true, result} or {key, ok: false, error}. A
-// pack whose answer does not confirm every item in order, or that fails
-// as a whole, is split in halves and retried, down to single items,
-// which take the normal retry and dead-letter path. Delivery is at least
+// pack that n8n did not run (nothing sent, unavailable, rate limited) is
+// split in halves and sent again, down to single items, which take the
+// normal retry and dead-letter path; a pack that ran or may have run (an
+// answer that does not confirm every item in order, "Error in workflow",
+// an unreadable or lost answer) is never split or sent again: each of its
+// items gets a typed *invocation.Error with the item's key and the pack's
+// execution id. Delivery is at least
 // once per item: an item's key travels with it for the workflow to
 // dedupe.
 func WithPacking(p pack.Options) BatchOption {
@@ -134,8 +138,11 @@ func (m *Manager) executePacked(ctx context.Context, items []BatchItem, o *batch
 	wg.Wait()
 }
 
-// runPack sends one pack; on a pack-level failure it splits it in halves
-// and sends each, down to single items.
+// runPack sends one pack. A pack that did not run (notRun) is split in
+// halves and each sent, down to single items; a pack that ran or may have
+// run (a 2xx of the wrong shape, "Error in workflow", an unreadable or a
+// lost answer) is never sent again: each of its items gets the pack's
+// error, typed with the item's key and the pack's execution id.
 func (m *Manager) runPack(ctx context.Context, workflow string, pk []packed, items []BatchItem, end func(BatchResult)) {
 	its := make([]pack.Item, len(pk))
 	for i, p := range pk {
@@ -154,14 +161,18 @@ func (m *Manager) runPack(ctx context.Context, workflow string, pk []packed, ite
 				err = cause
 			}
 		}
-		if len(pk) > 1 && !invocation.IsCanceled(err) {
+		if len(pk) > 1 && !invocation.IsCanceled(err) && notRun(err) {
 			half := len(pk) / 2
 			m.runPack(ctx, workflow, pk[:half], items, end)
 			m.runPack(ctx, workflow, pk[half:], items, end)
 			return
 		}
+		execID := ""
+		if res != nil {
+			execID = res.ExecutionID
+		}
 		for _, p := range pk {
-			end(BatchResult{Index: p.idx, Item: items[p.idx], Err: err})
+			end(BatchResult{Index: p.idx, Item: items[p.idx], Err: itemError(err, p.key, execID)})
 		}
 		return
 	}
@@ -178,4 +189,27 @@ func (m *Manager) runPack(ctx context.Context, workflow string, pk []packed, ite
 		}
 		end(BatchResult{Index: p.idx, Item: items[p.idx], Result: &r})
 	}
+}
+
+// notRun reports whether a pack's error says that n8n did not run it: an
+// outcome of NotSent, or n8n's answer that it did not (unavailable, rate
+// limited). Only such a pack may be split and sent again.
+func notRun(err error) bool {
+	c := invocation.CodeOf(err)
+	return c.Outcome() == invocation.NotSent || c == invocation.CodeUnavailable || c == invocation.CodeRateLimited
+}
+
+// itemError is the error of one item of a pack that ended with err: an
+// *invocation.Error of err's code with the item's key and, when the
+// answer had one, the pack's execution id.
+func itemError(err error, key, executionID string) error {
+	if invocation.IsCanceled(err) && invocation.CodeOf(err) == invocation.CodeUnknown {
+		return err // a batch's own cancellation cause (ErrBatchAborted)
+	}
+	e := invocation.AsError(err)
+	e.Key = key
+	if e.ExecutionID == "" {
+		e.ExecutionID = executionID
+	}
+	return e
 }

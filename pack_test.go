@@ -55,6 +55,17 @@ func packStub(t *testing.T, fault func(n int) string) (*httptest.Server, *atomic
 			res = append(res, out{Key: it.Key, OK: true, Result: it.Params})
 		}
 		switch fault(len(in.Items)) {
+		case "503":
+			w.WriteHeader(503)
+			return
+		case "echo": // a workflow not built for packing
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"received":%s,"executionId":"42"}`, b)
+			return
+		case "garbled":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `[{"key":`)
+			return
 		case "500":
 			w.WriteHeader(500)
 			fmt.Fprint(w, `{"message":"Error in workflow"}`)
@@ -131,24 +142,12 @@ func TestPackingUnit(t *testing.T) {
 		wantCalls int64
 	}{
 		{"packs of 10", func(int) string { return "" }, pack.Options{MaxItems: 10}, 95, 17, 10},
-		{"500 splits to singles", func(n int) string {
+		{"503 (not run) splits to singles", func(n int) string {
 			if n > 1 {
-				return "500"
+				return "503"
 			}
 			return ""
-		}, pack.Options{MaxItems: 4}, 8, -1, 2 + 4 + 8},
-		{"wrong length rejected", func(n int) string {
-			if n == 4 {
-				return "short"
-			}
-			return ""
-		}, pack.Options{MaxItems: 4}, 4, -1, 1 + 2},
-		{"key order rejected", func(n int) string {
-			if n > 1 {
-				return "swap"
-			}
-			return ""
-		}, pack.Options{MaxItems: 2}, 2, -1, 1 + 2},
+		}, pack.Options{MaxItems: 4}, 4, -1, 2 + 2*2 + 4},
 		{"size splits before sending", func(int) string { return "" }, pack.Options{MaxItems: 1000, MaxBytes: 400}, 30, -1, 3},
 	}
 	for _, tt := range tests {
@@ -176,16 +175,43 @@ func TestPackingUnit(t *testing.T) {
 	}
 }
 
-func TestPackingSingleItemFailureIsTyped(t *testing.T) {
+// TestPackingRanIsNotSplit: a pack that ran (a 2xx of the wrong shape,
+// "Error in workflow", an unreadable answer) is never split and sent
+// again: one request, and each item gets a typed error with its key,
+// the pack's execution id when the answer had one, and the code of what
+// happened.
+func TestPackingRanIsNotSplit(t *testing.T) {
 	t.Parallel()
-	srv, _, _ := packStub(t, func(int) string { return "500" })
-	m := packManager(t, srv.URL)
-	results, _ := m.ExecuteBatch(t.Context(), packItems(3, -1), 0, invoker.WithPacking(pack.Options{}))
-	for i, r := range results {
-		var he *invocation.HTTPError
-		if !errors.As(r.Err, &he) || !errors.Is(r.Err, invocation.ErrWorkflowFailed) {
-			t.Errorf("item %d: %v", i, r.Err)
-		}
+	tests := []struct {
+		fault string
+		code  invocation.Code
+		exec  string
+	}{
+		{"echo", invocation.CodeInvalidAnswer, "42"},
+		{"short", invocation.CodeInvalidAnswer, ""},
+		{"swap", invocation.CodeInvalidAnswer, ""},
+		{"500", invocation.CodeWorkflowFailed, ""},
+		{"garbled", invocation.CodeInvalidAnswer, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fault, func(t *testing.T) {
+			t.Parallel()
+			srv, calls, _ := packStub(t, func(int) string { return tt.fault })
+			m := packManager(t, srv.URL)
+			results, err := m.ExecuteBatch(t.Context(), packItems(4, -1), 0, invoker.WithPacking(pack.Options{MaxItems: 4}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls.Load() != 1 {
+				t.Errorf("%d requests, want 1: a pack that ran was split and sent again", calls.Load())
+			}
+			for i, r := range results {
+				var ie *invocation.Error
+				if !errors.As(r.Err, &ie) || ie.Code != tt.code || ie.Key != fmt.Sprintf("item-%d", i) || ie.ExecutionID != tt.exec || invocation.CodeOf(r.Err) != tt.code {
+					t.Errorf("item %d: %v (%+v)", i, r.Err, ie)
+				}
+			}
+		})
 	}
 }
 
@@ -229,12 +255,12 @@ func TestRealN8NPacking(t *testing.T) {
 	}
 	results, _ = m.ExecuteBatch(ctx, rev, 0, invoker.WithPacking(pack.Options{}))
 	for i, r := range results {
-		var out map[string]any
-		if r.Err != nil || r.Result.Decode(&out) != nil || out["i"] != float64(i) {
-			t.Errorf("reversed item %d: %v %v", i, r.Err, out)
+		var ie *invocation.Error
+		if !errors.As(r.Err, &ie) || ie.Code != invocation.CodeInvalidAnswer || ie.Key != fmt.Sprintf("item-%d", i) {
+			t.Errorf("reversed item %d: %v", i, r.Err)
 		}
 	}
-	if n := rt.total.Load() - before; n != 1+2+4+8 {
-		t.Errorf("the reversed answers were split into %d calls, want 15 (1+2+4+8)", n)
+	if n := rt.total.Load() - before; n != 1 {
+		t.Errorf("the reversed pack (it ran) went in %d calls, want 1: never split after a run", n)
 	}
 }

@@ -179,16 +179,18 @@ func (m *Manager) journalStage(ctx context.Context, c *pipeline.Call, next pipel
 
 // reconcileAttempt asks n8n whether an attempt of c whose answer was lost
 // ran: by its Idempotency-Key among the workflow's executions since the
-// attempt.
+// call's first ambiguous attempt (since, c.FirstAmbiguous).
 func (m *Manager) reconcileAttempt(ctx context.Context, c *pipeline.Call, since time.Time) pipeline.Reconciled {
 	req := c.Request
 	wfID := c.Target.WorkflowID
+	timeout := m.cfg.Invokers.HTTP.ReconcileTimeout.D()
+	deadline := time.Now().Add(timeout)
 	for wait := time.Second; wfID == ""; wait = min(2*wait, 5*time.Second) {
 		id, err := m.workflowID(ctx, req.Workflow)
 		switch {
 		case err == nil:
 			wfID = id
-		case !apiDown(err) || time.Since(since) > m.cfg.Invokers.HTTP.ReconcileTimeout.D():
+		case !apiDown(err) || time.Now().After(deadline):
 			return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: "finding the workflow's n8n id to reconcile: " + err.Error()}
 		default:
 			if invocation.Sleep(ctx, wait) != nil {
@@ -196,14 +198,12 @@ func (m *Manager) reconcileAttempt(ctx context.Context, c *pipeline.Call, since 
 			}
 		}
 	}
-	timeout := m.cfg.Invokers.HTTP.ReconcileTimeout.D()
-	deadline := time.Now().Add(timeout)
-	var rc *n8napi.Reconciliation
-	var err error
+	var v pipeline.Reconciled
 	for wait := time.Second; ; wait = min(2*wait, 5*time.Second) {
 		// n8n's API may be down with the webhook (a restart): wait for it
 		// within the bound.
-		rc, err = m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since, &n8napi.ReconcileOptions{Timeout: time.Until(deadline)})
+		var err error
+		v, err = m.reconcileKey(ctx, req, c.Target, wfID, since, 0, time.Until(deadline), c.Attempts, c.Started)
 		if err == nil || !apiDown(err) || time.Now().Add(wait).After(deadline) {
 			break
 		}
@@ -211,38 +211,61 @@ func (m *Manager) reconcileAttempt(ctx context.Context, c *pipeline.Call, since 
 			return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: "canceled while reconciling"}
 		}
 	}
-	switch {
-	case err != nil:
-		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: "n8n's executions API failed: " + err.Error()}
-	case rc.Unresolved:
-		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: fmt.Sprintf("an execution started after the attempt was still running after %s", timeout)}
-	case rc.Execution == nil:
+	// The re-send that follows "not run" or "crashed" passes the fence
+	// (the last attempt stage), which confirms the lease first.
+	if v.Verdict == pipeline.NotRun {
 		m.log.InfoContext(ctx, "reconciled a lost answer: n8n did not run it; sending it again", "workflow", req.Workflow, "idempotency_key", req.IdempotencyKey)
-		return pipeline.Reconciled{Verdict: pipeline.NotRun}
+	}
+	return v
+}
+
+// reconcileKey is the manager's one reconciler, used by the retry loop,
+// takeover, re-submission and replay: it asks n8n whether req's key ran
+// in workflow wfID since since (bounded by timeout and the configured
+// execution retention) and maps what it found with n8napi.ResultOf (the
+// one mapping): Ran with the result the webhook would have answered,
+// RanAndFailed with an *n8napi.ExecutionFailedError, Crashed, NotRun, or
+// Unresolved with the reason (an execution still running, the match's
+// bound, n8n's retention or saved-execution settings). attempts and
+// started are the call's, for the result. err is the API's failure, when
+// the verdict is Unresolved because of it.
+func (m *Manager) reconcileKey(ctx context.Context, req *invocation.Request, tgt *invocation.Target, wfID string, since time.Time,
+	settle, timeout time.Duration, attempts int, started time.Time) (pipeline.Reconciled, error) {
+	ret := m.cfg.N8N.ExecutionRetention
+	opts := &n8napi.ReconcileOptions{Settle: settle, Timeout: timeout,
+		Retention: n8napi.Retention{MaxAge: ret.MaxAge.D(), MaxCount: ret.MaxCount}}
+	if tgt == nil {
+		// The response mode is unknown: the answer cannot be rebuilt.
+		tgt = &invocation.Target{Workflow: req.Workflow, ResponseMode: invocation.ResponseModeResponseNode}
+	}
+	opts.TriggerNode = tgt.TriggerNode
+	rc, err := m.api.Reconcile(ctx, wfID, "idempotency-key", req.IdempotencyKey, since, opts)
+	if err != nil {
+		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: "n8n's executions API failed: " + err.Error()}, err
+	}
+	log := []any{"workflow", req.Workflow, "idempotency_key", req.IdempotencyKey, "api_calls", rc.Calls, "api_bytes", rc.Bytes, "n8n_clock_offset", rc.Offset}
+	switch {
+	case rc.Unresolved:
+		m.log.InfoContext(ctx, "reconcile unresolved", append(log, "reason", rc.Reason)...)
+		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: rc.Reason}, nil
+	case rc.Execution == nil:
+		m.log.InfoContext(ctx, "reconciled: n8n has no execution of the key", log...)
+		return pipeline.Reconciled{Verdict: pipeline.NotRun}, nil
 	}
 	e := rc.Execution
-	m.log.InfoContext(ctx, "reconciled a lost answer with n8n's execution", "workflow", req.Workflow, "idempotency_key", req.IdempotencyKey,
-		"execution_id", e.ID.String(), "status", e.Status)
+	m.log.InfoContext(ctx, "reconciled a lost answer with n8n's execution", append(log, "execution_id", e.ID.String(), "status", e.Status)...)
+	if e.Status == n8napi.StatusCrashed {
+		return pipeline.Reconciled{Verdict: pipeline.Crashed}, nil
+	}
+	res, rerr := n8napi.ResultOf(e, &n8napi.ResultInput{Request: req, Target: tgt, WorkflowID: wfID, Attempts: attempts,
+		Duration: time.Since(started), APICalls: rc.Calls})
 	switch {
-	case !e.Terminal():
-		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: fmt.Sprintf("its execution %s is still %s", e.ID, e.Status)}
-	case e.Status == n8napi.StatusSuccess:
-		res := &invocation.Result{Workflow: req.Workflow, WorkflowID: wfID, RequestID: req.RequestID, ExecutionID: e.ID.String(),
-			Status: e.Status, Completed: true, Reconciled: true, APICalls: rc.Calls, Output: json.RawMessage("null")}
-		if out := e.Data.LastOutput(); out != nil {
-			if b, err := json.Marshal(out); err == nil {
-				res.Output, res.ContentType = b, "application/json"
-			}
-		}
-		return pipeline.Reconciled{Verdict: pipeline.Ran, Result: res}
-	case e.Status == n8napi.StatusCrashed:
-		return pipeline.Reconciled{Verdict: pipeline.Crashed}
+	case rerr == nil:
+		return pipeline.Reconciled{Verdict: pipeline.Ran, Result: res}, nil
+	case invocation.CodeOf(rerr) == invocation.CodeUnresolved:
+		return pipeline.Reconciled{Verdict: pipeline.Unresolved, Reason: fmt.Sprintf("its execution %s is still %s", e.ID, e.Status)}, nil
 	}
-	fe := &n8napi.ExecutionFailedError{Workflow: req.Workflow, ExecutionID: e.ID.String(), Status: e.Status, Attempts: c.Attempts}
-	if e.Data != nil && e.Data.ResultData.Error != nil {
-		fe.Message, fe.Node = e.Data.ResultData.Error.Message, e.Data.ResultData.Error.NodeName()
-	}
-	return pipeline.Reconciled{Verdict: pipeline.RanAndFailed, Err: fe}
+	return pipeline.Reconciled{Verdict: pipeline.RanAndFailed, Err: rerr}, nil
 }
 
 // apiDown reports whether an API error may pass (n8n restarting): a

@@ -47,17 +47,21 @@ const (
 	DefaultHalfOpenProbes   = policy.DefaultHalfOpenProbes
 	DefaultMaxPause         = policy.DefaultMaxPause
 	DefaultReconcileTimeout = n8napi.DefaultReconcileTimeout
-	DefaultHookTimeout      = 5 * time.Second
-	DefaultStoreBackend     = dlq.BackendSQLite
-	DefaultStoreLease       = 30 * time.Second
-	DefaultStoreHeldWait    = 2 * time.Minute // the least default; see Store.HeldWait
-	DefaultDLQRetention     = 7 * 24 * time.Hour
-	DefaultMCPRateRequests  = mcpinvoker.DefaultRateRequests
-	DefaultMCPRatePer       = mcpinvoker.DefaultRatePer
-	DefaultMCPMaxRetryAfter = mcpinvoker.DefaultMaxRetryAfter
-	DefaultTLSMinVersion    = "1.2"
-	DefaultNotifyFormat     = "slack"
-	DefaultStoreSync        = "full"
+	// DefaultRetentionMaxAge and DefaultRetentionMaxCount are n8n's own
+	// execution pruning defaults.
+	DefaultRetentionMaxAge   = n8napi.DefaultRetentionMaxAge
+	DefaultRetentionMaxCount = n8napi.DefaultRetentionMaxCount
+	DefaultHookTimeout       = 5 * time.Second
+	DefaultStoreBackend      = dlq.BackendSQLite
+	DefaultStoreLease        = 30 * time.Second
+	DefaultStoreHeldWait     = 2 * time.Minute // the least default; see Store.HeldWait
+	DefaultDLQRetention      = 7 * 24 * time.Hour
+	DefaultMCPRateRequests   = mcpinvoker.DefaultRateRequests
+	DefaultMCPRatePer        = mcpinvoker.DefaultRatePer
+	DefaultMCPMaxRetryAfter  = mcpinvoker.DefaultMaxRetryAfter
+	DefaultTLSMinVersion     = "1.2"
+	DefaultNotifyFormat      = "slack"
+	DefaultStoreSync         = "full"
 )
 
 // Response modes of an n8n webhook node.
@@ -65,6 +69,15 @@ const (
 	ResponseModeOnReceived   = invocation.ResponseModeOnReceived
 	ResponseModeLastNode     = invocation.ResponseModeLastNode
 	ResponseModeResponseNode = invocation.ResponseModeResponseNode
+)
+
+// Response data options of a lastNode webhook (see
+// invocation.ResponseDataFirstEntry).
+const (
+	ResponseDataFirstEntry  = invocation.ResponseDataFirstEntry
+	ResponseDataAllEntries  = invocation.ResponseDataAllEntries
+	ResponseDataNoData      = invocation.ResponseDataNoData
+	ResponseDataFirstBinary = invocation.ResponseDataFirstBinary
 )
 
 // Auth types of a workflow's webhook (see invocation.Auth).
@@ -133,6 +146,21 @@ type N8N struct {
 	APIKeyFile string `yaml:"api_key_file"`
 	// TLS configures the connection to n8n.
 	TLS TLS `yaml:"tls"`
+	// ExecutionRetention is how long the n8n instance keeps executions
+	// (its EXECUTIONS_DATA_MAX_AGE and EXECUTIONS_DATA_PRUNE_MAX_COUNT;
+	// its API does not tell). A reconcile that finds no execution of a
+	// key whose first attempt is older, or with more executions since
+	// than n8n keeps, refuses to re-send it (an unresolved error) instead
+	// of guessing that it never ran. Set it to what the instance uses.
+	ExecutionRetention ExecutionRetention `yaml:"execution_retention"`
+}
+
+// ExecutionRetention is n8n's pruning of executions.
+type ExecutionRetention struct {
+	// MaxAge is how long n8n keeps an execution.
+	MaxAge Duration `yaml:"max_age"`
+	// MaxCount is how many executions n8n keeps (across the instance).
+	MaxCount int `yaml:"max_count"`
 }
 
 // TLS configures TLS to n8n. Verification is always on unless
@@ -482,6 +510,11 @@ type Workflow struct {
 	// ResponseMode is the webhook node's response mode: onReceived,
 	// lastNode or responseNode, as set in the node.
 	ResponseMode string `yaml:"response_mode"`
+	// ResponseData is the webhook node's "Response Data" in lastNode mode:
+	// firstEntryJson (empty means it), allEntries, noData or
+	// firstEntryBinary, as set in the node. A reconciled result rebuilds
+	// the answer from it.
+	ResponseData string `yaml:"response_data"`
 	// Timeout overrides N8N.Timeout for this workflow when not zero.
 	Timeout Duration `yaml:"timeout"`
 	// Auth is the webhook's authentication.
@@ -593,7 +626,8 @@ func (e *Error) Error() string {
 // per workflow.
 func Default() *Config {
 	return &Config{
-		N8N: N8N{Timeout: Duration(DefaultTimeout), TLS: TLS{MinVersion: DefaultTLSMinVersion}},
+		N8N: N8N{Timeout: Duration(DefaultTimeout), TLS: TLS{MinVersion: DefaultTLSMinVersion},
+			ExecutionRetention: ExecutionRetention{MaxAge: Duration(DefaultRetentionMaxAge), MaxCount: DefaultRetentionMaxCount}},
 		Invokers: Invokers{
 			HTTP: HTTP{
 				MaxRetries:       DefaultMaxRetries,

@@ -76,6 +76,10 @@ func (c *Config) applyDefaults() {
 	}
 	n := &c.N8N
 	setDuration(&n.Timeout, def.N8N.Timeout)
+	setDuration(&n.ExecutionRetention.MaxAge, def.N8N.ExecutionRetention.MaxAge)
+	if n.ExecutionRetention.MaxCount == 0 {
+		n.ExecutionRetention.MaxCount = def.N8N.ExecutionRetention.MaxCount
+	}
 	setString(&n.TLS.MinVersion, def.N8N.TLS.MinVersion)
 	rel(&n.TLS.CAFile)
 	rel(&n.TLS.CertFile)
@@ -191,6 +195,8 @@ func (n *N8N) validate(v *validator) {
 	if n.Timeout < 0 {
 		v.errorf("n8n.timeout", "must be positive, got %s", n.Timeout.D())
 	}
+	v.notNegativeDuration("n8n.execution_retention.max_age", n.ExecutionRetention.MaxAge)
+	v.notNegative("n8n.execution_retention.max_count", n.ExecutionRetention.MaxCount)
 	t := &n.TLS
 	if t.MinVersion != "1.2" && t.MinVersion != "1.3" {
 		v.errorf("n8n.tls.min_version", "must be 1.2 or 1.3, got %q", t.MinVersion)
@@ -343,6 +349,11 @@ func (w *Workflow) validate(v *validator, name string) {
 	case ResponseModeOnReceived, ResponseModeLastNode, ResponseModeResponseNode:
 	default:
 		v.errorf(f+".response_mode", "must be onReceived, lastNode or responseNode, got %q", w.ResponseMode)
+	}
+	switch w.ResponseData {
+	case "", ResponseDataFirstEntry, ResponseDataAllEntries, ResponseDataNoData, ResponseDataFirstBinary:
+	default:
+		v.errorf(f+".response_data", "must be firstEntryJson, allEntries, noData or firstEntryBinary, got %q", w.ResponseData)
 	}
 	if w.Timeout < 0 {
 		v.errorf(f+".timeout", "must be positive, got %s", w.Timeout.D())

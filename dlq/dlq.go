@@ -18,11 +18,13 @@ type ErrorInfo struct {
 
 // Entry is one dead-lettered invocation.
 type Entry struct {
-	ID             int64           `json:"id"`
-	Workflow       string          `json:"workflow"`
-	Params         json.RawMessage `json:"params,omitempty"`
-	IdempotencyKey string          `json:"idempotency_key"`
-	RequestID      string          `json:"request_id,omitempty"`
+	ID       int64           `json:"id"`
+	Workflow string          `json:"workflow"`
+	Params   json.RawMessage `json:"params,omitempty"`
+	// PathParams are the values of the webhook path's :name segments.
+	PathParams     map[string]string `json:"path_params,omitempty"`
+	IdempotencyKey string            `json:"idempotency_key"`
+	RequestID      string            `json:"request_id,omitempty"`
 	// Attempts counts every attempt made, replays included.
 	Attempts int `json:"attempts"`
 	// Reason says why it is here: exhausted, circuit-open, interrupted, ...
@@ -90,7 +92,10 @@ type Inflight struct {
 	IdempotencyKey string
 	Workflow       string
 	Params         json.RawMessage
-	RequestID      string
+	// PathParams are the values of the webhook path's :name segments:
+	// a rescue sends them again.
+	PathParams map[string]string
+	RequestID  string
 	// StartedAt is when it was first written ahead (set by the store;
 	// kept when the key changes hands): its attempts started after it.
 	StartedAt time.Time
@@ -236,4 +241,26 @@ func ReasonOf(c invocation.Code) string {
 		return r
 	}
 	return ReasonExhausted
+}
+
+// EncodePathParams is how a store keeps path parameters: a JSON object,
+// nil for none.
+func EncodePathParams(p map[string]string) []byte {
+	if len(p) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(p)
+	return b
+}
+
+// DecodePathParams reads what EncodePathParams wrote.
+func DecodePathParams(b []byte) (map[string]string, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var p map[string]string
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("dlq: path parameters: %w", err)
+	}
+	return p, nil
 }

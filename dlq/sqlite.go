@@ -86,6 +86,10 @@ var migrations = []string{
 	);
 	CREATE INDEX submissions_due ON submissions(status, created_at);
 	CREATE INDEX submissions_created ON submissions(created_at)`,
+	// 5: path parameters of invocations in flight and of dead letters,
+	// so that a rescue and a replay of a :name webhook can send them.
+	`ALTER TABLE inflight ADD COLUMN path_params BLOB;
+	ALTER TABLE dead_letters ADD COLUMN path_params BLOB`,
 }
 
 // Options configure a SQLite store.
@@ -243,11 +247,11 @@ func insertEntry(ctx context.Context, tx *sql.Tx, e *Entry) (int64, error) {
 	e.UpdatedAt = now
 	res, err := tx.ExecContext(ctx, `INSERT INTO dead_letters
 		(workflow, params, idempotency_key, request_id, attempts, reason, first_class, first_message,
-		 last_class, last_message, execution_id, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		 last_class, last_message, execution_id, created_at, updated_at, path_params)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.Workflow, []byte(e.Params), e.IdempotencyKey, e.RequestID, e.Attempts, e.Reason,
 		e.FirstError.Class, e.FirstError.Message, e.LastError.Class, e.LastError.Message, e.ExecutionID,
-		e.CreatedAt.UnixNano(), e.UpdatedAt.UnixNano())
+		e.CreatedAt.UnixNano(), e.UpdatedAt.UnixNano(), EncodePathParams(e.PathParams))
 	if err != nil {
 		return 0, err
 	}
@@ -256,7 +260,7 @@ func insertEntry(ctx context.Context, tx *sql.Tx, e *Entry) (int64, error) {
 }
 
 const entryColumns = `id, workflow, params, idempotency_key, request_id, attempts, reason, first_class, first_message,
-	last_class, last_message, execution_id, created_at, updated_at, replays, replayed_at`
+	last_class, last_message, execution_id, created_at, updated_at, replays, replayed_at, path_params`
 
 func scanEntry(row interface{ Scan(...any) error }) (*Entry, error) {
 	var (
@@ -266,9 +270,14 @@ func scanEntry(row interface{ Scan(...any) error }) (*Entry, error) {
 		fc, fm, lc, lm   sql.NullString
 		created, updated int64
 		replayedAt       sql.NullInt64
+		pathParams       []byte
 	)
 	if err := row.Scan(&e.ID, &e.Workflow, &params, &e.IdempotencyKey, &reqID, &e.Attempts, &e.Reason,
-		&fc, &fm, &lc, &lm, &execID, &created, &updated, &e.Replays, &replayedAt); err != nil {
+		&fc, &fm, &lc, &lm, &execID, &created, &updated, &e.Replays, &replayedAt, &pathParams); err != nil {
+		return nil, err
+	}
+	var err error
+	if e.PathParams, err = DecodePathParams(pathParams); err != nil {
 		return nil, err
 	}
 	if len(params) > 0 {
@@ -434,11 +443,12 @@ func (s *SQLite) Begin(ctx context.Context, in *Inflight, owner string, ttl time
 			return err
 		}
 		l = Lease{Key: in.IdempotencyKey, Owner: owner, Token: token, Until: now.Add(ttl)}
-		_, err = tx.ExecContext(ctx, `INSERT INTO inflight (idempotency_key, workflow, params, request_id, started_at, owner, token, lease_until)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		_, err = tx.ExecContext(ctx, `INSERT INTO inflight (idempotency_key, workflow, params, request_id, started_at, owner, token, lease_until, path_params)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(idempotency_key) DO UPDATE SET workflow = excluded.workflow, params = excluded.params,
-				request_id = excluded.request_id, owner = excluded.owner, token = excluded.token, lease_until = excluded.lease_until`,
-			in.IdempotencyKey, in.Workflow, []byte(in.Params), in.RequestID, now.UnixNano(), owner, token, l.Until.UnixNano())
+				request_id = excluded.request_id, owner = excluded.owner, token = excluded.token, lease_until = excluded.lease_until,
+				path_params = excluded.path_params`,
+			in.IdempotencyKey, in.Workflow, []byte(in.Params), in.RequestID, now.UnixNano(), owner, token, l.Until.UnixNano(), EncodePathParams(in.PathParams))
 		return err
 	})
 	return l, taken, err
@@ -537,7 +547,7 @@ func (s *SQLite) End(ctx context.Context, l Lease, e *Entry) (int64, error) {
 
 // Inflight lists invocations in flight (Journal.Inflight).
 func (s *SQLite) Inflight(ctx context.Context, f InflightFilter) ([]*Inflight, error) {
-	q := "SELECT idempotency_key, workflow, params, request_id, started_at, owner, token, lease_until FROM inflight WHERE 1=1"
+	q := "SELECT idempotency_key, workflow, params, request_id, started_at, owner, token, lease_until, path_params FROM inflight WHERE 1=1"
 	var args []any
 	if f.Key != "" {
 		q += " AND idempotency_key = ?"
@@ -559,10 +569,13 @@ func (s *SQLite) Inflight(ctx context.Context, f InflightFilter) ([]*Inflight, e
 	var out []*Inflight
 	for rows.Next() {
 		var in Inflight
-		var params []byte
+		var params, pathParams []byte
 		var reqID sql.NullString
 		var started, until int64
-		if err := rows.Scan(&in.IdempotencyKey, &in.Workflow, &params, &reqID, &started, &in.Lease.Owner, &in.Lease.Token, &until); err != nil {
+		if err := rows.Scan(&in.IdempotencyKey, &in.Workflow, &params, &reqID, &started, &in.Lease.Owner, &in.Lease.Token, &until, &pathParams); err != nil {
+			return nil, err
+		}
+		if in.PathParams, err = DecodePathParams(pathParams); err != nil {
 			return nil, err
 		}
 		in.Params, in.RequestID = params, reqID.String

@@ -55,7 +55,7 @@ func TestMigrationKeepsOldInflight(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "dlq.db")
 	s := open(t, path)
-	if _, err := s.db.Exec("DROP TABLE lease_tokens; DROP INDEX inflight_lease_until; ALTER TABLE inflight DROP COLUMN owner; ALTER TABLE inflight DROP COLUMN token; ALTER TABLE inflight DROP COLUMN lease_until; DROP TABLE submissions; PRAGMA user_version = 2"); err != nil {
+	if _, err := s.db.Exec("DROP TABLE lease_tokens; DROP INDEX inflight_lease_until; ALTER TABLE inflight DROP COLUMN owner; ALTER TABLE inflight DROP COLUMN token; ALTER TABLE inflight DROP COLUMN lease_until; DROP TABLE submissions; ALTER TABLE inflight DROP COLUMN path_params; ALTER TABLE dead_letters DROP COLUMN path_params; PRAGMA user_version = 2"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.db.Exec("INSERT INTO inflight (idempotency_key, workflow, started_at) VALUES ('old', 'w', 1)"); err != nil {

@@ -500,14 +500,14 @@ func (t *Transport) httpError(c *call, resp *http.Response) *invocation.HTTPErro
 	msg := invocation.MessageOf(b)
 	e := &invocation.HTTPError{
 		Workflow: c.workflow, Method: c.method, URL: c.url, StatusCode: resp.StatusCode,
-		Message: msg, Body: b, Header: resp.Header, Attempts: c.attempt,
+		Message: msg, Body: b, Header: resp.Header, Attempts: c.attempt, ResponseMode: c.target.ResponseMode,
 	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		e.RetryAfter, e.HasRetryAfter = policy.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	e.WorkflowFailed = resp.StatusCode == http.StatusInternalServerError && msg == policy.MessageWorkflowError
 	e.NotRegistered = resp.StatusCode == http.StatusNotFound && strings.Contains(msg, "not registered")
-	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 && e.ResponseMode != invocation.ResponseModeResponseNode {
 		e.Message = "redirect to " + redactURL(resp.Header.Get("Location")) + " not followed; configure n8n.base_url to the final address"
 	}
 	return e

@@ -126,6 +126,11 @@ type HTTPError struct {
 	// HasRetryAfter says whether it had a valid one.
 	RetryAfter    time.Duration
 	HasRetryAfter bool
+	// ResponseMode is the target's webhook response mode (ResponseMode...)
+	// as the transport knew it, empty when it did not. A workflow that
+	// answers through a Respond to Webhook node chooses its own status, so
+	// an answer that is not n8n's own is the workflow's (AnswerCode).
+	ResponseMode string
 }
 
 // Error returns the message.
@@ -142,16 +147,12 @@ func (e *HTTPError) Error() string {
 // Class returns the classification of the answer.
 func (e *HTTPError) Class() Class { return e.ErrClass }
 
-// Outcome returns Ambiguous for 502, 504 and 524 (a proxy's answer: it
-// may have forwarded the request, and a 502 after forwarding looks like
-// one before), Answered for every other status: n8n itself answered.
-func (e *HTTPError) Outcome() Outcome {
-	switch e.StatusCode {
-	case 502, 504, 524:
-		return Ambiguous
-	}
-	return Answered
-}
+// Outcome returns the outcome of the answer's code (ErrorCode): Ambiguous
+// for an answer that may come after the workflow ran and does not say
+// what became of it (a proxy's 502, 504, 524 or "reset before headers"
+// 503; a 500 n8n did not explain, a 501, a 520 of a workflow that does not
+// answer through a Respond node), Answered otherwise.
+func (e *HTTPError) Outcome() Outcome { return e.ErrorCode().Outcome() }
 
 // Is matches ErrPermanent, ErrWorkflowFailed, ErrNotRegistered and
 // ErrRateLimited.
@@ -304,39 +305,23 @@ func MessageOf(b []byte) string {
 	return s
 }
 
-// ErrorCode returns the code of the answer: CodeWorkflowFailed for
-// n8n's "Error in workflow", CodeRejected for a webhook that is not
-// registered or any other 4xx, CodeUnavailable for a 503 or n8n's
-// "starting up", CodeRateLimited for a 429, CodeLost for a proxy's 502,
-// 504 or 524 (the request may have been forwarded), CodeUnknown for any
-// other status. A class the classifiers gave against the status (a 404
-// during n8n's startup grace is transient) decides between CodeRejected,
-// CodeUnavailable and CodeUnknown.
+// ErrorCode returns the code of the answer: AnswerCode, the code its
+// evidence gives (n8n's own answers by their bodies, a Respond node's
+// answer as the workflow's, anything unexplained as CodeUnknown: it may
+// have run), adjusted by a class the classifiers gave against it where
+// that cannot hide a run: a transient CodeRejected (a 404 during n8n's
+// startup grace, a 408) is CodeUnavailable, and a permanent CodeUnknown is
+// CodeRejected (not re-sent either way). A transient class never turns an
+// answer that may have run into one that says "not run".
 func (e *HTTPError) ErrorCode() Code {
-	c := e.statusCode()
+	c := e.AnswerCode()
 	switch {
-	case e.ErrClass == Transient && (c == CodeRejected || c == CodeUnknown):
+	case e.ErrClass == Transient && c == CodeRejected:
 		return CodeUnavailable
 	case e.ErrClass == Permanent && c == CodeUnknown:
 		return CodeRejected
 	}
 	return c
-}
-
-func (e *HTTPError) statusCode() Code {
-	switch {
-	case e.WorkflowFailed:
-		return CodeWorkflowFailed
-	case e.Starting || e.StatusCode == http.StatusServiceUnavailable:
-		return CodeUnavailable
-	case e.StatusCode == http.StatusTooManyRequests:
-		return CodeRateLimited
-	case e.StatusCode == 502 || e.StatusCode == 504 || e.StatusCode == 524:
-		return CodeLost
-	case e.NotRegistered || (e.StatusCode >= 400 && e.StatusCode < 500):
-		return CodeRejected
-	}
-	return CodeUnknown
 }
 
 // ErrorCode returns CodeLost for a request that was sent (it may have

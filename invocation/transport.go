@@ -86,6 +86,9 @@ type Target struct {
 	Method string
 	// ResponseMode is the webhook node's response mode (ResponseMode...).
 	ResponseMode string
+	// ResponseData is the webhook node's "Response Data" option in
+	// lastNode mode (ResponseData...); empty means ResponseDataFirstEntry.
+	ResponseData string
 	// TriggerNode names the trigger node, for transports that start a
 	// workflow by id.
 	TriggerNode string
@@ -104,6 +107,19 @@ const (
 	ResponseModeOnReceived   = "onReceived"
 	ResponseModeLastNode     = "lastNode"
 	ResponseModeResponseNode = "responseNode"
+)
+
+// Response data options of an n8n webhook node in lastNode mode.
+const (
+	// ResponseDataFirstEntry answers the last node's first item's JSON.
+	ResponseDataFirstEntry = "firstEntryJson"
+	// ResponseDataAllEntries answers every item of the last node, as an
+	// array (what a packed workflow uses).
+	ResponseDataAllEntries = "allEntries"
+	// ResponseDataNoData answers an empty body.
+	ResponseDataNoData = "noData"
+	// ResponseDataFirstBinary answers the first item's binary data.
+	ResponseDataFirstBinary = "firstEntryBinary"
 )
 
 // Auth types of a workflow's webhook.

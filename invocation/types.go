@@ -41,7 +41,9 @@ type Result struct {
 	// (header X-N8N-Execution-Id or an "executionId" field in the output),
 	// empty otherwise.
 	ExecutionID string `json:"execution_id,omitempty"`
-	// StatusCode is the HTTP status of the final attempt.
+	// StatusCode is the HTTP status of the final attempt; 0 when the
+	// result was Reconciled (no answer was received: it was found in
+	// n8n's executions).
 	StatusCode int `json:"status"`
 	// ContentType is the media type of the response, without parameters.
 	ContentType string `json:"content_type,omitempty"`
@@ -57,9 +59,9 @@ type Result struct {
 	Completed bool `json:"completed"`
 	// WorkflowID is n8n's id of the workflow, when known.
 	WorkflowID string `json:"workflow_id,omitempty"`
-	// LastNodeOutput is, with Wait, every item the last node of the
-	// execution output (a JSON array), next to Output, which stays the
-	// webhook's own answer.
+	// LastNodeOutput is, with Wait or when Reconciled, every item the
+	// last node of the execution output (a JSON array), next to Output,
+	// which stays the webhook's own answer.
 	LastNodeOutput json.RawMessage `json:"last_node_output,omitempty"`
 	// Status is n8n's execution status when the execution was tracked
 	// through the API (success, waiting, ...), empty otherwise.
@@ -77,9 +79,19 @@ type Result struct {
 	Degraded bool `json:"degraded,omitempty"`
 	// Reconciled is true when an attempt's answer was lost and the result
 	// was found in n8n's executions instead (by the idempotency key): the
-	// workflow ran once and was not sent again. Output is then the last
-	// node's items.
+	// workflow ran once and was not sent again. StatusCode is then 0,
+	// Header empty, and Output what the webhook would have answered,
+	// rebuilt for its response mode: lastNode, the last node's first
+	// item's JSON (its items as an array with responseData allEntries);
+	// onReceived, n8n's {"message":"Workflow was started"}; a Respond to
+	// Webhook node's answer cannot be rebuilt: null, with
+	// NotReconstructed. Attempts and Duration are the call's.
 	Reconciled bool `json:"reconciled,omitempty"`
+	// NotReconstructed is true when a Reconciled result's Output could
+	// not be rebuilt (the workflow answers through a Respond to Webhook
+	// node, or with binary data): Output is null, LastNodeOutput holds
+	// the execution's last items.
+	NotReconstructed bool `json:"not_reconstructed,omitempty"`
 	// Attempts is the number of attempts made, at least 1.
 	Attempts int `json:"attempts"`
 	// Duration is the wall time of the invocation, retries included.

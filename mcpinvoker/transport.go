@@ -521,10 +521,13 @@ func (t *Transport) httpError(workflow string, resp *http.Response, b []byte) er
 			}
 			t.mu.Unlock()
 		}
-	case resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout:
-		e.ErrClass = invocation.Unknown
-	case resp.StatusCode >= 500:
+	case resp.StatusCode == http.StatusServiceUnavailable && e.AnswerCode() == invocation.CodeUnavailable:
 		e.ErrClass = invocation.Transient
+	case resp.StatusCode >= 500:
+		// Any other 5xx may come after the workflow ran (a 500 of the
+		// server, a proxy's 502, 504 or 520): its outcome is ambiguous,
+		// reconciled before any re-send (invocation.HTTPError.AnswerCode).
+		e.ErrClass = invocation.Unknown
 	}
 	return e
 }

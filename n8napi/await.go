@@ -3,6 +3,7 @@ package n8napi
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
@@ -130,34 +131,75 @@ func (c *Client) Correlate(ctx context.Context, workflowID, header, value string
 	}
 }
 
-// headerOf returns a request header recorded by the execution's webhook
-// node: the first item of any node whose JSON has a "headers" object.
 // RequestHeader returns the header (lower case, as n8n records it) of the
-// request that started e: in the trigger node's output item, or in its
-// pinned item for a run started through MCP. "" when e has no data or
-// no such header.
+// request that started e: in the trigger's first item (TriggerItem), ""
+// when e has no data or no such header. No other node's "headers"
+// counts: a node that calls another service with the same header is not
+// the request.
 func (e *Execution) RequestHeader(header string) string { return headerOf(e, header) }
 
 func headerOf(e *Execution, header string) string {
-	if e.Data == nil {
+	it, ok := e.TriggerItem("")
+	if !ok {
 		return ""
 	}
-	for _, runs := range e.Data.ResultData.RunData {
-		if len(runs) == 0 || runs[0].Data == nil || len(runs[0].Data.Main) == 0 || len(runs[0].Data.Main[0]) == 0 {
-			continue
-		}
-		if v := itemHeader(runs[0].Data.Main[0][0], header); v != "" {
-			return v
-		}
+	return itemHeader(it, header)
+}
+
+// TriggerItem returns the first item of the node that started e, with
+// its data: trigger names the node when not empty; otherwise it is the
+// workflow's Webhook node (from the execution's workflowData), else the
+// node whose type is a trigger's, else, without workflowData, the node
+// that ran first. A run started through MCP keeps the trigger's item as
+// pinned data, which wins over its output.
+func (e *Execution) TriggerItem(trigger string) (Item, bool) {
+	if e == nil || e.Data == nil {
+		return Item{}, false
 	}
-	for _, items := range e.Data.ResultData.PinData {
-		if len(items) > 0 {
-			if v := itemHeader(items[0], header); v != "" {
-				return v
+	rd := &e.Data.ResultData
+	if trigger == "" {
+		trigger = e.triggerName()
+	}
+	if trigger == "" {
+		return Item{}, false
+	}
+	if items := rd.PinData[trigger]; len(items) > 0 {
+		return items[0], true
+	}
+	runs := rd.RunData[trigger]
+	if len(runs) == 0 || runs[0].Data == nil || len(runs[0].Data.Main) == 0 || len(runs[0].Data.Main[0]) == 0 {
+		return Item{}, false
+	}
+	return runs[0].Data.Main[0][0], true
+}
+
+func (e *Execution) triggerName() string {
+	rd := &e.Data.ResultData
+	has := func(name string) bool { return len(rd.RunData[name]) > 0 || len(rd.PinData[name]) > 0 }
+	if e.WorkflowData != nil {
+		for _, n := range e.WorkflowData.Nodes {
+			if n.Type == WebhookNodeType && has(n.Name) {
+				return n.Name
 			}
 		}
+		for _, n := range e.WorkflowData.Nodes {
+			if strings.HasSuffix(strings.ToLower(n.Type), "trigger") && has(n.Name) {
+				return n.Name
+			}
+		}
+		return ""
 	}
-	return ""
+	// Without the workflow: the node that started first.
+	name, first := "", int64(0)
+	for n, runs := range rd.RunData {
+		if len(runs) == 0 {
+			continue
+		}
+		if st := runs[0].StartTime; name == "" || st < first || (st == first && n < name) {
+			name, first = n, st
+		}
+	}
+	return name
 }
 
 func itemHeader(it Item, header string) string {

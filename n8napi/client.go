@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
@@ -35,6 +36,8 @@ type Client struct {
 	retry   RetryPolicy
 	paused  pause
 	spec    specCache
+	// noStartedAfter is set once n8n refused the startedAfter filter (1.x).
+	noStartedAfter atomic.Bool
 
 	Workflows   *WorkflowsService
 	Executions  *ExecutionsService
@@ -259,6 +262,7 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 	defer resp.Body.Close()
 	r := &Response{Response: resp, RateLimit: parseRateLimit(resp.Header, time.Now())}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	countBytes(req.Context(), len(b))
 	if err != nil {
 		return r, fmt.Errorf("n8n API: %s %s: reading body: %w", req.Method, req.URL.Path, err)
 	}

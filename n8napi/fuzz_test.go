@@ -3,6 +3,8 @@ package n8napi
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/n8n-invoker/n8n-invoker/invocation"
 )
 
 // FuzzExecution: the tolerant models decode any JSON without a panic, and
@@ -19,6 +21,11 @@ func FuzzExecution(f *testing.F) {
 		_ = e.Terminal()
 		_ = e.Data.LastOutput()
 		_ = headerOf(&e, "x-request-id")
+		_, _ = e.TriggerItem("")
+		_, _ = e.TriggerItem("Webhook")
+		for _, mode := range []string{"lastNode", "onReceived", "responseNode"} {
+			_, _ = ResultOf(&e, &ResultInput{Request: &invocation.Request{}, Target: &invocation.Target{ResponseMode: mode, ResponseData: "allEntries"}})
+		}
 		if e.Data != nil {
 			_ = e.Data.ResultData.Error.NodeName()
 		}

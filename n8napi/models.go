@@ -99,6 +99,9 @@ type Execution struct {
 	WorkflowID     ID             `json:"workflowId"`
 	WaitTill       *time.Time     `json:"waitTill,omitempty"`
 	Data           *ExecutionData `json:"data,omitempty"`
+	// WorkflowData is the workflow as it ran (with includeData): it tells
+	// which node is the trigger.
+	WorkflowData *Workflow `json:"workflowData,omitempty"`
 }
 
 // Execution statuses.
@@ -189,12 +192,13 @@ func (d *ExecutionData) FirstItem(node string) map[string]any {
 	return runs[0].Data.Main[0][0].JSON
 }
 
-// LastOutput returns the first output item of the last node executed.
+// LastOutput returns the first output item of the last node executed
+// (of its last run, as LastItems), or nil.
 func (d *ExecutionData) LastOutput() map[string]any {
-	if d == nil {
-		return nil
+	if items := d.LastItems(); len(items) > 0 {
+		return items[0]
 	}
-	return d.FirstItem(d.ResultData.LastNodeExecuted)
+	return nil
 }
 
 // LastItems returns the JSON of every output item of the last node

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 )
 
 // WorkflowsService handles /workflows.
@@ -113,6 +114,10 @@ type ExecutionListOptions struct {
 	IncludeData bool
 	Limit       int // up to 250
 	Cursor      string
+	// StartedAfter and StartedBefore, when not zero, filter by start time
+	// on n8n's clock. n8n 2.x accepts them; 1.x answers 400.
+	StartedAfter  time.Time
+	StartedBefore time.Time
 }
 
 func (o *ExecutionListOptions) values() url.Values {
@@ -130,6 +135,12 @@ func (o *ExecutionListOptions) values() url.Values {
 		q.Set("limit", strconv.Itoa(o.Limit))
 	}
 	setNonZero(q, "cursor", o.Cursor)
+	if !o.StartedAfter.IsZero() {
+		q.Set("startedAfter", o.StartedAfter.UTC().Format(time.RFC3339Nano))
+	}
+	if !o.StartedBefore.IsZero() {
+		q.Set("startedBefore", o.StartedBefore.UTC().Format(time.RFC3339Nano))
+	}
 	return q
 }
 

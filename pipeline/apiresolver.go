@@ -202,6 +202,7 @@ func (r *APIResolver) endpoint(workflow string, w *n8napi.Workflow) (*invocation
 		WebhookID:    n.WebhookID,
 		Method:       strings.ToUpper(str("httpMethod", "GET")),
 		ResponseMode: str("responseMode", invocation.ResponseModeOnReceived),
+		ResponseData: str("responseData", ""),
 		Auth:         invocation.Auth{Type: invocation.AuthNone},
 	}
 	switch auth := str("authentication", "none"); auth {

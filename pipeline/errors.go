@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -28,8 +29,13 @@ func retryAfterTooLong(wf string, wait time.Duration, attempts int, err error) *
 // when nothing can tell whether n8n ran it (no API key) and
 // retry_ambiguous is off: re-sending could run the workflow twice.
 func ambiguous(wf string, attempts int, last error) *invocation.Error {
+	what := "the answer of attempt %d was lost after it was sent"
+	var he *invocation.HTTPError
+	if errors.As(last, &he) && he.AnswerCode() == invocation.CodeUnknown {
+		what = "attempt %d was answered with a status that may come after the workflow ran"
+	}
 	return &invocation.Error{Code: invocation.CodeAmbiguous, Workflow: wf, Attempts: attempts, Err: last,
-		Message: fmt.Sprintf("the answer of attempt %d was lost after it was sent, and without n8n.api_key it cannot be reconciled (not re-sent; retry_ambiguous re-sends)", attempts)}
+		Message: fmt.Sprintf(what+", and without n8n.api_key it cannot be reconciled (not re-sent; retry_ambiguous re-sends)", attempts)}
 }
 
 // unresolved ends a call whose lost answer reconciliation could not

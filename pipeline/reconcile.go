@@ -32,9 +32,11 @@ type Reconciled struct {
 	Reason string
 }
 
-// Reconciler tells whether an ambiguous attempt of c, sent at since, ran
-// in n8n (by its Idempotency-Key). The manager's reconciles through n8n's
-// executions API when an API key is configured.
+// Reconciler tells whether an ambiguous attempt of c ran in n8n (by its
+// Idempotency-Key): since is when the call's first ambiguous attempt was
+// sent (c.FirstAmbiguous), so that every reconcile of a call looks at
+// every attempt that may have run. The manager's reconciles through
+// n8n's executions API when an API key is configured.
 type Reconciler interface {
 	Reconcile(ctx context.Context, c *Call, since time.Time) Reconciled
 }

@@ -124,7 +124,10 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 			// Sent, answer lost: find out before sending it again.
 			switch {
 			case r.Reconciler != nil:
-				rc := r.Reconciler.Reconcile(ctx, c, sentAt)
+				if c.FirstAmbiguous.IsZero() {
+					c.FirstAmbiguous = sentAt
+				}
+				rc := r.Reconciler.Reconcile(ctx, c, c.FirstAmbiguous)
 				if ctx.Err() != nil {
 					return nil, canceled(ctx, c, err)
 				}

@@ -19,6 +19,11 @@ type Call struct {
 	Started time.Time
 	// Attempts counts the attempts the retry loop made so far.
 	Attempts int
+	// FirstAmbiguous is when the call's first attempt that may have
+	// reached n8n (sent, answer lost) was sent; zero until there is one.
+	// Every reconcile of the call looks back to it: a late execution of
+	// that attempt is still in the window of a later one's reconcile.
+	FirstAmbiguous time.Time
 
 	// Wait asks the await stage to follow the execution to its end.
 	Wait bool

@@ -89,6 +89,8 @@ var testEndpoints = StaticResolver{
 	"header": {Path: "h", Auth: invocation.Auth{Type: invocation.AuthHeader, Name: "X-Token", Value: secret.New("tok-secret")}},
 	"basic":  {Path: "b", Auth: invocation.Auth{Type: invocation.AuthBasic, Username: "u", Password: secret.New("pw-secret")}},
 	"async":  {Path: "a", ResponseMode: invocation.ResponseModeOnReceived},
+	// respond answers through a Respond to Webhook node.
+	"respond": {Path: "r", ResponseMode: invocation.ResponseModeResponseNode},
 }
 
 // webhook is a pipeline over the webhook transport, as the tests of the
@@ -293,7 +295,7 @@ func TestRetryTiming(t *testing.T) {
 			attempts: 1, errType: "retryafter",
 		},
 		{
-			name:     "unknown errors are retried once",
+			name:     "unknown answers are retried once under retry_ambiguous",
 			answers:  []answer{{status: 500, body: `{"message":"something else"}`}},
 			opts:     []Option{WithRetries(5, 1)},
 			attempts: 2, waits: []time.Duration{time.Second}, errType: "exhausted",
@@ -799,3 +801,82 @@ func TestAmbiguousAttempts(t *testing.T) {
 		})
 	}
 }
+
+// TestAnswerAfterARun: an answer that may come after the workflow ran is
+// never re-sent blindly, whatever the retries allow. A Respond node's 500
+// is the workflow's answer (sent once, code workflow-answered, its status
+// and body); a lastNode 500 that n8n did not explain is reconciled with a
+// reconciler, and without one ends ambiguous after one send.
+func TestAnswerAfterARun(t *testing.T) {
+	t.Parallel()
+	ok := answer{status: 200, body: `{"ok":true}`}
+	five := answer{status: 500, body: `{"error":"refused by the workflow"}`, header: map[string]string{"Content-Type": "application/json"}}
+	ran := &invocation.Result{StatusCode: 200, Output: []byte(`{"from":"n8n's execution"}`), Completed: true}
+	tests := []struct {
+		name      string
+		wf        string
+		answers   []answer
+		verdict   *Verdict // nil: no reconciler
+		requests  int
+		reconcile int
+		check     func(res *invocation.Result, err error) bool
+	}{
+		{"respond node 500, no reconciler: sent once", "respond", []answer{five, ok}, nil, 1, 0, func(_ *invocation.Result, err error) bool {
+			var he *invocation.HTTPError
+			return invocation.CodeOf(err) == invocation.CodeWorkflowAnswered && errors.As(err, &he) && he.StatusCode == 500 &&
+				string(he.Body) == `{"error":"refused by the workflow"}` && errors.Is(err, invocation.ErrPermanent) && invocation.AttemptsOf(err) == 1
+		}},
+		{"respond node 500, with a reconciler: sent once, not reconciled", "respond", []answer{five, ok}, ptr(NotRun), 1, 0, func(_ *invocation.Result, err error) bool {
+			return invocation.CodeOf(err) == invocation.CodeWorkflowAnswered
+		}},
+		{"respond node 501: sent once", "respond", []answer{{status: 501}, ok}, nil, 1, 0, func(_ *invocation.Result, err error) bool {
+			return invocation.CodeOf(err) == invocation.CodeWorkflowAnswered
+		}},
+		{"lastNode 500 without a reconciler: ambiguous after one send", "wf", []answer{five, ok}, nil, 1, 0, func(_ *invocation.Result, err error) bool {
+			var he *invocation.HTTPError
+			return invocation.CodeOf(err) == invocation.CodeAmbiguous && errors.As(err, &he) && he.StatusCode == 500 && invocation.AttemptsOf(err) == 1
+		}},
+		{"lastNode 520 without a reconciler: ambiguous after one send", "wf", []answer{{status: 520}, ok}, nil, 1, 0, func(_ *invocation.Result, err error) bool {
+			return invocation.CodeOf(err) == invocation.CodeAmbiguous
+		}},
+		{"lastNode 500, it ran: reconciled, not sent again", "wf", []answer{five, ok}, ptr(Ran), 1, 1, func(res *invocation.Result, err error) bool {
+			return err == nil && string(res.Output) == `{"from":"n8n's execution"}`
+		}},
+		{"lastNode 500, not run: reconciled, then sent again", "wf", []answer{five, ok}, ptr(NotRun), 2, 1, func(res *invocation.Result, err error) bool {
+			return err == nil && res.Attempts == 2
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				s := &script{answers: tt.answers}
+				opts := []Option{WithRetries(6, 0.1)}
+				calls := 0
+				if tt.verdict != nil {
+					opts = append(opts, WithReconciler(ReconcilerFunc(func(context.Context, *Call, time.Time) Reconciled {
+						calls++
+						if *tt.verdict == Ran {
+							r := *ran
+							return Reconciled{Verdict: Ran, Result: &r}
+						}
+						return Reconciled{Verdict: *tt.verdict}
+					})))
+				}
+				inv := newScriptedDefault(t, s, opts...)
+				res, err := inv.Invoke(t.Context(), req(tt.wf))
+				if !tt.check(res, err) {
+					t.Errorf("res %+v err %v (code %s)", res, err, invocation.CodeOf(err))
+				}
+				if s.count() != tt.requests {
+					t.Errorf("%d requests, want %d", s.count(), tt.requests)
+				}
+				if calls != tt.reconcile {
+					t.Errorf("%d reconciliations, want %d", calls, tt.reconcile)
+				}
+			})
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

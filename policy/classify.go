@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"syscall"
 
 	"github.com/n8n-invoker/n8n-invoker/invocation"
@@ -47,13 +46,21 @@ func (ch Chain) Classify(err error) invocation.Class {
 const MessageWorkflowError = "Error in workflow"
 
 // N8N holds n8n-invoker's rules for n8n's answers. It always decides.
+// An answer's code (invocation.HTTPError.AnswerCode: who wrote it, by its
+// body and the target's response mode) decides first:
 //
-//   - Transient: connection failures, 408, 429, 502, 503, 504, 524.
+//   - Permanent: the workflow ran and failed (500 "Error in workflow") or
+//     answered for itself through a Respond to Webhook node (any answer
+//     that is not n8n's own or a proxy's): re-sending would run it again.
+//   - Transient: an answer that says nothing ran (a 429 or 503 that is not
+//     a Respond node's, n8n starting up, a starting n8n's HTML 404) and a
+//     proxy's answer that may come after forwarding (502, 504, 524, a
+//     "reset before headers" 503): the retry loop reconciles those before
+//     any re-send, by their outcome.
 //   - Permanent: 400, 401, 403, 404, 405, 409, 410, 413, 422, 3xx, a DNS
-//     name that does not exist, and 500 "Error in workflow" (it ran).
-//     A 404 HTML page is transient: a starting n8n serves its editor's
-//     404 until the webhooks are registered.
-//   - Unknown: everything else, and attempt timeouts (n8n may still be
+//     name that does not exist. Transient: 408.
+//   - Unknown: everything else (a 500 n8n did not explain, a 501, a 520),
+//     whose outcome is ambiguous, and attempt timeouts (n8n may still be
 //     running the workflow).
 //   - An error of another transport that reports its own class keeps it;
 //     any other network error is transient, anything else unknown.
@@ -74,28 +81,15 @@ var N8N ClassifierFunc = func(err error) (invocation.Class, bool) {
 		}
 		return invocation.Unknown, true
 	}
-	o := he
-	if o.Starting {
-		return invocation.Transient, true // a starting n8n ran nothing
-	}
-	switch o.StatusCode {
-	case 408, 429, 502, 503, 504, 524:
+	switch he.AnswerCode() {
+	case invocation.CodeWorkflowFailed, invocation.CodeWorkflowAnswered:
+		return invocation.Permanent, true
+	case invocation.CodeUnavailable, invocation.CodeRateLimited, invocation.CodeLost:
 		return invocation.Transient, true
-	case 404:
-		if isHTML(o) {
-			// n8n's editor answers before the webhooks are registered
-			// while n8n starts: it will be there in a moment.
+	case invocation.CodeRejected:
+		if he.StatusCode == 408 {
 			return invocation.Transient, true
 		}
-		return invocation.Permanent, true
-	case 400, 401, 403, 405, 409, 410, 413, 422:
-		return invocation.Permanent, true
-	case 500:
-		if o.Message == MessageWorkflowError {
-			return invocation.Permanent, true
-		}
-	}
-	if o.StatusCode >= 300 && o.StatusCode < 400 {
 		return invocation.Permanent, true
 	}
 	return invocation.Unknown, true
@@ -121,13 +115,4 @@ func classifyTransport(err error, timedOut bool) invocation.Class {
 	// Refused, reset, EOF: transient. When the request may already have
 	// gone out, the idempotency key makes a re-send recognisable.
 	return invocation.Transient
-}
-
-func isHTML(o *invocation.HTTPError) bool {
-	for _, ct := range o.Header["Content-Type"] {
-		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "text/html") {
-			return true
-		}
-	}
-	return strings.HasPrefix(o.Message, "<")
 }

@@ -66,7 +66,7 @@ echo "== n8n 1.123.81 (the 1.x line, Node.js 22), after 2.41.1 stops"
 t15=$(date +%s)
 N8N_VERSION=1.123.81 scripts/n8n start
 echo "== n8n 1.123.81 ready in $(( $(date +%s) - t15 )) s"
-line1='^(TestRealN8NRunByID|TestRealN8NRunByIDErrors|TestRealN8NWaitForSlowWorkflow|TestRealN8NWaitSurfacesError|TestRealN8NWaitKeepsTheAnswer|TestRealN8NCorrelationUnderConcurrency|TestRealN8NContractOfAPIClient|TestRealN8NLastNodeReturnsOutput|TestRealN8NGetWithQuery|TestRealN8NFailingWorkflowIsNotResent|TestRealN8NUnknownWebhookIsPermanentAndQuick|TestRealN8NAuth|TestRealN8NOnReceivedIsNotCompleted|TestRealN8NPathParams|TestRealN8NReplayReconciles|TestChaosFaultsAccounting)$'
+line1='^(TestRealN8NRunByID|TestRealN8NRunByIDErrors|TestRealN8NWaitForSlowWorkflow|TestRealN8NWaitSurfacesError|TestRealN8NWaitKeepsTheAnswer|TestRealN8NCorrelationUnderConcurrency|TestRealN8NContractOfAPIClient|TestRealN8NLastNodeReturnsOutput|TestRealN8NGetWithQuery|TestRealN8NFailingWorkflowIsNotResent|TestRealN8NUnknownWebhookIsPermanentAndQuick|TestRealN8NAuth|TestRealN8NOnReceivedIsNotCompleted|TestRealN8NPathParams|TestRealN8NReplayReconciles|TestRealN8NRespond500RunsOnce|TestChaosFaultsAccounting)$'
 N8N_INVOKER_ENV=$PWD/.n8n-1x/env go test -race -count=1 -timeout 20m -run "$line1" -v . 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
 N8N_VERSION=1.123.81 scripts/n8n stop
 echo "== fleet: queue-mode n8n (main + 2 workers) on PostgreSQL and Redis, after the single n8n stops"

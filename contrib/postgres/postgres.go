@@ -178,6 +178,10 @@ var migrations = []string{
 	// 3: how often each was delivered; its workflow for filters.
 	`ALTER TABLE {s}.invocations ADD COLUMN deliveries integer NOT NULL DEFAULT 0;
 	CREATE INDEX invocations_workflow ON {s}.invocations (workflow, created_at);`,
+	// 4: path parameters of invocations in flight and of dead letters,
+	// so that a rescue and a replay of a :name webhook can send them.
+	`ALTER TABLE {s}.inflight ADD COLUMN path_params jsonb;
+	ALTER TABLE {s}.dead_letters ADD COLUMN path_params jsonb;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -246,11 +250,11 @@ type queries struct {
 
 func newQueries(schema string) queries {
 	r := strings.NewReplacer("{s}", schema)
-	cols := "id, workflow, params, idempotency_key, request_id, attempts, reason, first_class, first_message, last_class, last_message, execution_id, created_at, updated_at, replays, replayed_at"
+	cols := "id, workflow, params, idempotency_key, request_id, attempts, reason, first_class, first_message, last_class, last_message, execution_id, created_at, updated_at, replays, replayed_at, path_params"
 	return queries{
 		put: r.Replace(`INSERT INTO {s}.dead_letters (workflow, params, idempotency_key, request_id, attempts, reason,
-			first_class, first_message, last_class, last_message, execution_id, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp(), clock_timestamp()) RETURNING id`),
+			first_class, first_message, last_class, last_message, execution_id, created_at, updated_at, path_params)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp(), clock_timestamp(), $12) RETURNING id`),
 		get:   r.Replace("SELECT " + cols + " FROM {s}.dead_letters WHERE id = $1"),
 		list:  r.Replace("SELECT " + cols + " FROM {s}.dead_letters WHERE true"),
 		del:   r.Replace("DELETE FROM {s}.dead_letters WHERE id = $1"),
@@ -262,13 +266,13 @@ func newQueries(schema string) queries {
 			ON CONFLICT (entry_id) DO UPDATE SET owner = excluded.owner, until = excluded.until
 			WHERE c.until < clock_timestamp() OR c.owner = excluded.owner`),
 		unclaim: r.Replace("DELETE FROM {s}.claims WHERE entry_id = $1 AND owner = $2"),
-		insertInflight: r.Replace(`INSERT INTO {s}.inflight (idempotency_key, workflow, params, request_id, started_at, owner, token, lease_until)
-			VALUES ($1, $2, $3, $4, clock_timestamp(), $5, nextval('{s}.lease_tokens'), clock_timestamp() + $6::interval)
+		insertInflight: r.Replace(`INSERT INTO {s}.inflight (idempotency_key, workflow, params, request_id, started_at, owner, token, lease_until, path_params)
+			VALUES ($1, $2, $3, $4, clock_timestamp(), $5, nextval('{s}.lease_tokens'), clock_timestamp() + $6::interval, $7)
 			ON CONFLICT (idempotency_key) DO NOTHING RETURNING token, lease_until`),
 		lockInflight: r.Replace(`SELECT owner, lease_until, lease_until < clock_timestamp() FROM {s}.inflight
 			WHERE idempotency_key = $1 FOR UPDATE`),
 		takeInflight: r.Replace(`UPDATE {s}.inflight SET workflow = $2, params = $3, request_id = $4, owner = $5,
-			token = nextval('{s}.lease_tokens'), lease_until = clock_timestamp() + $6::interval
+			token = nextval('{s}.lease_tokens'), lease_until = clock_timestamp() + $6::interval, path_params = $7
 			WHERE idempotency_key = $1 RETURNING token, lease_until`),
 		renew: r.Replace(`UPDATE {s}.inflight i SET lease_until = clock_timestamp() + $3::interval
 			FROM unnest($1::text[], $2::bigint[]) AS l(k, t) WHERE i.idempotency_key = l.k AND i.token = l.t RETURNING i.idempotency_key`),
@@ -276,7 +280,7 @@ func newQueries(schema string) queries {
 		complete: r.Replace(`INSERT INTO {s}.completed (idempotency_key, result, completed_at) VALUES ($1, $2, clock_timestamp())
 			ON CONFLICT (idempotency_key) DO UPDATE SET result = excluded.result, completed_at = excluded.completed_at`),
 		completed: r.Replace("SELECT result FROM {s}.completed WHERE idempotency_key = $1 AND completed_at >= clock_timestamp() - $2::interval"),
-		inflight:  r.Replace("SELECT idempotency_key, workflow, params, request_id, started_at, owner, token, lease_until FROM {s}.inflight WHERE true"),
+		inflight:  r.Replace("SELECT idempotency_key, workflow, params, request_id, started_at, owner, token, lease_until, path_params FROM {s}.inflight WHERE true"),
 	}
 }
 
@@ -285,7 +289,7 @@ func insertEntry(ctx context.Context, q interface {
 }, sql string, e *dlq.Entry) (int64, error) {
 	var id int64
 	err := q.QueryRow(ctx, sql, e.Workflow, []byte(e.Params), e.IdempotencyKey, e.RequestID, e.Attempts, e.Reason,
-		e.FirstError.Class, e.FirstError.Message, e.LastError.Class, e.LastError.Message, e.ExecutionID).Scan(&id)
+		e.FirstError.Class, e.FirstError.Message, e.LastError.Class, e.LastError.Message, e.ExecutionID, dlq.EncodePathParams(e.PathParams)).Scan(&id)
 	return id, err
 }
 
@@ -296,11 +300,14 @@ func (s *Store) Put(ctx context.Context, e *dlq.Entry) (int64, error) {
 
 func scanEntry(row pgx.Row) (*dlq.Entry, error) {
 	var e dlq.Entry
-	var params []byte
+	var params, pathParams []byte
 	err := row.Scan(&e.ID, &e.Workflow, &params, &e.IdempotencyKey, &e.RequestID, &e.Attempts, &e.Reason,
 		&e.FirstError.Class, &e.FirstError.Message, &e.LastError.Class, &e.LastError.Message, &e.ExecutionID,
-		&e.CreatedAt, &e.UpdatedAt, &e.Replays, &e.ReplayedAt)
+		&e.CreatedAt, &e.UpdatedAt, &e.Replays, &e.ReplayedAt, &pathParams)
 	if err != nil {
+		return nil, err
+	}
+	if e.PathParams, err = dlq.DecodePathParams(pathParams); err != nil {
 		return nil, err
 	}
 	if params != nil {
@@ -433,7 +440,7 @@ func (s *Store) Begin(ctx context.Context, in *dlq.Inflight, owner string, ttl t
 	taken := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for {
-			err := tx.QueryRow(ctx, s.q.insertInflight, in.IdempotencyKey, in.Workflow, []byte(in.Params), in.RequestID, owner, ttl).
+			err := tx.QueryRow(ctx, s.q.insertInflight, in.IdempotencyKey, in.Workflow, []byte(in.Params), in.RequestID, owner, ttl, dlq.EncodePathParams(in.PathParams)).
 				Scan(&l.Token, &l.Until)
 			if err == nil {
 				return nil
@@ -455,7 +462,7 @@ func (s *Store) Begin(ctx context.Context, in *dlq.Inflight, owner string, ttl t
 				return dlq.Held(in.IdempotencyKey, cur, until)
 			}
 			taken = true
-			return tx.QueryRow(ctx, s.q.takeInflight, in.IdempotencyKey, in.Workflow, []byte(in.Params), in.RequestID, owner, ttl).
+			return tx.QueryRow(ctx, s.q.takeInflight, in.IdempotencyKey, in.Workflow, []byte(in.Params), in.RequestID, owner, ttl, dlq.EncodePathParams(in.PathParams)).
 				Scan(&l.Token, &l.Until)
 		}
 	})
@@ -577,9 +584,13 @@ func (s *Store) Inflight(ctx context.Context, f dlq.InflightFilter) ([]*dlq.Infl
 
 func scanInflight(row pgx.CollectableRow) (*dlq.Inflight, error) {
 	var in dlq.Inflight
-	var params []byte
+	var params, pathParams []byte
 	if err := row.Scan(&in.IdempotencyKey, &in.Workflow, &params, &in.RequestID, &in.StartedAt,
-		&in.Lease.Owner, &in.Lease.Token, &in.Lease.Until); err != nil {
+		&in.Lease.Owner, &in.Lease.Token, &in.Lease.Until, &pathParams); err != nil {
+		return nil, err
+	}
+	var err error
+	if in.PathParams, err = dlq.DecodePathParams(pathParams); err != nil {
 		return nil, err
 	}
 	if params != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -77,7 +78,7 @@ func entries(t *testing.T, s dlq.Backend) {
 	ctx := t.Context()
 	e := &dlq.Entry{Workflow: "w1", Params: json.RawMessage(`{"a":1}`), IdempotencyKey: "k1", RequestID: "r1", Attempts: 4,
 		Reason: "exhausted", FirstError: dlq.ErrorInfo{Class: "transient", Message: "503"}, LastError: dlq.ErrorInfo{Class: "transient", Message: "503"},
-		ExecutionID: "77"}
+		ExecutionID: "77", PathParams: map[string]string{"orderId": "a b/ü", "line": ""}}
 	id, err := s.Put(ctx, e)
 	if err != nil || id == 0 {
 		t.Fatalf("put: %d %v", id, err)
@@ -88,7 +89,7 @@ func entries(t *testing.T, s dlq.Backend) {
 	must(t, err)
 	got, err := s.Get(ctx, id)
 	if err != nil || got.Workflow != "w1" || string(got.Params) != `{"a":1}` || got.Attempts != 4 || got.LastError.Message != "503" ||
-		got.CreatedAt.IsZero() || got.ExecutionID != "77" || got.RequestID != "r1" {
+		got.CreatedAt.IsZero() || got.ExecutionID != "77" || got.RequestID != "r1" || !maps.Equal(got.PathParams, e.PathParams) {
 		t.Fatalf("get: %+v %v", got, err)
 	}
 	for _, tt := range []struct {
@@ -124,7 +125,8 @@ func journal(t *testing.T, s dlq.Backend) {
 	ctx := t.Context()
 	leases := map[string]dlq.Lease{}
 	for _, k := range []string{"done", "failed", "crashed"} {
-		l, taken, err := s.Begin(ctx, &dlq.Inflight{IdempotencyKey: k, Workflow: "w", Params: json.RawMessage(`{"k":"` + k + `"}`), RequestID: "r-" + k}, "p1", ttl)
+		l, taken, err := s.Begin(ctx, &dlq.Inflight{IdempotencyKey: k, Workflow: "w", Params: json.RawMessage(`{"k":"` + k + `"}`), RequestID: "r-" + k,
+			PathParams: map[string]string{"id": k}}, "p1", ttl)
 		if err != nil || taken || l.Token == 0 || l.Owner != "p1" || l.Key != k {
 			t.Fatalf("begin %s: %+v %v %v", k, l, taken, err)
 		}
@@ -143,7 +145,7 @@ func journal(t *testing.T, s dlq.Backend) {
 	}
 	in, err := s.Inflight(ctx, dlq.InflightFilter{})
 	if err != nil || len(in) != 1 || in[0].IdempotencyKey != "crashed" || string(in[0].Params) != `{"k":"crashed"}` ||
-		in[0].RequestID != "r-crashed" || in[0].Lease.Token != leases["crashed"].Token || in[0].StartedAt.IsZero() {
+		in[0].RequestID != "r-crashed" || in[0].Lease.Token != leases["crashed"].Token || in[0].StartedAt.IsZero() || in[0].PathParams["id"] != "crashed" {
 		t.Fatalf("in flight: %+v %v", in, err)
 	}
 	if in, _ := s.Inflight(ctx, dlq.InflightFilter{ExpiredAt: time.Now()}); len(in) != 0 {

@@ -73,7 +73,7 @@ type Record struct {
 	// MaybeForwarded is a request the proxy wrote to n8n whose answer
 	// failed (the proxy answered 502): n8n may have run it.
 	MaybeForwarded bool
-	Status    int  // n8n's status when forwarded and answered
+	Status         int // n8n's status when forwarded and answered
 	// ClientGone is a request whose client gave up (its timeout) while
 	// n8n had it: its answer was lost.
 	ClientGone bool
@@ -115,16 +115,15 @@ func New(target string, seed uint64) (*Proxy, error) {
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), latency: 300 * time.Millisecond,
 		stop: make(chan struct{}),
 	}
-	p.rp = httputil.NewSingleHostReverseProxy(u)
-	p.rp.Transport = &http.Transport{MaxIdleConnsPerHost: 64, ResponseHeaderTimeout: 2 * time.Minute}
-	director := p.rp.Director
-	p.rp.Director = func(r *http.Request) {
-		director(r)
-		if wrote, ok := r.Context().Value(wroteKey{}).(*atomic.Bool); ok {
-			*r = *r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+	p.rp = &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(u)
+		pr.Out.Host = pr.In.Host
+		if wrote, ok := pr.In.Context().Value(wroteKey{}).(*atomic.Bool); ok {
+			pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), &httptrace.ClientTrace{
 				WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }}))
 		}
-	}
+	}}
+	p.rp.Transport = &http.Transport{MaxIdleConnsPerHost: 64, ResponseHeaderTimeout: 2 * time.Minute}
 	p.rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(http.StatusBadGateway) // n8n itself unreachable
 	}

@@ -155,6 +155,10 @@ const (
 	SignedGet             = "signed-get"
 	SignedOrders          = "signed-orders"
 	SignedOrdersWebhookID = "7b2d1e5f-3c40-4d6e-9f70-8b9cad0e1f30"
+	// Respond500 runs a Code node and then answers 500 through a Respond
+	// to Webhook node (invoker-respond-500): a workflow that ran and
+	// chose an error status.
+	Respond500 = "respond-500"
 )
 
 // ConfigYAML returns a configuration for the instance that maps the
@@ -197,9 +201,10 @@ workflows:
     path: "invoker-signed-orders/:orderId"
     webhook_id: %s
     auth: {type: hmac, secret: %q}
+  %s: {path: invoker-respond-500, response_mode: responseNode}
 `, i.BaseURL, i.APIKey, Onboarding, Echo, EchoGet, Fail, HeaderAuth, i.HeaderName, i.HeaderValue,
 		BasicAuth, i.BasicUser, i.BasicPassword, OnReceived, Missing, Signed, i.HMACSecret, JWTAuth, i.JWTSecret, Orders, OrdersWebhookID, SlowAnswer,
-		SignedGet, i.HMACSecret, SignedOrders, SignedOrdersWebhookID, i.HMACSecret)
+		SignedGet, i.HMACSecret, SignedOrders, SignedOrdersWebhookID, i.HMACSecret, Respond500)
 }
 
 // Config parses ConfigYAML.
