@@ -218,9 +218,12 @@ func (t *Transport) Attempt(ctx context.Context, a *invocation.Attempt) (*invoca
 	if tgt.Timeout > 0 {
 		timeout = tgt.Timeout
 	}
-	actx, cancel := context.WithTimeout(ctx, timeout)
+	actx, cancel := context.WithTimeoutCause(ctx, timeout, errAttemptTimeout)
 	defer cancel()
 	if err := t.callTool(actx, req.Workflow, "execute_workflow", args, &out); err != nil {
+		if ctx.Err() == nil && context.Cause(actx) == errAttemptTimeout {
+			err = attemptTimedOut(err, timeout)
+		}
 		return nil, attempts(err, a.Number)
 	}
 	if out.Status == "error" || out.ExecutionID == nil || *out.ExecutionID == "" {
@@ -608,3 +611,20 @@ func (s *sentReader) Read(p []byte) (int, error) {
 }
 
 func (s *sentReader) Close() error { return nil }
+
+// errAttemptTimeout is the cause of an attempt's own timeout.
+var errAttemptTimeout = errors.New("attempt timeout")
+
+// attemptTimedOut turns the error of an attempt its own timeout ended
+// into a timeout that is not the caller's cancellation (a context error
+// would read as one: not retried, not reconciled, not dead-lettered): a
+// transport failure that may have run when the request was sent.
+func attemptTimedOut(err error, timeout time.Duration) error {
+	var te *invocation.TransportError
+	if errors.As(err, &te) && errors.Is(te.Err, context.DeadlineExceeded) {
+		e := *te
+		e.TimedOut, e.Err = true, fmt.Errorf("attempt timed out after %s", timeout)
+		return &e
+	}
+	return err
+}

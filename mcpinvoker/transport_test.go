@@ -407,3 +407,26 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// TestAttemptTimeoutIsNotTheCallersCancel: an attempt whose own timeout
+// ends (the server answers too late) is a transient failure that may
+// have run, not the caller's cancellation: the retry loop reconciles it,
+// the breaker sees it, it can be dead-lettered (issue 25: it came back as
+// the caller's cancellation and stayed in flight).
+func TestAttemptTimeoutIsNotTheCallersCancel(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	defer close(release)
+	f := &fakeMCP{token: "tok", tool: func(string, map[string]any) (int, string) {
+		<-release
+		return 200, structured(`{"executionId":"7","status":"started"}`)
+	}}
+	tr := newTransport(t, f, mcpinvoker.Options{RateRequests: -1, Timeout: 100 * time.Millisecond})
+	a := attempt("w", `{}`)
+	a.Target.TriggerNode = "Webhook"
+	_, err := tr.Attempt(t.Context(), a)
+	if err == nil || invocation.IsCanceled(err) || invocation.ClassOf(err) == invocation.Permanent || invocation.OutcomeOf(err) != invocation.Ambiguous {
+		t.Errorf("err = %v (canceled %v, class %s, outcome %s), want a failure that may have run, not a cancellation", err,
+			invocation.IsCanceled(err), invocation.ClassOf(err), invocation.OutcomeOf(err))
+	}
+}

@@ -235,7 +235,7 @@ func (o *Outbox) enqueueTx(ctx context.Context, tx pgx.Tx, req *invocation.Reque
 	if err != nil {
 		return "", false, err
 	}
-	if _, err := o.client.InsertTx(ctx, tx, deliverArgs{ID: id}, &river.InsertOpts{Queue: o.queue, MaxAttempts: ob.MaxDeliveries}); err != nil {
+	if _, err := o.client.InsertTx(ctx, tx, deliverArgs{ID: id}, &river.InsertOpts{Queue: o.queue, MaxAttempts: riverMaxAttempts}); err != nil {
 		return "", false, fmt.Errorf("outbox: queueing: %w", err)
 	}
 	return id, true, nil
@@ -280,8 +280,9 @@ func (w *worker) Work(ctx context.Context, job *river.Job[deliverArgs]) error {
 	var wf, key string
 	var params, pathParams []byte
 	var status string
-	err := o.store.Pool().QueryRow(ctx, "SELECT workflow, idempotency_key, params, path_params, status FROM "+o.table+" WHERE id = $1",
-		job.Args.ID).Scan(&wf, &key, &params, &pathParams, &status)
+	var deliveries int
+	err := o.store.Pool().QueryRow(ctx, "SELECT workflow, idempotency_key, params, path_params, status, deliveries FROM "+o.table+" WHERE id = $1",
+		job.Args.ID).Scan(&wf, &key, &params, &pathParams, &status, &deliveries)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // purged
 	}
@@ -290,6 +291,13 @@ func (w *worker) Work(ctx context.Context, job *river.Job[deliverArgs]) error {
 	}
 	if status == Succeeded || status == Failed || status == DeadLettered {
 		return nil
+	}
+	if deliveries >= ob.MaxDeliveries {
+		// The project counts deliveries, not River: at the bound the
+		// invocation ends in a terminal state with the job, never left
+		// queued behind a discarded job.
+		return o.setStatus(context.WithoutCancel(ctx), job.Args.ID, Failed, nil, &invocation.Error{Code: invocation.CodeUnresolved, Workflow: wf, Key: key,
+			Message: fmt.Sprintf("outbox: delivered %d times without an end (its workers died or were cut mid-call); not delivered again", deliveries)})
 	}
 	if _, err := o.store.Pool().Exec(ctx, "UPDATE "+o.table+" SET status = $2, deliveries = deliveries + 1, updated_at = clock_timestamp() WHERE id = $1",
 		job.Args.ID, Running); err != nil {
@@ -301,10 +309,11 @@ func (w *worker) Work(ctx context.Context, job *river.Job[deliverArgs]) error {
 	req.RequestID = fmt.Sprintf("%s.%d", job.Args.ID, job.Attempt)
 	res, err := o.m.Execute(ctx, req)
 	if err != nil && ctx.Err() != nil {
-		// Shut down mid-call: the journal keeps it; River runs it again
-		// (the journal reconciles first).
+		// Shut down or cut by the job timeout mid-call: the journal keeps
+		// it; the job is snoozed (not an attempt of River's) and the next
+		// delivery reconciles before any re-send.
 		_ = o.setStatus(context.WithoutCancel(ctx), job.Args.ID, Queued, nil, nil)
-		return err
+		return river.JobSnooze(time.Second)
 	}
 	return o.setStatus(context.WithoutCancel(ctx), job.Args.ID, "", res, err)
 }
@@ -314,12 +323,15 @@ func (o *Outbox) setStatus(ctx context.Context, id, status string, res *invocati
 	var result []byte
 	var info dlq.ErrorInfo
 	var dead *int64
-	if status == "" {
+	switch {
+	case status == "":
 		var entry int64
 		status, result, info, entry = ob.Outcome(res, callErr)
 		if entry > 0 {
 			dead = &entry
 		}
+	case callErr != nil:
+		info = dlq.ErrorInfo{Class: invocation.ClassOf(callErr).String(), Message: callErr.Error()}
 	}
 	_, err := o.store.Pool().Exec(ctx, "UPDATE "+o.table+` SET status = $2, result = COALESCE($3, result), error = $4, class = $5,
 		dead_letter = COALESCE($6, dead_letter), updated_at = clock_timestamp() WHERE id = $1`, id, status, result, info.Message, info.Class, dead)
@@ -362,3 +374,9 @@ func (o *Outbox) List(ctx context.Context, f ob.Filter) ([]*ob.Invocation, error
 	}
 	return out, nil
 }
+
+// riverMaxAttempts is River's bound on a job's errored runs: above the
+// outbox's own count of deliveries (ob.MaxDeliveries), which ends the
+// invocation in a terminal state first, so that River never discards a
+// job whose invocation is still queued.
+const riverMaxAttempts = ob.MaxDeliveries + 10

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,12 @@ import (
 // the defaults (retries, breaker, journal, reconcile) against the real
 // n8n, and an outbox delivering through it.
 func setup(t *testing.T, workers int) (*outbox.Outbox, *postgres.Store, *n8ntest.Instance) {
+	t.Helper()
+	return setupWith(t, ob.Options{Workers: workers})
+}
+
+// setupWith is setup with the outbox's options.
+func setupWith(t *testing.T, opts ob.Options) (*outbox.Outbox, *postgres.Store, *n8ntest.Instance) {
 	t.Helper()
 	n8n := n8ntest.Require(t)
 	dsn := os.Getenv("N8N_INVOKER_PG_DSN")
@@ -61,7 +68,7 @@ func setup(t *testing.T, workers int) (*outbox.Outbox, *postgres.Store, *n8ntest
 	} else if _, ok := q.(*outbox.Outbox); !ok {
 		t.Fatalf("outbox.Open on the PostgreSQL store: %T", q)
 	}
-	o, err := outbox.New(t.Context(), store, m, ob.Options{Workers: workers})
+	o, err := outbox.New(t.Context(), store, m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,5 +175,63 @@ func TestFailedDeliveryIsRecorded(t *testing.T) {
 	list, err := o.List(ctx, ob.Filter{Status: inv.Status, Limit: 10})
 	if err != nil || len(list) != 1 || list[0].ID != id {
 		t.Errorf("List(%s) = %v, %v", inv.Status, list, err)
+	}
+}
+
+// TestDeliveryCutIsSnoozedAndCountedByTheOutbox: a delivery cut by the job
+// timeout is snoozed (it is no attempt of River's), the outbox counts the
+// deliveries itself, and at its bound the invocation ends in a terminal
+// state with its job, never left queued behind a job River discarded
+// (issue 25, points 9 and 12).
+func TestDeliveryCutIsSnoozedAndCountedByTheOutbox(t *testing.T) {
+	t.Parallel()
+	o, store, n8n := setupWith(t, ob.Options{Workers: 1, JobTimeout: time.Second})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	key := fmt.Sprintf("cut-%d", time.Now().UnixNano())
+	id, err := o.Enqueue(ctx, &invocation.Request{Workflow: n8ntest.SlowAnswer, IdempotencyKey: key, Params: map[string]any{"delay_ms": 4000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := store.Pool()
+	attempt := func() (int, string) {
+		var a int
+		var state string
+		if err := pool.QueryRow(ctx, "SELECT attempt, state FROM "+store.Schema()+".river_job WHERE args->>'id' = $1", id).Scan(&a, &state); err != nil {
+			t.Fatal(err)
+		}
+		return a, state
+	}
+	// The first delivery is cut after a second: snoozed, not an attempt.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		inv, err := o.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inv.Deliveries >= 1 && inv.Status == ob.Queued {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cut delivery: %+v", inv)
+		}
+	}
+	if a, state := attempt(); a != 0 || (state != "scheduled" && state != "available" && state != "running") {
+		t.Errorf("River's job after a cut delivery: attempt %d, state %s; want a snoozed job, no attempt counted", a, state)
+	}
+	// A long history of cut deliveries: at the bound, the invocation ends.
+	if _, err := pool.Exec(ctx, "UPDATE "+store.Schema()+".invocations SET deliveries = $2 WHERE id = $1", id, ob.MaxDeliveries); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := o.Await(ctx, id)
+	if err != nil || inv.Status != outbox.Failed || !strings.Contains(inv.Error, "without an end") {
+		t.Fatalf("at the bound: %+v, %v", inv, err)
+	}
+	if _, state := attempt(); state != "completed" {
+		t.Errorf("River's job at the bound: %s, want completed with the invocation", state)
+	}
+	wfID := n8n.WorkflowID(t, "n8n-invoker slow answer")
+	time.Sleep(5 * time.Second) // the cut execution runs to its end in n8n
+	if execs := n8n.ExecutionsByHeader(ctx, t, wfID, "idempotency-key", func(k string) bool { return k == key }); len(execs[key]) > 1 {
+		t.Errorf("n8n ran the key %d times", len(execs[key]))
 	}
 }
