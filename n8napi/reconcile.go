@@ -265,9 +265,11 @@ type reconciler struct {
 // n8n's clock from the first answer and filtering by start time where
 // n8n accepts it; more is false on the last page.
 func (rc *reconciler) page(ctx context.Context, opts *ExecutionListOptions) ([]*Execution, bool, error) {
-	if !rc.from.IsZero() && !rc.c.noStartedAfter.Load() && opts.Status != "" && !opts.IncludeData && opts.Cursor == "" {
+	if !rc.from.IsZero() && !rc.c.noStartedAfter.Load() && opts.Status != "" && opts.Status != StatusNew && !opts.IncludeData && opts.Cursor == "" {
 		// A snapshot's first page: n8n filters, and keeps filtering on
-		// the next pages (strictly after: less 1 ms).
+		// the next pages (strictly after: less 1 ms). Not for new
+		// executions: a queued one (queue mode) has no start time yet,
+		// and n8n's filter leaves it out.
 		opts.StartedAfter = rc.from.Add(-time.Millisecond)
 	}
 	page, resp, err := rc.c.Executions.List(ctx, opts)

@@ -53,6 +53,9 @@ type execStub struct {
 func (s *execStub) json(e *stubExec, data bool) map[string]any {
 	m := map[string]any{"id": strconv.Itoa(e.id), "status": e.status, "workflowId": e.wf(), "finished": e.status == StatusSuccess,
 		"startedAt": e.started.UTC().Format(time.RFC3339Nano), "mode": "webhook"}
+	if e.status == StatusNew {
+		m["startedAt"] = nil // queued (queue mode): not started yet
+	}
 	if !data {
 		return m
 	}
@@ -133,7 +136,9 @@ func (s *execStub) install(mux *http.ServeMux) {
 			if q.Get("workflowId") != "" && q.Get("workflowId") != e.wf() {
 				continue
 			}
-			if (!after.IsZero() && !e.started.After(after)) || (!before.IsZero() && !e.started.Before(before)) {
+			// n8n filters on the start time: a queued execution (new, no
+			// start yet) is never after or before anything.
+			if (!after.IsZero() && (e.status == StatusNew || !e.started.After(after))) || (!before.IsZero() && (e.status == StatusNew || !e.started.Before(before))) {
 				continue
 			}
 			sel = append(sel, e)
@@ -340,5 +345,27 @@ func TestReconcileRunningIsNotFailed(t *testing.T) {
 				t.Fatalf("%+v", r)
 			}
 		})
+	}
+}
+
+// TestReconcileWaitsForAQueuedExecution: in queue mode an execution sits
+// queued (status new, no start time) before a worker runs it; n8n's
+// startedAfter filter leaves such executions out, so the snapshot of new
+// executions must not filter on it: the key's queued execution is waited
+// for and found once it ran (a fleet run re-sent lost answers whose
+// executions were still queued).
+func TestReconcileWaitsForAQueuedExecution(t *testing.T) {
+	t.Parallel()
+	c, s := reconcileStub(t)
+	since := time.Now().Add(-time.Minute)
+	s.add(1, since.Add(-time.Hour), StatusSuccess, nil) // before the window
+	s.add(1, since.Add(time.Second), StatusRunning, func(_ int, e *stubExec) { e.gets, e.then = 1, StatusSuccess })
+	s.add(1, since.Add(2*time.Second), StatusNew, func(_ int, e *stubExec) { e.key, e.gets, e.then = "k", 2, StatusSuccess })
+	r, err := c.Reconcile(t.Context(), "wf", "idempotency-key", "k", since, quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Execution == nil || r.Execution.ID.String() != "3" || r.Unresolved {
+		t.Errorf("the queued execution of the key: %+v (lists %q)", r, s.lists)
 	}
 }
