@@ -28,8 +28,13 @@ func unsupported(method, path string, answer error) *invocation.Error {
 
 // specCache holds the operations of the spec the instance serves.
 type specCache struct {
-	mu  sync.Mutex
-	ops map[string][][]string // method -> path templates, split on "/"
+	// turn is held (a token in it) by the one call reading the spec:
+	// a channel, not a mutex, so that a caller waiting for a slow read
+	// keeps its context.
+	turn chan struct{}
+	once sync.Once
+	mu   sync.Mutex
+	ops  map[string][][]string // method -> path templates, split on "/"
 }
 
 // Supports reports whether the running n8n's public API has the
@@ -65,9 +70,23 @@ func matchTemplate(tmpl, segs []string) bool {
 
 func (c *Client) operations(ctx context.Context) (map[string][][]string, error) {
 	c.spec.mu.Lock()
-	defer c.spec.mu.Unlock()
-	if c.spec.ops != nil {
-		return c.spec.ops, nil
+	ops := c.spec.ops
+	c.spec.mu.Unlock()
+	if ops != nil {
+		return ops, nil
+	}
+	c.spec.once.Do(func() { c.spec.turn = make(chan struct{}, 1) })
+	select {
+	case c.spec.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-c.spec.turn }()
+	c.spec.mu.Lock()
+	ops = c.spec.ops
+	c.spec.mu.Unlock()
+	if ops != nil {
+		return ops, nil
 	}
 	u, err := c.base.Parse("openapi.yml")
 	if err != nil {
@@ -93,11 +112,13 @@ func (c *Client) operations(ctx context.Context) (map[string][][]string, error) 
 	if resp.StatusCode != http.StatusOK || int64(len(b)) > c.maxBody {
 		return nil, fmt.Errorf("n8n API: GET %s: HTTP %d", u.Path, resp.StatusCode)
 	}
-	ops, err := parseOperations(b)
+	ops, err = parseOperations(b)
 	if err != nil {
 		return nil, fmt.Errorf("n8n API: the served spec: %w", err)
 	}
+	c.spec.mu.Lock()
 	c.spec.ops = ops
+	c.spec.mu.Unlock()
 	return ops, nil
 }
 
