@@ -311,6 +311,12 @@ func (t apiTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			return respond(r, http.StatusNotFound, map[string]any{"message": "Not Found"}), nil
 		}
 		return respond(r, http.StatusOK, execJSON(n.execs[id-1], data, now)), nil
+	case strings.HasPrefix(path, "workflows/"):
+		// The workflow, as the reconcile reads its saved-execution
+		// settings (n8n's defaults: every execution saved).
+		id := strings.TrimPrefix(path, "workflows/")
+		return respond(r, http.StatusOK, map[string]any{"id": id, "name": id, "active": true, "nodes": []any{}, "connections": map[string]any{},
+			"settings": map[string]any{"executionOrder": "v1"}}), nil
 	}
 	return respond(r, http.StatusNotFound, map[string]any{"message": "Not Found"}), nil
 }
@@ -384,7 +390,7 @@ func execJSON(e *Execution, data bool, now time.Time) map[string]any {
 		run := map[string]any{"Webhook": []any{map[string]any{"startTime": e.Started.UnixMilli(), "executionTime": 1,
 			"data": map[string]any{"main": []any{[]any{map[string]any{"json": webhook}}}}}}}
 		if st == "success" {
-			run["Code"] = []any{map[string]any{"startTime": e.Started.UnixMilli(), "executionTime": 1,
+			run["Code"] = []any{map[string]any{"startTime": e.Started.UnixMilli() + 1, "executionTime": 1,
 				"data": map[string]any{"main": []any{[]any{map[string]any{"json": map[string]any{"key": e.Key, "ok": true}}}}}}}
 			rd["lastNodeExecuted"] = "Code"
 		} else {
@@ -394,6 +400,12 @@ func execJSON(e *Execution, data bool, now time.Time) map[string]any {
 		rd["runData"] = run
 	}
 	m["data"] = map[string]any{"resultData": rd}
+	// As n8n answers with data: the workflow as it ran, so that the
+	// trigger is known by its node type.
+	m["workflowData"] = map[string]any{"nodes": []any{
+		map[string]any{"name": "Webhook", "type": "n8n-nodes-base.webhook"},
+		map[string]any{"name": "Code", "type": "n8n-nodes-base.code"},
+	}}
 	return m
 }
 
