@@ -87,6 +87,11 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 		case errors.Is(err, errRecordedFailure) && replayOf != 0 && replayFailed:
 			// Asked to run a workflow that ran and failed again.
 		case err != nil:
+			if rescue && ok {
+				// Its failure is recorded (n8n ran it): end the record, or
+				// every rescue finds it forever.
+				m.endInflight(ctx, req, params)
+			}
 			return nil, err
 		case ok && explicitKey && replayOf == 0 && recHash != "" && recHash != hash:
 			// The same key means the same invocation: its result is not
@@ -110,7 +115,7 @@ func (m *Manager) journaled(ctx context.Context, c *pipeline.Call, invoke func()
 		// A key whose earlier call may have run (a dead letter marked
 		// ambiguous or unresolved) is not sent again as a new call.
 		if replayOf, err = m.mayHaveRun(ctx, req); err != nil {
-			if rescue && invocation.CodeOf(err) == invocation.CodeAmbiguous {
+			if rescue && (invocation.CodeOf(err) == invocation.CodeAmbiguous || errors.Is(err, errRecordedFailure)) {
 				// A dead letter already says it may have run, and nothing can
 				// tell: end the record, or every rescue refuses it forever.
 				m.endInflight(ctx, req, params)

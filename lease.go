@@ -374,7 +374,9 @@ func (m *Manager) awaitNewOwner(ctx context.Context, req *invocation.Request, lo
 			return nil, lost
 		}
 		if err := invocation.Sleep(ctx, poll); err != nil {
-			return nil, err
+			// This call sent the key before it lost the lease: it may
+			// have run.
+			return nil, invocation.NewCanceled(ctx, req.Workflow, invocation.AttemptsOf(lost), true)
 		}
 	}
 }

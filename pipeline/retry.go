@@ -84,7 +84,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 	lastThrottled, crashResent := false, false
 	for {
 		if ctx.Err() != nil {
-			return nil, invocation.NewCanceled(ctx, wf, c.Attempts, false)
+			return nil, invocation.NewCanceled(ctx, wf, c.Attempts, mayHaveRun(c))
 		}
 		cost := 0
 		if last != nil && r.Budget != nil && !lastThrottled {
@@ -105,7 +105,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		if err != nil && errors.Is(err, invocation.ErrCircuitOpen) {
 			// The breaker refused before sending: not an attempt.
 			r.refund(cost)
-			return nil, refused(ctx, err, wf, c.Attempts, last)
+			return nil, refused(ctx, c, err, last)
 		}
 		c.Attempts++
 		if err == nil {
@@ -120,13 +120,13 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 			return nil, canceled(ctx, c, err) // the caller's cancellation: not a failure
 		}
 		class := invocation.ClassOf(err)
+		if invocation.OutcomeOf(err) == invocation.Ambiguous && c.FirstAmbiguous.IsZero() {
+			c.FirstAmbiguous = sentAt // from here on, the call may have run
+		}
 		if class != invocation.Permanent && invocation.OutcomeOf(err) == invocation.Ambiguous {
 			// Sent, answer lost: find out before sending it again.
 			switch {
 			case r.Reconciler != nil:
-				if c.FirstAmbiguous.IsZero() {
-					c.FirstAmbiguous = sentAt
-				}
 				rc := r.Reconciler.Reconcile(ctx, c, c.FirstAmbiguous)
 				if ctx.Err() != nil {
 					return nil, canceled(ctx, c, err)
@@ -200,7 +200,7 @@ func (r *Retry) run(ctx context.Context, c *Call, next invocation.AttemptHandler
 		// The backoff is not spent at n8n: the call's batch slot is given
 		// back meanwhile, so a batch's concurrency counts calls n8n has.
 		if err := invocation.WaitReleased(ctx, wait, nil); err != nil {
-			return nil, invocation.NewCanceled(ctx, wf, c.Attempts, false)
+			return nil, invocation.NewCanceled(ctx, wf, c.Attempts, mayHaveRun(c))
 		}
 	}
 }
@@ -224,15 +224,24 @@ func (r *Retry) classified(t invocation.Transport) invocation.AttemptHandler {
 func canceled(ctx context.Context, c *Call, err error) error {
 	var ie *invocation.Error
 	if code := invocation.CodeOf(err); errors.As(err, &ie) && (code == invocation.CodeCanceled || code == invocation.CodeCanceledInFlight) {
-		if ie.Workflow == "" || ie.Attempts != c.Attempts {
+		if ie.Workflow == "" || ie.Attempts != c.Attempts || (code == invocation.CodeCanceled && mayHaveRun(c)) {
 			e := *ie
 			e.Workflow, e.Attempts = c.Request.Workflow, c.Attempts
+			if mayHaveRun(c) {
+				e.Code = invocation.CodeCanceledInFlight // an earlier attempt may have run
+			}
 			return &e
 		}
 		return err
 	}
-	return invocation.NewCanceled(ctx, c.Request.Workflow, c.Attempts, sentOf(err))
+	return invocation.NewCanceled(ctx, c.Request.Workflow, c.Attempts, sentOf(err) || mayHaveRun(c))
 }
+
+// mayHaveRun reports whether an attempt of c so far may have run: one
+// whose answer was lost (even when a reconcile then said "not run": the
+// execution may show up later). A call canceled after it is
+// canceled-in-flight, to be reconciled, never "not sent".
+func mayHaveRun(c *Call) bool { return !c.FirstAmbiguous.IsZero() }
 
 // sentOf reports whether an attempt that ended with err may have been
 // sent: what its error says, and yes for a bare error (a custom
@@ -246,9 +255,10 @@ func sentOf(err error) bool {
 }
 
 // refused completes a breaker's refusal with the call's details.
-func refused(ctx context.Context, err error, wf string, attempts int, last error) error {
+func refused(ctx context.Context, c *Call, err error, last error) error {
+	wf, attempts := c.Request.Workflow, c.Attempts
 	if ctx.Err() != nil {
-		return invocation.NewCanceled(ctx, wf, attempts, false)
+		return invocation.NewCanceled(ctx, wf, attempts, mayHaveRun(c))
 	}
 	var coe *invocation.Error
 	if !errors.As(err, &coe) {
