@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -64,6 +65,7 @@ func cloneRaw(b json.RawMessage) json.RawMessage {
 func cloneEntry(e *dlq.Entry) *dlq.Entry {
 	c := *e
 	c.Params = cloneRaw(e.Params)
+	c.PathParams = maps.Clone(e.PathParams)
 	if e.ReplayedAt != nil {
 		t := *e.ReplayedAt
 		c.ReplayedAt = &t
@@ -222,7 +224,7 @@ func (s *Store) Begin(_ context.Context, in *dlq.Inflight, owner string, ttl tim
 		started = cur.StartedAt // kept when the key changes hands
 	}
 	s.inflight[in.IdempotencyKey] = &dlq.Inflight{IdempotencyKey: in.IdempotencyKey, Workflow: in.Workflow, Params: cloneRaw(in.Params),
-		RequestID: in.RequestID, StartedAt: started, Lease: l}
+		PathParams: maps.Clone(in.PathParams), RequestID: in.RequestID, StartedAt: started, Lease: l}
 	return l, taken, nil
 }
 
@@ -311,6 +313,7 @@ func (s *Store) Inflight(_ context.Context, f dlq.InflightFilter) ([]*dlq.Inflig
 		}
 		c := *in
 		c.Params = cloneRaw(in.Params)
+		c.PathParams = maps.Clone(in.PathParams)
 		out = append(out, &c)
 	}
 	slices.SortFunc(out, func(a, b *dlq.Inflight) int {
