@@ -75,18 +75,9 @@ func TestTakeoverOfARunningExecution(t *testing.T) {
 		t.Run(tc.status+" "+strconv.Itoa(int(tc.offset.Seconds())), func(t *testing.T) {
 			t.Parallel()
 			api := n8nWithExecution(t, tc.status, tc.offset)
-			db := filepath.Join(t.TempDir(), "dlq.db")
 			var attempts atomic.Int64
-			cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: %q, api_key: k}\nworkflows: {w: {path: w, id: wf}}\ninvokers: {http: {reconcile_timeout: 1s}}\ndlq: {enabled: true}\nstore: {path: %q}\n", api.URL, db))
-			m, err := invoker.New(cfg, invoker.WithTransport(slowOK(0, &attempts)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close(context.Background())
-			if _, _, err := m.DLQ().Begin(t.Context(), &dlq.Inflight{IdempotencyKey: "k", Workflow: "w"}, "elsewhere/ns:1/x", time.Nanosecond); err != nil {
-				t.Fatal(err)
-			}
-			_, err = m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "k"})
+			m := leftInFlight(t, api.URL, "invokers: {http: {reconcile_timeout: 1s}}\n", &attempts)
+			_, err := m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "k"})
 			if code := invocation.CodeOf(err); code != invocation.CodeUnresolved {
 				t.Errorf("takeover of a %s execution: %v (code %s), want unresolved", tc.status, err, code)
 			}
@@ -104,17 +95,8 @@ func TestTakeoverOfARunningExecution(t *testing.T) {
 func TestTakeoverOfASucceededExecution(t *testing.T) {
 	t.Parallel()
 	api := n8nWithExecution(t, "success", 0)
-	db := filepath.Join(t.TempDir(), "dlq.db")
 	var attempts atomic.Int64
-	cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: %q, api_key: k}\nworkflows: {w: {path: w, id: wf}}\ndlq: {enabled: true}\nstore: {path: %q}\n", api.URL, db))
-	m, err := invoker.New(cfg, invoker.WithTransport(slowOK(0, &attempts)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close(context.Background())
-	if _, _, err := m.DLQ().Begin(t.Context(), &dlq.Inflight{IdempotencyKey: "k", Workflow: "w"}, "elsewhere/ns:1/x", time.Nanosecond); err != nil {
-		t.Fatal(err)
-	}
+	m := leftInFlight(t, api.URL, "", &attempts)
 	res, err := m.Execute(t.Context(), &invocation.Request{Workflow: "w", IdempotencyKey: "k"})
 	if err != nil {
 		t.Fatal(err)
@@ -127,4 +109,23 @@ func TestTakeoverOfASucceededExecution(t *testing.T) {
 		res.Attempts < 1 || res.Duration <= 0 || res.ExecutionID != "41" {
 		t.Errorf("reconciled result: output %s, last node %s, %+v", res.Output, res.LastNodeOutput, res)
 	}
+}
+
+// leftInFlight returns a manager (its journal on a fresh SQLite file, n8n's
+// API at apiURL, workflow "w" with n8n id "wf", more YAML in extra) whose
+// transport counts its sends in attempts, with key "k" left in flight by
+// a process whose lease has ended: the next call of "k" takes it over.
+func leftInFlight(t *testing.T, apiURL, extra string, attempts *atomic.Int64) *invoker.Manager {
+	t.Helper()
+	cfg := parseConfig(t, fmt.Sprintf("n8n: {base_url: %q, api_key: k}\nworkflows: {w: {path: w, id: wf}}\n%sdlq: {enabled: true}\nstore: {path: %q}\n",
+		apiURL, extra, filepath.Join(t.TempDir(), "dlq.db")))
+	m, err := invoker.New(cfg, invoker.WithTransport(slowOK(0, attempts)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	if _, _, err := m.DLQ().Begin(t.Context(), &dlq.Inflight{IdempotencyKey: "k", Workflow: "w"}, "elsewhere/ns:1/x", time.Nanosecond); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -196,8 +196,11 @@ func newWebhook(baseURL string, opts ...Option) (*webhook, error) {
 }
 
 // WithRetryAmbiguous re-sends ambiguous attempts without reconciling:
-// the timing tests of the retry loop use it; the default (no re-send
-// without a reconciler) has tests of its own.
+// the timing tests of the retry loop use it. The same answers with the
+// default (no re-send without a reconciler; with one, a reconcile first)
+// are TestAmbiguousAttempts and TestAnswerAfterARun, which use
+// newScriptedDefault; the root's chaos and real-n8n tests run the
+// defaults end to end.
 func WithRetryAmbiguous() Option {
 	return func(s *setup) error {
 		if s.stages.Retry == nil {
